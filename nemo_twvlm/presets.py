@@ -1,0 +1,112 @@
+"""Named model presets: every architecture number lives here once.
+
+`debug` is the CPU size used by tests and the demo; `8b` and `70b` mirror the public checkpoints
+(CLIP ViT-L/14-336 + Llama-3-8B / Llama-3-Taiwan-70B). All three build the same model class.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class VisionPreset:
+    """A CLIP ViT. `num_layers` is the checkpoint's depth; layers after `feature_layer` are not built."""
+
+    image_size: int
+    patch_size: int
+    num_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    ffn_hidden_size: int
+    activation: str = "quick_gelu"
+    layernorm_epsilon: float = 1e-5
+    feature_layer: int = -2
+    drop_class_token: bool = True
+    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+    @property
+    def num_image_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def num_built_layers(self) -> int:
+        # hidden_states[feature_layer] in HF counts the embedding output as index 0, so layer -2 of a
+        # 24-layer ViT is the output of block 23: blocks after it never influence the LM.
+        return self.num_layers + 1 + self.feature_layer if self.feature_layer < 0 else self.feature_layer
+
+
+@dataclass(frozen=True)
+class LanguagePreset:
+    """A Llama-style decoder: RMSNorm, SwiGLU, GQA, RoPE, untied embeddings."""
+
+    num_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    num_query_groups: int
+    ffn_hidden_size: int
+    vocab_size: int
+    rotary_base: float
+    max_position_embeddings: int
+    norm_epsilon: float = 1e-5
+    untie_embeddings: bool = True
+
+    @property
+    def kv_channels(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    name: str
+    vision: VisionPreset
+    language: LanguagePreset
+    projector_type: str = "mlp2x_gelu"
+    hf_reference: str = ""
+
+    @property
+    def num_image_tokens(self) -> int:
+        return self.vision.num_image_tokens
+
+    def with_vocab_size(self, vocab_size: int) -> "ModelPreset":
+        return replace(self, language=replace(self.language, vocab_size=vocab_size))
+
+
+CLIP_VIT_L_14_336 = VisionPreset(
+    image_size=336, patch_size=14, num_layers=24, hidden_size=1024, num_attention_heads=16, ffn_hidden_size=4096,
+)
+
+LLAMA3_70B = LanguagePreset(
+    num_layers=80, hidden_size=8192, num_attention_heads=64, num_query_groups=8, ffn_hidden_size=28672,
+    vocab_size=128256, rotary_base=500000.0, max_position_embeddings=8192,
+)
+
+LLAMA3_8B = LanguagePreset(
+    num_layers=32, hidden_size=4096, num_attention_heads=32, num_query_groups=8, ffn_hidden_size=14336,
+    vocab_size=128256, rotary_base=500000.0, max_position_embeddings=8192,
+)
+
+DEBUG_VISION = VisionPreset(
+    image_size=64, patch_size=16, num_layers=3, hidden_size=64, num_attention_heads=4, ffn_hidden_size=256,
+)
+
+# The debug vocabulary is the size of the tokenizer trained by scripts/train_tokenizer.py (data/tokenizer).
+DEBUG_LANGUAGE = LanguagePreset(
+    num_layers=2, hidden_size=128, num_attention_heads=4, num_query_groups=2, ffn_hidden_size=352,
+    vocab_size=1024, rotary_base=10000.0, max_position_embeddings=1024,
+)
+
+PRESETS: dict[str, ModelPreset] = {
+    "debug": ModelPreset("debug", DEBUG_VISION, DEBUG_LANGUAGE),
+    "8b": ModelPreset("8b", CLIP_VIT_L_14_336, LLAMA3_8B,
+                      hf_reference="openai/clip-vit-large-patch14-336 + meta-llama/Meta-Llama-3-8B"),
+    "70b": ModelPreset("70b", CLIP_VIT_L_14_336, LLAMA3_70B,
+                       hf_reference="openai/clip-vit-large-patch14-336 + yentinglin/Llama-3-Taiwan-70B-Instruct"),
+}
+
+
+def get_preset(name: str) -> ModelPreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"model.preset={name!r} is not a known preset; expected one of {sorted(PRESETS)}") from None

@@ -1,0 +1,82 @@
+"""Typed training configuration: what a recipe returns and what `nemo twvlm pretrain` runs.
+
+Plain dataclasses so NeMo-Run can wrap them in `run.Config` and the CLI can override any field
+(`trainer.max_steps=20`, `data.seq_length=512`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "debug"
+    # Which parameters train: "align" (projector), "cpt" (projector + LM), "sft" (projector + LM).
+    freeze_plan: str = "align"
+    train_vision: bool = False
+    # Path of a checkpoint whose weights initialise this run (a previous stage); optimizer state is not loaded.
+    init_from: Optional[str] = None
+
+
+@dataclass
+class DataConfig:
+    # An Energon dataset directory or metadataset YAML (blends live there).
+    path: str = ""
+    # Held-out split for validation during training; empty = none.
+    val_path: str = ""
+    tokenizer: str = "data/tokenizer"
+    seq_length: int = 256
+    micro_batch_size: int = 4
+    global_batch_size: int = 4
+    packing: bool = True
+    packing_buffer_size: int = 64
+    num_workers: int = 0
+    seed: int = 1234
+
+
+@dataclass
+class ParallelConfig:
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    virtual_pipeline_parallel: Optional[int] = None
+    context_parallel: int = 1
+    sequence_parallel: bool = False
+    distributed_optimizer: bool = False
+    recompute: Optional[str] = None  # None | "selective" | "full"
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 100
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 10
+    lr_decay_style: str = "cosine"
+    weight_decay: float = 0.0
+    clip_grad: float = 1.0
+    adam_beta2: float = 0.95
+    seed: int = 1234
+    precision: str = "fp32"  # fp32 | bf16 | fp8 (fp8 needs Transformer Engine)
+    log_interval: int = 10
+    eval_interval: int = 0
+    eval_iters: int = 0
+    # Stop after this many steps without shortening the LR schedule (for stop-and-resume).
+    exit_interval: Optional[int] = None
+
+
+@dataclass
+class CheckpointConfig:
+    save: Optional[str] = None
+    load: Optional[str] = None
+    save_interval: Optional[int] = None
+
+
+@dataclass
+class PretrainConfig:
+    name: str = "twvlm"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
