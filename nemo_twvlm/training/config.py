@@ -33,6 +33,8 @@ class DataConfig:
     packing_buffer_size: int = 64
     num_workers: int = 0
     seed: int = 1234
+    # Append one JSON line per micro-batch (iteration, sample keys, loss) here; empty = off.
+    sample_log: str = ""
 
 
 @dataclass

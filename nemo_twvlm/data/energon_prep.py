@@ -1,0 +1,57 @@
+"""Make a folder of WebDataset shards loadable by Energon (what `energon prepare` does, in-process).
+
+Calling the Python API instead of the `energon` CLI saves a second interpreter start and its
+multi-second megatron import, and lets callers pass a sample loader as source text.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from megatron.energon.epathlib import EPath
+from megatron.energon.flavors import BaseWebdatasetFactory
+from megatron.energon.flavors.webdataset.config import INFO_JSON_FILENAME, MAIN_FOLDER_NAME
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def prepare(
+    path: str | Path,
+    *,
+    sample_type: str,
+    field_map: dict[str, str] | None = None,
+    sample_loader_source: str | None = None,
+    split: tuple[float, float, float] = (1, 0, 0),
+) -> dict[str, int]:
+    """Index every `*.tar` under `path`, write `.nv-meta/{split.yaml,dataset.yaml}`; return shard counts.
+
+    `sample_type` is an Energon sample class name (e.g. "CaptioningSample"). Give exactly one of
+    `field_map` (sample field -> part name) or `sample_loader_source` (a `sample_loader.py` defining
+    `sample_loader(raw) -> dict` and `part_filter(part) -> bool`). `split` is the train/val/test
+    ratio over shards, so a held-out folder uses (0, 1, 0).
+    """
+    if (field_map is None) == (sample_loader_source is None):
+        raise ValueError("give exactly one of field_map or sample_loader_source")
+    root = Path(path)
+    tars = sorted(str(p.relative_to(root)) for p in root.glob("**/*.tar"))
+    if not tars:
+        raise FileNotFoundError(f"no .tar shards under {root}")
+    BaseWebdatasetFactory.prepare_dataset(
+        EPath(root),
+        tars,
+        split_parts_ratio=list(zip(SPLIT_NAMES, split)),
+        shuffle_seed=None,  # keep shard order so a split is reproducible and readable
+        workers=2,
+    )
+    meta = root / MAIN_FOLDER_NAME
+    definition: dict = {"sample_type": {"__module__": "megatron.energon", "__class__": sample_type}}
+    if field_map is not None:
+        definition["field_map"] = field_map
+    else:
+        (meta / "sample_loader.py").write_text(sample_loader_source, encoding="utf-8")
+        definition["sample_loader"] = "sample_loader.py:sample_loader"
+        definition["part_filter"] = "sample_loader.py:part_filter"
+    with open(meta / "dataset.yaml", "w", encoding="utf-8") as f:
+        yaml.dump(definition, f, sort_keys=False)
+    return json.loads((meta / INFO_JSON_FILENAME).read_text())["shard_counts"]

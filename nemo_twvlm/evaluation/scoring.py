@@ -1,0 +1,42 @@
+"""Option log-likelihood scoring with the LLaVA model: log p(continuation | image, context)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ScoringItem:
+    image: torch.Tensor  # [3, S, S], CLIP-normalised
+    context: list[int]  # ids before the continuation; contains exactly one image id
+    continuation: list[int]  # ids whose log-probability is summed
+
+
+@torch.no_grad()
+def continuation_logprobs(model, items: list[ScoringItem], *, image_token_index: int, num_image_tokens: int,
+                          pad_id: int, batch_size: int = 64) -> list[float]:
+    """Sum of log-probabilities of each item's continuation, in one causal forward per batch."""
+    model.eval()
+    scores: list[float] = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        sequences = [item.context + item.continuation for item in chunk]
+        width = max(len(s) for s in sequences)
+        tokens = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            tokens[row, : len(seq)] = torch.tensor(seq)
+        images = torch.stack([item.image for item in chunk])
+        position_ids = torch.arange(width).expand(len(chunk), -1)
+        logits, _ = model(images, tokens, position_ids, None)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        shift = num_image_tokens - 1
+        for row, item in enumerate(chunk):
+            if item.context.count(image_token_index) != 1:
+                raise ValueError("each scoring context must hold exactly one image placeholder")
+            total = 0.0
+            for offset, token in enumerate(item.continuation):
+                compact = len(item.context) + offset  # position of this token among the compact ids
+                total += logprobs[row, compact - 1 + shift, token].item()
+            scores.append(total)
+    return scores

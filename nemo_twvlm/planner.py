@@ -1,0 +1,560 @@
+"""Back-of-the-envelope planning for a run: parameters, FLOPs, memory per GPU and wall-clock days.
+
+Pure arithmetic on the presets in `nemo_twvlm.presets`: nothing is allocated and neither torch nor
+megatron is imported, so `nemo twvlm plan` answers instantly on a laptop.
+
+Conventions used throughout
+---------------------------
+* One multiply-accumulate (MAC) = 2 FLOPs.
+* "Training FLOPs" = forward + backward = 3 x forward (backward computes gradients w.r.t. both the
+  activations and the weights, each costing one forward). This is the "model FLOPs" of MFU: activation
+  recomputation is *not* counted.
+* Elementwise work (norms, softmax, activations, RoPE, residual adds) is ignored: it is < 1 % of the
+  matmul FLOPs for every preset here.
+* Attention-score FLOPs of a causal LM can be counted two ways, and published tables use both:
+
+  - `CAUSAL_HALVED` (``causal=True``): the QK^T and softmax·V matmuls only touch the lower triangle,
+    so each token attends to s/2 tokens on average. Megatron-Bridge's performance summary (container
+    25.11: Llama3-70B, 719 TFLOP/s/GPU at 1,602 tokens/s/GPU) uses this one.
+  - `FULL_ATTENTION` (``causal=False``): the full s x s score matrix is counted, as in Megatron-LM's
+    `num_floating_point_operations` of 2024. The NeMo 24.07 performance summary (Llama3-70B,
+    738 TFLOP/s/GPU at 1,533 tokens/s/GPU) uses this one.
+
+  Both tables are reproduced to within 0.1 % by `lm_flops_per_token` (see tests/test_planner.py).
+  The multimodal plan uses `CAUSAL_HALVED`: it is the work a flash-attention kernel actually does.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional, Union
+
+from nemo_twvlm.presets import LanguagePreset, ModelPreset, VisionPreset, get_preset
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nemo_twvlm.training.config import PretrainConfig
+
+# --- FLOPs conventions ------------------------------------------------------------------------------
+CAUSAL_HALVED = True    # Megatron-Bridge performance summary (25.11)
+FULL_ATTENTION = False  # NeMo 24.07 performance summary / Megatron-LM 2024 formula
+FLOPS_CONVENTIONS: dict[str, bool] = {
+    "megatron-bridge": CAUSAL_HALVED,
+    "nemo-24.07": FULL_ATTENTION,
+}
+
+# --- Hardware and defaults ---------------------------------------------------------------------------
+H100_BF16_PEAK_FLOPS = 989e12   # H100 SXM dense BF16
+H100_FP8_PEAK_FLOPS = 1979e12   # H100 SXM dense FP8
+H100_MEMORY_BYTES = 80 * 2**30  # "80 GB" H100 (~79.6 GiB usable after the CUDA context)
+DEFAULT_IMAGES = 50_000_000        # the seed's data budget: 50M image-text pairs ...
+DEFAULT_TEXT_TOKENS = 3_000_000_000  # ... plus 3B text tokens
+DEFAULT_MFU = 0.4
+
+FREEZE_PLANS = ("align", "cpt", "sft")
+PRECISIONS = ("fp32", "bf16", "fp8")
+RECOMPUTE_MODES = (None, "selective", "full")
+
+TRAIN_PASSES = 3  # forward + backward
+FLOPS_PER_MAC = 2
+
+
+# =====================================================================================================
+# FLOPs
+# =====================================================================================================
+def lm_flops_per_token(
+    num_layers: int,
+    hidden_size: int,
+    num_attention_heads: int,
+    num_query_groups: int,
+    ffn_hidden_size: int,
+    vocab_size: int,
+    seq_length: int,
+    *,
+    causal: bool = CAUSAL_HALVED,
+) -> float:
+    """Training FLOPs per token (forward + backward = 3 x forward, 2 FLOPs per MAC) of a Llama-style LM.
+
+    Forward MACs per token and layer, with h = hidden, d = h / heads, g = query groups, s = seq_length:
+
+    * QKV projections with GQA: q h x h, k and v h x (g d) each  -> h^2 + 2 h g d
+    * attention scores QK^T and scores x V: s h each when every token sees all s tokens -> 2 s h;
+      ``causal=True`` (`CAUSAL_HALVED`, Megatron-Bridge) counts half of it, s h;
+      ``causal=False`` (`FULL_ATTENTION`, NeMo 24.07) counts the full 2 s h
+    * output projection h x h                                    -> h^2
+    * SwiGLU MLP: gate, up (h x ffn) and down (ffn x h)          -> 3 h ffn
+
+    plus the logits layer h x vocab once per token (the embedding lookup is free).
+    """
+    h, s, L = hidden_size, seq_length, num_layers
+    head_dim = h // num_attention_heads
+    qkv = h * h + 2 * h * num_query_groups * head_dim
+    attention = 2 * s * h * (0.5 if causal else 1.0)
+    proj = h * h
+    mlp = 3 * h * ffn_hidden_size
+    logits = h * vocab_size
+    macs = L * (qkv + attention + proj + mlp) + logits
+    return float(TRAIN_PASSES * FLOPS_PER_MAC * macs)
+
+
+def language_flops_per_token(
+    language: Union[LanguagePreset, ModelPreset], seq_length: int, *, causal: bool = CAUSAL_HALVED
+) -> float:
+    """`lm_flops_per_token` for a preset's language model."""
+    lm = language.language if isinstance(language, ModelPreset) else language
+    return lm_flops_per_token(
+        lm.num_layers, lm.hidden_size, lm.num_attention_heads, lm.num_query_groups,
+        lm.ffn_hidden_size, lm.vocab_size, seq_length, causal=causal,
+    )
+
+
+def vit_flops_per_image(vision: Union[VisionPreset, ModelPreset], *, backward: bool = True) -> float:
+    """FLOPs of the built CLIP ViT on one image: training (3 x forward) by default, forward only with
+    ``backward=False`` (a frozen ViT runs forward only).
+
+    Per image, with n = patches + 1 class token, h = hidden, p = patch:
+    patch conv n_patches x 3 p^2 x h MACs; per built layer n (4 h^2 + 2 h ffn) MACs for QKV, output
+    projection and MLP, plus 2 n^2 h for the (bidirectional) attention scores and scores x V.
+    """
+    v = vision.vision if isinstance(vision, ModelPreset) else vision
+    h, n_patches = v.hidden_size, v.num_image_tokens
+    n = n_patches + 1  # megatron's CLIPViTModel always prepends one class token for "clip"
+    conv = n_patches * 3 * v.patch_size**2 * h
+    per_layer = n * (4 * h * h + 2 * h * v.ffn_hidden_size) + 2 * n * n * h
+    macs = conv + v.num_built_layers * per_layer
+    return float((TRAIN_PASSES if backward else 1) * FLOPS_PER_MAC * macs)
+
+
+def projector_flops_per_image(preset: ModelPreset, *, backward: bool = True) -> float:
+    """Training FLOPs (3 x forward) of the mlp2x_gelu projector on one image's tokens."""
+    vh, lh = preset.vision.hidden_size, preset.language.hidden_size
+    macs = preset.num_image_tokens * (vh * lh + lh * lh)
+    return float((TRAIN_PASSES if backward else 1) * FLOPS_PER_MAC * macs)
+
+
+# =====================================================================================================
+# Parameters
+# =====================================================================================================
+def language_layer_parameters(lm: LanguagePreset) -> int:
+    """One Llama decoder layer as megatron-core builds it (no biases)."""
+    h = lm.hidden_size
+    qkv = h * (lm.num_attention_heads + 2 * lm.num_query_groups) * lm.kv_channels
+    proj = lm.num_attention_heads * lm.kv_channels * h
+    fc1 = h * 2 * lm.ffn_hidden_size  # gate + up, fused
+    fc2 = lm.ffn_hidden_size * h
+    norms = 2 * h  # input RMSNorm + pre-MLP RMSNorm (weights only)
+    return qkv + proj + fc1 + fc2 + norms
+
+
+def vision_layer_parameters(v: VisionPreset) -> int:
+    """One CLIP ViT layer as megatron-core builds it (LayerNorms and linears all with biases)."""
+    h, f = v.hidden_size, v.ffn_hidden_size
+    norms = 2 * (2 * h)
+    qkv = 3 * h * h + 3 * h
+    proj = h * h + h
+    fc1 = h * f + f
+    fc2 = f * h + h
+    return norms + qkv + proj + fc1 + fc2
+
+
+def count_parameters(preset: Union[ModelPreset, str]) -> dict[str, int]:
+    """Parameter counts of what megatron-core's `LLaVAModel` allocates for a preset (TP-independent).
+
+    Keys: ``language``, ``vision``, ``projector``, ``total`` and the breakdown
+    ``language_embedding``, ``language_output`` (0 when tied), ``language_layers``, ``language_final_norm``,
+    ``vision_embeddings`` (class token, position embeddings, patch conv, ln_pre), ``vision_layers``.
+    """
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    lm, v = p.language, p.vision
+    if p.projector_type != "mlp2x_gelu":
+        raise ValueError(f"projector_type={p.projector_type!r}: only 'mlp2x_gelu' is counted")
+
+    embedding = lm.vocab_size * lm.hidden_size
+    output = lm.vocab_size * lm.hidden_size if lm.untie_embeddings else 0
+    layers = lm.num_layers * language_layer_parameters(lm)
+    final_norm = lm.hidden_size
+    language = embedding + layers + final_norm + output
+
+    vh = v.hidden_size
+    vision_embeddings = (
+        vh  # class token (1 x 1 x h)
+        + (v.num_image_tokens + 1) * vh  # position embeddings
+        + vh * 3 * v.patch_size**2  # conv1, no bias
+        + 2 * vh  # ln_pre weight + bias
+    )
+    vision_layers = v.num_built_layers * vision_layer_parameters(v)
+    vision = vision_embeddings + vision_layers  # no ln_post for "clip"
+
+    lh = lm.hidden_size
+    projector = (vh * lh + lh) + (lh * lh + lh)
+
+    return {
+        "language": language,
+        "vision": vision,
+        "projector": projector,
+        "total": language + vision + projector,
+        "language_embedding": embedding,
+        "language_output": output,
+        "language_layers": layers,
+        "language_final_norm": final_norm,
+        "vision_embeddings": vision_embeddings,
+        "vision_layers": vision_layers,
+    }
+
+
+def _check_freeze_plan(freeze_plan: str) -> None:
+    if freeze_plan not in FREEZE_PLANS:
+        raise ValueError(f"model.freeze_plan={freeze_plan!r}; expected one of {FREEZE_PLANS}")
+
+
+def trainable_parameters(preset: Union[ModelPreset, str], freeze_plan: str, train_vision: bool = False) -> int:
+    """Trainable parameters of a freeze plan.
+
+    "align": projector; "cpt" and "sft": projector + language model. ``train_vision`` adds the ViT
+    (to any plan: it is an independent switch in `ModelConfig`).
+    """
+    _check_freeze_plan(freeze_plan)
+    c = count_parameters(preset)
+    n = c["projector"]
+    if freeze_plan in ("cpt", "sft"):
+        n += c["language"]
+    if train_vision:
+        n += c["vision"]
+    return n
+
+
+# =====================================================================================================
+# Memory
+# =====================================================================================================
+def _activation_bytes_per_layer(
+    s: int, s_full: int, b: int, h: int, a: int, tp: int, sequence_parallel: bool, recompute: Optional[str]
+) -> float:
+    """Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer Models"), bytes
+    stored per transformer layer and microbatch with 16-bit activations.
+
+    ``s`` is the local sequence (seq / cp); ``s_full`` the sequence a query attends over (the score
+    term is a s_local s_full b). With sequence parallelism everything is divided by tp; without it only
+    the tensor-parallel regions are (10 + 24/tp).
+    """
+    if recompute == "full":
+        return 2 * s * b * h / (tp if sequence_parallel else 1)
+    linear = 34 * s * b * h / tp if sequence_parallel else s * b * h * (10 + 24 / tp)
+    if recompute == "selective":
+        return linear
+    return linear + 5 * a * s * s_full * b / tp
+
+
+def _in_flight_layers(num_layers: int, pp: int, vp: int, rank: int, num_microbatches: Optional[int]) -> float:
+    """Layers' worth of microbatch activations pipeline rank ``rank`` holds at its peak (1F1B).
+
+    Non-interleaved: pp - rank microbatches of L/pp layers (the first stage holds L layers' worth).
+    Interleaved (vp chunks): 2 (pp - rank - 1) + (vp - 1) pp + 1 chunk-microbatches of L/(pp vp) layers,
+    i.e. L (1 + (pp - 1)/(pp vp)) on the first stage, as in Korthikanti et al. section 4.2.3.
+    """
+    if vp > 1:
+        chunks = 2 * (pp - rank - 1) + (vp - 1) * pp + 1
+        if num_microbatches is not None:
+            chunks = min(chunks, num_microbatches * vp)
+        return chunks * num_layers / (pp * vp)
+    mbs_in_flight = pp - rank
+    if num_microbatches is not None:
+        mbs_in_flight = min(mbs_in_flight, num_microbatches)
+    return mbs_in_flight * num_layers / pp
+
+
+def memory_per_gpu(
+    preset: Union[ModelPreset, str],
+    *,
+    tp: int,
+    pp: int,
+    dp: int,
+    cp: int = 1,
+    vp: Optional[int] = None,
+    micro_batch_size: int,
+    seq_length: int,
+    precision: str = "bf16",
+    distributed_optimizer: bool = True,
+    recompute: Optional[str] = None,
+    freeze_plan: str = "cpt",
+    train_vision: bool = False,
+    sequence_parallel: bool = True,
+    num_microbatches: Optional[int] = None,
+    images_per_sample: int = 1,
+) -> dict:
+    """Approximate peak memory per GPU in bytes on the worst pipeline stage (first or last).
+
+    Returns ``weights``, ``gradients``, ``optimizer``, ``activations``, ``total`` (ints, bytes) for the
+    worst stage, its name in ``stage``, and both stages in ``stages``.
+
+    Model states
+      * weights: 2 B/param (bf16 and fp8 keep bf16 weights; fp8 transposes are ignored), 4 B for fp32.
+        The first stage holds the ViT, projector, embedding and its L/pp layers; the last stage its
+        L/pp layers, final norm and output layer. Everything is divided by tp (norm weights are in fact
+        replicated: negligible).
+      * gradients: 4 B per *trainable* param (fp32 main-grad buffer); frozen params get none.
+      * optimizer: Adam, 12 B per trainable param for bf16/fp8 (fp32 master copy + 2 moments), 8 B for
+        fp32; with the distributed optimizer divided by dp * cp (megatron shards over the
+        data-parallel-with-context-parallel group).
+    Activations (16-bit)
+      * language layers: Korthikanti et al. s b h (34 + 5 a s / h) bytes per layer and microbatch,
+        / tp with sequence parallelism; selective recompute drops the 5 a s / h (score) term, which is
+        also what flash attention stores; full recompute keeps 2 s b h (the layer input). The
+        sequence is seq_length / cp per GPU. The formula is for a GPT with dropout and a 4h GeLU MLP;
+        Llama (no dropout, GQA, SwiGLU 3.5h) stores about the same, so read it as a conservative estimate.
+      * pipeline: with 1F1B the first stage holds pp microbatches in flight (L layers' worth), times
+        1 + (pp - 1)/(pp vp) when interleaved; fewer if there are fewer microbatches per step.
+      * first stage: projector activations (and the ViT's when it trains; a frozen ViT stores none);
+        last stage: fp32 logits for the loss, 4 s b vocab / tp.
+    Not counted: CUDA context and NCCL buffers (~1-3 GB), allocator fragmentation, communication
+    buckets, pipeline send/receive buffers. Keep a margin.
+    """
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    _check_freeze_plan(freeze_plan)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
+    if recompute not in RECOMPUTE_MODES:
+        raise ValueError(f"recompute={recompute!r}; expected one of {RECOMPUTE_MODES}")
+    for name, val in (("tp", tp), ("pp", pp), ("dp", dp), ("cp", cp), ("micro_batch_size", micro_batch_size)):
+        if val < 1:
+            raise ValueError(f"{name}={val}; expected >= 1")
+    vp = vp or 1
+    lm, v = p.language, p.vision
+    c = count_parameters(p)
+    sp = sequence_parallel and tp > 1
+
+    layer = language_layer_parameters(lm)
+    layers_per_stage = math.ceil(lm.num_layers / pp)
+    train_lm = freeze_plan in ("cpt", "sft")
+
+    # (all params, trainable params) per stage, before tp sharding
+    first_all = c["language_embedding"] + layers_per_stage * layer + c["vision"] + c["projector"]
+    first_train = c["projector"] + (c["vision"] if train_vision else 0)
+    if train_lm:
+        first_train += c["language_embedding"] + layers_per_stage * layer
+    last_all = layers_per_stage * layer + c["language_final_norm"] + c["language_output"]
+    last_train = last_all if train_lm else 0
+    if pp == 1:
+        first_all += last_all - layers_per_stage * layer
+        first_train += (last_train - layers_per_stage * layer) if train_lm else 0
+
+    weight_bytes = 4 if precision == "fp32" else 2
+    optim_bytes = 8 if precision == "fp32" else 12
+    optim_shards = dp * cp if distributed_optimizer else 1
+
+    s_local = math.ceil(seq_length / cp)
+    b = micro_batch_size
+    per_layer = _activation_bytes_per_layer(
+        s_local, seq_length, b, lm.hidden_size, lm.num_attention_heads, tp, sp, recompute)
+    logits = 4 * s_local * b * lm.vocab_size / tp
+
+    # first stage extras: projector (input, fc1 out, GELU out) and a training ViT, per in-flight microbatch
+    n_img = p.num_image_tokens * b * images_per_sample
+    projector_act = 2 * n_img * (v.hidden_size + 2 * lm.hidden_size) / tp
+    vit_act = 0.0
+    if train_vision:
+        n_vit = p.num_image_tokens + 1
+        vit_act = v.num_built_layers * _activation_bytes_per_layer(
+            n_vit, n_vit, b * images_per_sample, v.hidden_size, v.num_attention_heads, tp, False, recompute)
+    first_mbs_in_flight = pp if num_microbatches is None else min(pp, num_microbatches)
+
+    def stage(all_params: float, train_params: float, rank: int) -> dict:
+        acts = per_layer * _in_flight_layers(lm.num_layers, pp, vp, rank, num_microbatches)
+        if rank == 0:
+            acts += (projector_act + vit_act) * first_mbs_in_flight
+        if rank == pp - 1:
+            acts += logits
+        d = {
+            "weights": int(weight_bytes * all_params / tp),
+            "gradients": int(4 * train_params / tp),
+            "optimizer": int(optim_bytes * train_params / tp / optim_shards),
+            "activations": int(acts),
+        }
+        d["total"] = sum(d.values())
+        return d
+
+    stages = {"first": stage(first_all, first_train, 0)}
+    if pp > 1:
+        stages["last"] = stage(last_all, last_train, pp - 1)
+    worst = max(stages, key=lambda k: stages[k]["total"])
+    return {**stages[worst], "stage": worst, "stages": stages}
+
+
+# =====================================================================================================
+# Plan: everything above for one run configuration, and a printable table
+# =====================================================================================================
+@dataclass(frozen=True)
+class Plan:
+    preset: str
+    freeze_plan: str
+    train_vision: bool
+    num_gpus: int
+    tp: int
+    pp: int
+    vp: Optional[int]
+    cp: int
+    dp: int
+    micro_batch_size: int
+    global_batch_size: int
+    seq_length: int
+    precision: str
+    recompute: Optional[str]
+    distributed_optimizer: bool
+    params: dict
+    trainable: int
+    lm_flops_per_token: float
+    vit_flops_per_image: float
+    projector_flops_per_image: float
+    memory: dict
+    gpu_memory_bytes: int
+    tokens_per_step: int
+    images: int
+    image_tokens: int
+    text_tokens: int
+    total_flops: float
+    mfu: float
+    peak_flops: float
+    days: float
+
+    @property
+    def memory_margin_bytes(self) -> int:
+        return self.gpu_memory_bytes - self.memory["total"]
+
+    @property
+    def fits(self) -> bool:
+        return self.memory_margin_bytes > 0
+
+    @property
+    def steps(self) -> int:
+        lm_tokens = self.images * self.image_tokens + self.text_tokens
+        return math.ceil(lm_tokens / self.tokens_per_step)
+
+
+def make_plan(
+    preset: Union[ModelPreset, str],
+    *,
+    num_gpus: int,
+    tp: int = 1,
+    pp: int = 1,
+    vp: Optional[int] = None,
+    cp: int = 1,
+    micro_batch_size: int = 1,
+    global_batch_size: int = 1,
+    seq_length: int = 4096,
+    precision: str = "bf16",
+    distributed_optimizer: bool = True,
+    recompute: Optional[str] = None,
+    sequence_parallel: bool = True,
+    freeze_plan: str = "cpt",
+    train_vision: bool = False,
+    images: int = DEFAULT_IMAGES,
+    text_tokens: int = DEFAULT_TEXT_TOKENS,
+    mfu: float = DEFAULT_MFU,
+    peak_flops: float = H100_BF16_PEAK_FLOPS,
+    gpu_memory_bytes: int = H100_MEMORY_BYTES,
+) -> Plan:
+    """A `Plan` for one run.
+
+    Compute budget: every image puts `num_image_tokens` tokens through the LM, and ``text_tokens``
+    counts all text (captions included). The LM is always counted at 3 x forward (even for "align":
+    gradients still flow back through it to the projector), the ViT at 3 x forward only when it
+    trains, else 1 x. Days = total FLOPs / (num_gpus x peak_flops x mfu); MFU is relative to
+    ``peak_flops`` (default H100 dense BF16, as in the published tables, also for fp8 runs).
+    """
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    model_parallel = tp * pp * cp
+    if num_gpus % model_parallel:
+        raise ValueError(f"num_gpus={num_gpus} is not divisible by tp*pp*cp={model_parallel}")
+    dp = num_gpus // model_parallel
+    if global_batch_size % (micro_batch_size * dp):
+        raise ValueError(
+            f"global_batch_size={global_batch_size} is not divisible by micro_batch_size*dp={micro_batch_size * dp}")
+    num_microbatches = global_batch_size // (micro_batch_size * dp)
+
+    params = count_parameters(p)
+    lm_fpt = language_flops_per_token(p, seq_length, causal=CAUSAL_HALVED)
+    vit_fpi = vit_flops_per_image(p.vision, backward=train_vision)
+    proj_fpi = projector_flops_per_image(p)
+    total_flops = images * (vit_fpi + proj_fpi + p.num_image_tokens * lm_fpt) + text_tokens * lm_fpt
+    memory = memory_per_gpu(
+        p, tp=tp, pp=pp, dp=dp, cp=cp, vp=vp, micro_batch_size=micro_batch_size, seq_length=seq_length,
+        precision=precision, distributed_optimizer=distributed_optimizer, recompute=recompute,
+        freeze_plan=freeze_plan, train_vision=train_vision, sequence_parallel=sequence_parallel,
+        num_microbatches=num_microbatches,
+    )
+    days = total_flops / (num_gpus * peak_flops * mfu) / 86400
+    return Plan(
+        preset=p.name, freeze_plan=freeze_plan, train_vision=train_vision, num_gpus=num_gpus,
+        tp=tp, pp=pp, vp=vp, cp=cp, dp=dp, micro_batch_size=micro_batch_size,
+        global_batch_size=global_batch_size, seq_length=seq_length, precision=precision,
+        recompute=recompute, distributed_optimizer=distributed_optimizer, params=params,
+        trainable=trainable_parameters(p, freeze_plan, train_vision), lm_flops_per_token=lm_fpt,
+        vit_flops_per_image=vit_fpi, projector_flops_per_image=proj_fpi, memory=memory,
+        gpu_memory_bytes=gpu_memory_bytes, tokens_per_step=global_batch_size * seq_length,
+        images=images, image_tokens=p.num_image_tokens, text_tokens=text_tokens, total_flops=total_flops, mfu=mfu,
+        peak_flops=peak_flops, days=days,
+    )
+
+
+def plan_from_config(cfg: "PretrainConfig", *, num_gpus: int, **kwargs) -> Plan:
+    """`make_plan` for a `PretrainConfig` (data budget, MFU, peak and GPU memory via ``kwargs``)."""
+    par = cfg.parallel
+    return make_plan(
+        cfg.model.preset, num_gpus=num_gpus, tp=par.tensor_parallel, pp=par.pipeline_parallel,
+        vp=par.virtual_pipeline_parallel, cp=par.context_parallel, micro_batch_size=cfg.data.micro_batch_size,
+        global_batch_size=cfg.data.global_batch_size, seq_length=cfg.data.seq_length,
+        precision=cfg.trainer.precision, distributed_optimizer=par.distributed_optimizer,
+        recompute=par.recompute, sequence_parallel=par.sequence_parallel,
+        freeze_plan=cfg.model.freeze_plan, train_vision=cfg.model.train_vision, **kwargs,
+    )
+
+
+def _human(n: float, unit: str = "") -> str:
+    """Counts with B for billions (params, tokens); FLOPs with SI prefixes (G, T, P)."""
+    steps = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")) if unit else (
+        (1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
+    for div, suffix in steps:
+        if abs(n) >= div:
+            return f"{n / div:.2f} {suffix}{unit}".rstrip()
+    return f"{n:.0f} {unit}".rstrip()
+
+
+def _bytes(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if abs(n) >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def format_plan(plan: Plan) -> str:
+    """A plain-text table of a `Plan` (print it directly, or inside a rich Panel)."""
+    m = plan.memory
+    par = f"TP{plan.tp} PP{plan.pp}" + (f" VP{plan.vp}" if plan.vp else "") + f" CP{plan.cp} DP{plan.dp}"
+    margin = plan.memory_margin_bytes
+    verdict = "fits" if margin > 0.1 * plan.gpu_memory_bytes else ("TIGHT" if margin > 0 else "DOES NOT FIT")
+    rows: list[tuple[str, str]] = [
+        ("preset", f"{plan.preset}   freeze plan {plan.freeze_plan}"
+                   + ("  + vision" if plan.train_vision else "")),
+        ("parallelism", f"{par} on {plan.num_gpus} GPU{'s' if plan.num_gpus != 1 else ''}; precision {plan.precision}, "
+                        f"recompute {plan.recompute or 'none'}, "
+                        f"{'distributed' if plan.distributed_optimizer else 'replicated'} optimizer"),
+        ("params total", f"{_human(plan.params['total'])}  (language {_human(plan.params['language'])}, "
+                         f"vision {_human(plan.params['vision'])}, projector {_human(plan.params['projector'])})"),
+        ("params trainable", f"{_human(plan.trainable)}  ({100 * plan.trainable / plan.params['total']:.1f} %)"),
+        ("LM FLOPs/token", f"{_human(plan.lm_flops_per_token, 'FLOP')}  (training, causal-halved, "
+                           f"seq {plan.seq_length})"),
+        ("ViT FLOPs/image", f"{_human(plan.vit_flops_per_image, 'FLOP')}"
+                            + ("" if plan.train_vision else "  (forward only, frozen)")),
+        ("projector FLOPs/image", _human(plan.projector_flops_per_image, "FLOP")),
+        (f"memory/GPU ({m['stage']} stage)",
+         f"{_bytes(m['total'])} = weights {_bytes(m['weights'])} + grads {_bytes(m['gradients'])} + "
+         f"optimizer {_bytes(m['optimizer'])} + activations {_bytes(m['activations'])}"),
+        ("margin vs GPU", f"{_bytes(margin)} of {_bytes(plan.gpu_memory_bytes)}: {verdict}"),
+        ("tokens/step", f"{plan.tokens_per_step:,}  (GBS {plan.global_batch_size} x seq {plan.seq_length}; "
+                        f"MBS {plan.micro_batch_size})"),
+        ("data budget", f"{_human(plan.images)} images + {_human(plan.text_tokens)} text tokens "
+                        f"= {plan.steps:,} steps"),
+        ("total compute", f"{plan.total_flops:.3g} FLOP"),
+        ("estimated time", (f"{plan.days:.1f} days" if plan.days >= 1 else f"{plan.days * 24:.2g} hours")
+                           + f" on {plan.num_gpus} GPU{'s' if plan.num_gpus != 1 else ''} at MFU {plan.mfu:.0%} "
+                           f"of {plan.peak_flops / 1e12:.0f} TFLOP/s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    rule = "-" * max(len(line) for line in lines)
+    return "\n".join([rule, *lines, rule])

@@ -1,0 +1,76 @@
+"""Reading megatron.training checkpoints outside the training loop (evaluation, chat, conversion)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from nemo_twvlm.training.config import PretrainConfig
+
+RUN_CONFIG_FILE = "twvlm_config.json"
+
+
+def save_run_config(cfg: PretrainConfig, save_dir: str) -> None:
+    from nemo_twvlm.training.pretrain import config_to_json
+
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    Path(save_dir, RUN_CONFIG_FILE).write_text(config_to_json(cfg), encoding="utf-8")
+
+
+def load_run_config(save_dir: str) -> PretrainConfig:
+    from nemo_twvlm.training.pretrain import config_from_json
+
+    path = Path(save_dir, RUN_CONFIG_FILE)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: {save_dir} is not a nemo_twvlm checkpoint directory")
+    return config_from_json(path.read_text(encoding="utf-8"))
+
+
+def latest_iteration(save_dir: str) -> int:
+    tracker = Path(save_dir, "latest_checkpointed_iteration.txt")
+    if not tracker.exists():
+        raise FileNotFoundError(f"{tracker} not found: no checkpoint was saved in {save_dir}")
+    return int(tracker.read_text().strip())
+
+
+def iteration_dir(save_dir: str, iteration: int | None = None) -> str:
+    iteration = latest_iteration(save_dir) if iteration is None else iteration
+    return os.path.join(save_dir, f"iter_{iteration:07d}")
+
+
+def init_single_process(seed: int = 1234) -> None:
+    """torch.distributed (gloo, one rank) + megatron's model-parallel state, for using a model directly."""
+    from megatron.core import parallel_state, tensor_parallel
+
+    from nemo_twvlm.compat import apply_cpu_workarounds
+
+    apply_cpu_workarounds()
+    if not torch.distributed.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        if "MASTER_PORT" not in os.environ:
+            from nemo_twvlm.training.pretrain import _free_port
+
+            os.environ["MASTER_PORT"] = str(_free_port())
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend, rank=0, world_size=1)
+    if not parallel_state.model_parallel_is_initialized():
+        parallel_state.initialize_model_parallel(1, 1)
+    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+
+
+def load_model_weights(model, save_dir: str, iteration: int | None = None) -> int:
+    """Load the model weights of a torch_dist checkpoint into `model` (any TP/PP split it was saved with
+    is resharded by dist_checkpointing). Returns the iteration loaded."""
+    from megatron.core import dist_checkpointing
+
+    iteration = latest_iteration(save_dir) if iteration is None else iteration
+    loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, iteration_dir(save_dir, iteration))
+    result = model.load_state_dict(loaded["model"], strict=False)
+    # TE layers carry `_extra_state` (FP8 metadata) that a checkpoint may legitimately lack.
+    missing = [k for k in result.missing_keys if not k.endswith("_extra_state")]
+    unexpected = [k for k in result.unexpected_keys if not k.endswith("_extra_state")]
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {save_dir} does not match the model: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    return iteration

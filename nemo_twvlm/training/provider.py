@@ -1,0 +1,137 @@
+"""The three callbacks megatron.training.pretrain needs: model provider, datasets provider, forward step.
+
+They read the run's PretrainConfig (set once per process by `set_run_config`) for what megatron's
+argument namespace has no field for: the preset, the freeze plan, the Energon dataset and tokenizer.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+from megatron.core import parallel_state
+from megatron.training import get_args, print_rank_0
+from megatron.training.arguments import core_transformer_config_from_args
+from megatron.training.checkpointing import get_checkpoint_name
+
+from nemo_twvlm.data.loader import train_loader, val_loader
+from nemo_twvlm.data.loader_state import decode_state, encode_state
+from nemo_twvlm.data.task_encoder import LlavaTaskEncoder
+from nemo_twvlm.data.tokenizer import load_tokenizer
+from nemo_twvlm.model import apply_freeze_plan, build_llava, image_token_id
+from nemo_twvlm.presets import get_preset
+from nemo_twvlm.training import step
+from nemo_twvlm.training.config import PretrainConfig
+
+_RUN: PretrainConfig | None = None
+
+
+def set_run_config(cfg: PretrainConfig) -> None:
+    global _RUN
+    _RUN = cfg
+
+
+def run_config() -> PretrainConfig:
+    if _RUN is None:
+        raise RuntimeError("set_run_config() must be called before megatron.training.pretrain")
+    return _RUN
+
+
+@functools.cache
+def _tokenizer():
+    return load_tokenizer(run_config().data.tokenizer)
+
+
+def _preset():
+    preset = get_preset(run_config().model.preset)
+    if len(_tokenizer()) > preset.language.vocab_size:
+        raise ValueError(f"tokenizer {run_config().data.tokenizer} has {len(_tokenizer())} tokens but preset "
+                         f"{preset.name!r} has vocab_size={preset.language.vocab_size}")
+    return preset
+
+
+def model_provider(pre_process=True, post_process=True, vp_stage=None, config=None, pg_collection=None):
+    args, cfg = get_args(), run_config()
+    model = build_llava(
+        _preset(),
+        base_config=config if config is not None else core_transformer_config_from_args(args),
+        image_token_index=image_token_id(_tokenizer()),
+        use_te=args.transformer_impl == "transformer_engine",
+        pre_process=pre_process,
+        post_process=post_process,
+        # The vision encoder and projector live on the first pipeline stage only.
+        add_encoder=pre_process,
+        pg_collection=pg_collection,
+        vp_stage=vp_stage,
+    )
+    apply_freeze_plan(model, cfg.model.freeze_plan, cfg.model.train_vision)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print_rank_0(f"nemo_twvlm: preset={cfg.model.preset} freeze_plan={cfg.model.freeze_plan} "
+                 f"trainable={trainable:,} of {sum(p.numel() for p in model.parameters()):,} parameters")
+    return model
+
+
+class SavableIterator:
+    """An Energon savable loader as the iterator megatron.training expects for --dataloader-type external;
+    megatron saves its state through `save_state()` alongside each checkpoint."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self._iterator = iter(loader)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._iterator)
+
+    def save_state(self):
+        return encode_state(self.loader.save_state_rank())
+
+
+def _load_loader_state(path: str):
+    return decode_state(torch.load(path, weights_only=True)["dataloader_state_dict"])
+
+
+def _encoder() -> LlavaTaskEncoder:
+    cfg = run_config()
+    return LlavaTaskEncoder(_tokenizer(), _preset(), cfg.data.seq_length)
+
+
+def datasets_provider(train_val_test_num_samples, vp_stage=None):
+    args, cfg = get_args(), run_config()
+    dp_rank, dp_size = parallel_state.get_data_parallel_rank(), parallel_state.get_data_parallel_world_size()
+    loader = train_loader(
+        cfg.data.path, _encoder(), micro_batch_size=cfg.data.micro_batch_size, packing=cfg.data.packing,
+        packing_buffer_size=cfg.data.packing_buffer_size, rank=dp_rank, world_size=dp_size,
+        num_workers=cfg.data.num_workers, seed=cfg.data.seed,
+    )
+    if args.iteration > 0 and args.load and not args.finetune:
+        state_path = get_checkpoint_name(
+            os.path.join(args.load, "dataloader"), args.iteration, pipeline_rank=0, tensor_rank=0,
+            basename=f"train_dataloader_dprank{dp_rank:03d}.pt",
+        )
+        if os.path.exists(state_path):
+            loader.restore_state_rank(_load_loader_state(state_path))
+            print_rank_0(f"nemo_twvlm: restored data loader state from {state_path}")
+        else:
+            print_rank_0(f"nemo_twvlm: WARNING no loader state at {state_path}; data restarts from the beginning")
+    valid = None
+    if cfg.data.val_path and args.eval_iters > 0:
+        valid = SavableIterator(val_loader(cfg.data.val_path, _encoder(), micro_batch_size=cfg.data.micro_batch_size,
+                                           rank=dp_rank, world_size=dp_size))
+    return SavableIterator(loader), valid, None
+
+
+datasets_provider.is_distributed = True
+
+
+def forward_step(data_iterator, model, return_schedule_plan=False):
+    cfg, args = run_config(), get_args()
+    sample_log = step.SampleLog(cfg.data.sample_log) if cfg.data.sample_log and parallel_state.get_data_parallel_rank() == 0 \
+        and parallel_state.get_tensor_model_parallel_rank() == 0 else None
+    return step.forward_step(
+        data_iterator, model, image_token_index=image_token_id(_tokenizer()),
+        num_image_tokens=_preset().num_image_tokens, use_te=args.transformer_impl == "transformer_engine",
+        sample_log=sample_log, iteration=args.curr_iteration if hasattr(args, "curr_iteration") else 0,
+    )

@@ -1,0 +1,75 @@
+"""Forward step and loss for megatron.training: a LlavaBatch in, masked token loss out."""
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import torch
+from megatron.core.packed_seq_params import PackedSeqParams
+
+from nemo_twvlm.data.packing import block_causal_mask, cu_seqlens
+from nemo_twvlm.data.task_encoder import LlavaBatch
+
+
+def model_inputs(batch: LlavaBatch, *, image_token_index: int, num_image_tokens: int, use_te: bool) -> dict:
+    """Keyword arguments for LLaVAModel.forward that keep packed samples from attending to each other.
+
+    Transformer Engine takes the packed layout directly (THD, cu_seqlens); megatron's local attention
+    takes an explicit block-diagonal causal mask instead.
+    """
+    images_per_row = (batch.tokens == image_token_index).sum(dim=1)
+    total = int((batch.tokens.shape[1] + images_per_row * (num_image_tokens - 1)).max())
+    kwargs = dict(
+        images=batch.images,
+        input_ids=batch.tokens,
+        position_ids=batch.position_ids,
+        labels=batch.labels,
+        loss_mask=batch.loss_mask,
+        num_image_tiles=batch.num_image_tiles,
+    )
+    if use_te:
+        if len(batch.seq_lengths) != 1:
+            raise ValueError("packed sequences with Transformer Engine need data.micro_batch_size=1 (THD layout)")
+        lengths = list(batch.seq_lengths[0])
+        if sum(lengths) < total:
+            lengths.append(total - sum(lengths))  # the padding tail is its own segment
+        cu = cu_seqlens(lengths).to(batch.tokens.device)
+        kwargs["attention_mask"] = None
+        kwargs["packed_seq_params"] = PackedSeqParams(
+            qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
+            max_seqlen_q=max(lengths), max_seqlen_kv=max(lengths),
+        )
+    else:
+        kwargs["attention_mask"] = block_causal_mask(batch.seq_lengths, total).to(batch.tokens.device)
+    return kwargs
+
+
+def masked_token_loss(loss_mask: torch.Tensor, output_tensor: torch.Tensor, *, on_loss=None):
+    """megatron.training's loss contract: (sum of token losses, token count, logged values)."""
+    losses = output_tensor.float().reshape(-1)
+    mask = loss_mask.reshape(-1).float()
+    loss = torch.sum(losses * mask)
+    num_tokens = mask.sum().detach().to(torch.int)
+    if on_loss is not None:
+        on_loss(loss.detach() / num_tokens.clamp_min(1))
+    return loss, num_tokens, {"lm loss": torch.cat([loss.detach().view(1), num_tokens.view(1).float()])}
+
+
+class SampleLog:
+    """Appends, per micro-batch, the sample keys and the batch loss (for resume checks and audits)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def record(self, iteration: int, keys: list[list[str]], loss: torch.Tensor) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"iteration": iteration, "keys": keys, "loss": float(loss)}) + "\n")
+
+
+def forward_step(data_iterator, model, *, image_token_index: int, num_image_tokens: int, use_te: bool,
+                 sample_log: SampleLog | None = None, iteration: int = 0):
+    batch: LlavaBatch = next(data_iterator)
+    output, loss_mask = model(**model_inputs(batch, image_token_index=image_token_index,
+                                             num_image_tokens=num_image_tokens, use_te=use_te))
+    on_loss = partial(sample_log.record, iteration, batch.keys) if sample_log else None
+    return output, partial(masked_token_loss, loss_mask, on_loss=on_loss)

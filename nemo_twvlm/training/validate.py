@@ -1,0 +1,145 @@
+"""Pre-launch checks of a `PretrainConfig`: fail in a second on the login node, not after the job queued.
+
+`validate(cfg, world_size=...)` raises one `ConfigError` listing every problem found, each naming the
+field path, its value and what is expected. It imports neither torch nor megatron.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from nemo_twvlm.compat import te_available as transformer_engine_available
+from nemo_twvlm.presets import PRESETS
+from nemo_twvlm.training.config import PretrainConfig
+
+PRECISIONS = ("fp32", "bf16", "fp8")
+FREEZE_PLANS = ("align", "cpt", "sft")
+RECOMPUTE_MODES = (None, "selective", "full")
+
+
+class ConfigError(ValueError):
+    """An invalid training configuration. ``errors`` holds one message per problem."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        if len(self.errors) == 1:
+            msg = self.errors[0]
+        else:
+            msg = f"{len(self.errors)} configuration errors:\n" + "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(msg)
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional[bool] = None) -> None:
+    """Raise `ConfigError` if ``cfg`` cannot run on ``world_size`` ranks; return None if it can.
+
+    ``te_available`` None detects Transformer Engine (only needed for ``trainer.precision='fp8'``).
+    Sequence parallelism with tensor_parallel=1 is allowed (it is a no-op).
+    """
+    errors: list[str] = []
+
+    def err(field: str, value, expected: str) -> None:
+        errors.append(f"{field}={value!r}: {expected}")
+
+    m, d, par, tr = cfg.model, cfg.data, cfg.parallel, cfg.trainer
+
+    # --- names --------------------------------------------------------------------------------------
+    preset = PRESETS.get(m.preset)
+    if preset is None:
+        err("model.preset", m.preset, f"expected one of {sorted(PRESETS)}")
+    if m.freeze_plan not in FREEZE_PLANS:
+        err("model.freeze_plan", m.freeze_plan, f"expected one of {list(FREEZE_PLANS)}")
+    if tr.precision not in PRECISIONS:
+        err("trainer.precision", tr.precision, f"expected one of {list(PRECISIONS)}")
+    if par.recompute not in RECOMPUTE_MODES:
+        err("parallel.recompute", par.recompute, f"expected one of {list(RECOMPUTE_MODES)}")
+
+    # --- sizes are positive integers ------------------------------------------------------------------
+    sizes_ok = True
+    for field, value in (
+        ("parallel.tensor_parallel", par.tensor_parallel),
+        ("parallel.pipeline_parallel", par.pipeline_parallel),
+        ("parallel.context_parallel", par.context_parallel),
+        ("data.micro_batch_size", d.micro_batch_size),
+        ("data.global_batch_size", d.global_batch_size),
+        ("data.seq_length", d.seq_length),
+    ):
+        if not _positive_int(value):
+            err(field, value, "expected a positive integer")
+            sizes_ok = False
+    vp = par.virtual_pipeline_parallel
+    if vp is not None and not _positive_int(vp):
+        err("parallel.virtual_pipeline_parallel", vp, "expected None or a positive integer")
+        sizes_ok = False
+    if not _positive_int(world_size):
+        err("world_size", world_size, "expected a positive integer")
+        sizes_ok = False
+
+    if sizes_ok:
+        tp, pp, cp = par.tensor_parallel, par.pipeline_parallel, par.context_parallel
+        if vp is not None and pp == 1:
+            err("parallel.virtual_pipeline_parallel", vp,
+                "the interleaved schedule needs parallel.pipeline_parallel > 1 (got 1); leave it None")
+
+        # --- parallel layout vs the world -----------------------------------------------------------
+        model_parallel = tp * pp * cp
+        if world_size % model_parallel:
+            err("world_size", world_size,
+                f"expected a multiple of tensor_parallel*pipeline_parallel*context_parallel = "
+                f"{tp}*{pp}*{cp} = {model_parallel}")
+        else:
+            dp = world_size // model_parallel
+            if d.global_batch_size % (d.micro_batch_size * dp):
+                err("data.global_batch_size", d.global_batch_size,
+                    f"expected a multiple of data.micro_batch_size*data_parallel = {d.micro_batch_size}*{dp} = "
+                    f"{d.micro_batch_size * dp} (data_parallel = world_size {world_size} / (tp*pp*cp) "
+                    f"{model_parallel})")
+
+        # --- parallel layout vs the model -----------------------------------------------------------
+        if preset is not None:
+            lm, vision = preset.language, preset.vision
+            if lm.num_attention_heads % tp:
+                err("parallel.tensor_parallel", tp,
+                    f"must divide the language model's num_attention_heads={lm.num_attention_heads} "
+                    f"(model.preset={m.preset!r})")
+            if lm.num_query_groups % tp:
+                err("parallel.tensor_parallel", tp,
+                    f"must divide the language model's num_query_groups={lm.num_query_groups} "
+                    f"(model.preset={m.preset!r})")
+            if vision.num_attention_heads % tp:
+                err("parallel.tensor_parallel", tp,
+                    f"must divide the vision model's num_attention_heads={vision.num_attention_heads} "
+                    f"(model.preset={m.preset!r}; the ViT shares the tensor-parallel group)")
+            chunks = pp * (vp or 1)
+            if lm.num_layers % chunks:
+                field = "parallel.virtual_pipeline_parallel" if vp else "parallel.pipeline_parallel"
+                err(field, vp if vp else pp,
+                    f"pipeline_parallel*(virtual_pipeline_parallel or 1) = {pp}*{vp or 1} = {chunks} must divide "
+                    f"the language model's num_layers={lm.num_layers} (model.preset={m.preset!r})")
+
+            # --- sequence ---------------------------------------------------------------------------
+            if d.seq_length <= preset.num_image_tokens:
+                err("data.seq_length", d.seq_length,
+                    f"must exceed the {preset.num_image_tokens} image tokens of model.preset={m.preset!r} "
+                    f"so a sequence holds an image plus text")
+            if d.seq_length > lm.max_position_embeddings:
+                err("data.seq_length", d.seq_length,
+                    f"must be <= max_position_embeddings={lm.max_position_embeddings} "
+                    f"of model.preset={m.preset!r}")
+        if cp > 1 and d.seq_length % (2 * cp):
+            err("data.seq_length", d.seq_length,
+                f"with parallel.context_parallel={cp} it must be divisible by 2*context_parallel = {2 * cp} "
+                f"(load-balanced causal chunks)")
+
+    # --- precision needs ------------------------------------------------------------------------------
+    if tr.precision == "fp8":
+        if te_available is None:
+            te_available = transformer_engine_available()
+        if not te_available:
+            err("trainer.precision", tr.precision,
+                "fp8 needs Transformer Engine, which is not importable here; use 'bf16' or a TE container")
+
+    if errors:
+        raise ConfigError(errors)

@@ -1,0 +1,261 @@
+"""Planner arithmetic: hand-computed toys, published anchors and the numbers megatron-core allocates."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from nemo_twvlm.planner import (
+    CAUSAL_HALVED,
+    FLOPS_CONVENTIONS,
+    FULL_ATTENTION,
+    H100_MEMORY_BYTES,
+    count_parameters,
+    format_plan,
+    language_flops_per_token,
+    lm_flops_per_token,
+    make_plan,
+    memory_per_gpu,
+    plan_from_config,
+    projector_flops_per_image,
+    trainable_parameters,
+    vit_flops_per_image,
+)
+from nemo_twvlm.presets import PRESETS, VisionPreset
+from nemo_twvlm.training.config import PretrainConfig
+
+LLAMA3_70B = PRESETS["70b"].language
+
+
+# --- FLOPs ------------------------------------------------------------------------------------------
+def test_toy_lm_flops_by_hand():
+    # 1 layer, h=4, 2 heads (head_dim 2), 1 KV group, ffn 8, vocab 10, seq 6. Forward MACs per token:
+    #   q 4*4=16, k+v 2*4*(1*2)=16, proj 16, MLP 3*4*8=96, logits 4*10=40     -> 184
+    #   attention QK^T + AV: full 2*6*4 = 48, causal-halved 24
+    # training FLOPs = 3 passes * 2 FLOPs/MAC * MACs
+    args = dict(num_layers=1, hidden_size=4, num_attention_heads=2, num_query_groups=1, ffn_hidden_size=8,
+                vocab_size=10, seq_length=6)
+    assert lm_flops_per_token(**args, causal=False) == 6 * (184 + 48) == 1392
+    assert lm_flops_per_token(**args, causal=True) == 6 * (184 + 24) == 1248
+    assert lm_flops_per_token(**args) == 1248  # default is the causal-halved convention
+
+
+def test_two_layer_toy_scales_layers_not_logits():
+    args = dict(hidden_size=4, num_attention_heads=2, num_query_groups=1, ffn_hidden_size=8,
+                vocab_size=10, seq_length=6, causal=False)
+    one, two = lm_flops_per_token(num_layers=1, **args), lm_flops_per_token(num_layers=2, **args)
+    assert two - one == 6 * (16 + 16 + 16 + 96 + 48)  # one more layer, same logits
+
+
+def _llama70b(causal: bool) -> float:
+    return lm_flops_per_token(
+        LLAMA3_70B.num_layers, LLAMA3_70B.hidden_size, LLAMA3_70B.num_attention_heads,
+        LLAMA3_70B.num_query_groups, LLAMA3_70B.ffn_hidden_size, LLAMA3_70B.vocab_size, 8192, causal=causal)
+
+
+def test_preset_numbers_are_the_published_llama3_70b():
+    assert (LLAMA3_70B.num_layers, LLAMA3_70B.hidden_size, LLAMA3_70B.num_attention_heads,
+            LLAMA3_70B.num_query_groups, LLAMA3_70B.ffn_hidden_size, LLAMA3_70B.vocab_size) == (
+        80, 8192, 64, 8, 28672, 128256)
+
+
+def test_megatron_bridge_anchor_uses_causal_halved_attention():
+    published = 719e12 / 1602  # Megatron-Bridge 25.11: TFLOP/s/GPU / tokens/s/GPU = 448.8 GFLOP/token
+    assert FLOPS_CONVENTIONS["megatron-bridge"] is CAUSAL_HALVED
+    assert _llama70b(CAUSAL_HALVED) == pytest.approx(published, rel=0.01)
+    assert _llama70b(FULL_ATTENTION) != pytest.approx(published, rel=0.05)  # the other convention is 7 % off
+
+
+def test_nemo_2407_anchor_uses_full_attention():
+    published = 738e12 / 1533  # NeMo 24.07: 481.4 GFLOP/token
+    assert FLOPS_CONVENTIONS["nemo-24.07"] is FULL_ATTENTION
+    assert _llama70b(FULL_ATTENTION) == pytest.approx(published, rel=0.01)
+    assert _llama70b(CAUSAL_HALVED) != pytest.approx(published, rel=0.05)
+
+
+def test_language_flops_per_token_reads_the_preset():
+    assert language_flops_per_token(PRESETS["70b"], 8192, causal=False) == _llama70b(False)
+    assert language_flops_per_token(LLAMA3_70B, 8192) == _llama70b(True)
+
+
+def test_toy_vit_and_projector_flops_by_hand():
+    # 4x4 image, patch 2 -> 4 patches + 1 class token = 5 tokens; 2-layer checkpoint, feature layer -2 -> 1 built.
+    v = VisionPreset(image_size=4, patch_size=2, num_layers=2, hidden_size=4, num_attention_heads=1, ffn_hidden_size=8)
+    assert v.num_built_layers == 1
+    conv = 4 * 3 * 2 * 2 * 4  # patches * (3 p^2) * h = 192
+    layer = 5 * (4 * 4 * 4 + 2 * 4 * 8) + 2 * 5 * 5 * 4  # 640 + 200 (bidirectional attention)
+    assert vit_flops_per_image(v) == 6 * (conv + layer) == 6192
+    assert vit_flops_per_image(v, backward=False) == 2 * (conv + layer)
+
+    debug = PRESETS["debug"]  # 16 image tokens, 64 -> 128 -> 128
+    assert projector_flops_per_image(debug) == 6 * 16 * (64 * 128 + 128 * 128) == 2_359_296
+
+
+# --- parameters -------------------------------------------------------------------------------------
+def test_70b_language_is_70_55_billion():
+    c = count_parameters("70b")
+    assert c["language"] == 70_553_706_496
+    assert c["language"] == pytest.approx(70.55e9, abs=0.01e9)
+    assert c["language_embedding"] == c["language_output"] == 128256 * 8192
+
+
+def test_8b_language_is_llama3_8b():
+    assert count_parameters("8b")["language"] == 8_030_261_248  # Meta-Llama-3-8B's parameter count
+
+
+def test_clip_l_336_vision_matches_the_hf_tower_when_fully_built():
+    c = count_parameters("70b")
+    per_layer = c["vision_layers"] // PRESETS["70b"].vision.num_built_layers
+    assert PRESETS["70b"].vision.num_built_layers == 23
+    # The full HF CLIPVisionModel (24 layers + post-LayerNorm) has 303,507,456 parameters.
+    assert c["vision"] + per_layer + 2 * 1024 == 303_507_456
+    assert c["vision"] == count_parameters("8b")["vision"] == 290_909_184
+
+
+def test_debug_parameters_by_hand():
+    # The exact shapes megatron-core's LLaVAModel allocates for the debug preset.
+    lm = (1024 * 128  # embedding
+          + 2 * (128 + 128 * 256 + 128 * 128 + 128 + 704 * 128 + 128 * 352)  # norm, qkv (4+2*2 heads of 32), proj, norm, fc1, fc2
+          + 128  # final norm
+          + 1024 * 128)  # output layer
+    vision = (64 + 17 * 64 + 64 * 3 * 16 * 16 + 2 * 64  # class token, positions, conv1, ln_pre
+              + 2 * (2 * 64 + 192 * 64 + 192 + 64 * 64 + 64 + 2 * 64 + 256 * 64 + 256 + 64 * 256 + 64))
+    projector = 64 * 128 + 128 + 128 * 128 + 128
+    c = count_parameters(PRESETS["debug"])
+    assert (c["language"], c["vision"], c["projector"]) == (lm, vision, projector) == (631_424, 150_400, 24_832)
+    assert c["total"] == lm + vision + projector == 806_656
+
+
+def test_tied_embeddings_drop_the_output_layer():
+    p = PRESETS["debug"]
+    tied = dataclasses.replace(p, language=dataclasses.replace(p.language, untie_embeddings=False))
+    assert count_parameters(p)["language"] - count_parameters(tied)["language"] == 1024 * 128
+
+
+def test_trainable_parameters_per_freeze_plan():
+    c = count_parameters("70b")
+    assert trainable_parameters("70b", "align") == c["projector"]
+    assert trainable_parameters("70b", "cpt") == trainable_parameters("70b", "sft") == c["projector"] + c["language"]
+    assert trainable_parameters("70b", "cpt", train_vision=True) == c["total"]
+    with pytest.raises(ValueError, match="freeze_plan"):
+        trainable_parameters("70b", "lora")
+
+
+# --- memory -----------------------------------------------------------------------------------------
+MEM70 = dict(micro_batch_size=1, seq_length=8192, precision="bf16", freeze_plan="cpt")
+
+
+def test_debug_memory_by_hand():
+    c = count_parameters("debug")
+    m = memory_per_gpu("debug", tp=1, pp=1, dp=1, micro_batch_size=1, seq_length=256, precision="bf16",
+                       distributed_optimizer=False, recompute="full", freeze_plan="cpt")
+    trainable = c["language"] + c["projector"]
+    assert m["stage"] == "first" and list(m["stages"]) == ["first"]
+    assert m["weights"] == 2 * c["total"]
+    assert m["gradients"] == 4 * trainable
+    assert m["optimizer"] == 12 * trainable
+    layers = 2 * (2 * 256 * 128)  # full recompute: the input of each of 2 layers, bf16
+    logits = 4 * 256 * 1024
+    projector = 2 * 16 * (64 + 2 * 128)
+    assert m["activations"] == layers + logits + projector
+    assert m["total"] == m["weights"] + m["gradients"] + m["optimizer"] + m["activations"]
+
+
+def test_fp32_and_align_model_states():
+    c = count_parameters("debug")
+    m = memory_per_gpu("debug", tp=1, pp=1, dp=1, micro_batch_size=1, seq_length=256, precision="fp32",
+                       distributed_optimizer=False, freeze_plan="align")
+    assert m["weights"] == 4 * c["total"]
+    assert m["gradients"] == 4 * c["projector"]
+    assert m["optimizer"] == 8 * c["projector"]  # fp32: two moments, no master copy
+
+
+def test_more_tensor_parallel_means_less_memory_per_gpu():
+    totals = [memory_per_gpu("70b", tp=tp, pp=8, dp=1, recompute="selective", **MEM70)["total"] for tp in (1, 2, 4, 8)]
+    assert totals == sorted(totals, reverse=True) and len(set(totals)) == 4
+
+
+def test_more_pipeline_parallel_means_less_model_state_per_gpu():
+    a = memory_per_gpu("70b", tp=8, pp=2, dp=1, recompute="selective", **MEM70)
+    b = memory_per_gpu("70b", tp=8, pp=8, dp=1, recompute="selective", **MEM70)
+    assert b["weights"] < a["weights"] and b["optimizer"] < a["optimizer"]
+
+
+def test_recompute_lowers_activations():
+    acts = [memory_per_gpu("70b", tp=8, pp=4, dp=2, recompute=r, **MEM70)["activations"]
+            for r in (None, "selective", "full")]
+    assert acts[0] > acts[1] > acts[2]
+
+
+def test_distributed_optimizer_shards_adam_over_dp_and_cp():
+    base = dict(tp=8, pp=4, recompute="selective", **MEM70)
+    replicated = memory_per_gpu("70b", dp=4, distributed_optimizer=False, **base)
+    sharded = memory_per_gpu("70b", dp=4, distributed_optimizer=True, **base)
+    assert sharded["optimizer"] == pytest.approx(replicated["optimizer"] / 4, rel=1e-6)
+    with_cp = memory_per_gpu("70b", dp=2, cp=2, distributed_optimizer=True, **base)
+    assert with_cp["optimizer"] == pytest.approx(replicated["optimizer"] / 4, rel=1e-6)
+    assert with_cp["activations"] < sharded["activations"]  # half the sequence per GPU
+
+
+def test_interleaving_costs_first_stage_activation_memory():
+    plain = memory_per_gpu("70b", tp=8, pp=4, dp=2, recompute="selective", **MEM70)
+    inter = memory_per_gpu("70b", tp=8, pp=4, dp=2, vp=5, recompute="selective", **MEM70)
+    lm_plain = plain["stages"]["first"]["activations"]
+    lm_inter = inter["stages"]["first"]["activations"]
+    assert lm_inter > lm_plain
+    assert lm_inter / lm_plain == pytest.approx(1 + 3 / 20, rel=0.01)  # Korthikanti: 1 + (p-1)/(p v)
+
+
+def test_frozen_language_has_no_lm_gradients():
+    align = memory_per_gpu("70b", tp=8, pp=4, dp=2, recompute="selective", **{**MEM70, "freeze_plan": "align"})
+    assert align["stages"]["last"]["gradients"] == 0 and align["stages"]["last"]["optimizer"] == 0
+
+
+def test_70b_cpt_fits_on_64_h100s_with_tp8_pp4_vp5_selective_recompute():
+    m = memory_per_gpu("70b", tp=8, pp=4, vp=5, dp=2, recompute="selective", num_microbatches=64, **MEM70)
+    assert m["total"] < 0.8 * H100_MEMORY_BYTES  # leaves > 16 GiB for CUDA context, buffers, fragmentation
+    # ... and does not without any recompute (the 5as/h attention-score term alone is ~24 GiB per layer-set)
+    m_none = memory_per_gpu("70b", tp=8, pp=4, vp=5, dp=2, recompute=None, **MEM70)
+    assert m_none["total"] > H100_MEMORY_BYTES
+
+
+def test_memory_rejects_unknown_names():
+    with pytest.raises(ValueError, match="precision"):
+        memory_per_gpu("debug", tp=1, pp=1, dp=1, micro_batch_size=1, seq_length=256, precision="fp16")
+    with pytest.raises(ValueError, match="recompute"):
+        memory_per_gpu("debug", tp=1, pp=1, dp=1, micro_batch_size=1, seq_length=256, recompute="some")
+
+
+# --- plan -------------------------------------------------------------------------------------------
+def test_plan_70b_numbers_and_table():
+    plan = make_plan("70b", num_gpus=64, tp=8, pp=4, vp=5, micro_batch_size=1, global_batch_size=128,
+                     seq_length=8192, recompute="selective", freeze_plan="cpt")
+    assert plan.dp == 2 and plan.fits
+    assert plan.tokens_per_step == 128 * 8192
+    lm_tokens = 50_000_000 * 576 + 3_000_000_000
+    assert plan.total_flops == pytest.approx(
+        lm_tokens * plan.lm_flops_per_token
+        + 50_000_000 * (plan.vit_flops_per_image + plan.projector_flops_per_image))
+    assert plan.vit_flops_per_image == vit_flops_per_image(PRESETS["70b"].vision, backward=False)  # frozen ViT
+    assert plan.days == pytest.approx(plan.total_flops / (64 * 989e12 * 0.4) / 86400)
+    assert 5 < plan.days < 8  # ~1.4e22 FLOPs on 64 H100s at 40 % MFU
+    table = format_plan(plan)
+    for needle in ("70.55 B", "449.22 GFLOP", "TP8 PP4 VP5 CP1 DP2", "fits", "1,048,576", "days"):
+        assert needle in table, needle
+
+
+def test_plan_flags_configs_that_do_not_fit():
+    plan = make_plan("70b", num_gpus=8, tp=8, micro_batch_size=1, global_batch_size=8, seq_length=8192)
+    assert not plan.fits and "DOES NOT FIT" in format_plan(plan)
+
+
+def test_plan_from_default_config_and_more_gpus_is_faster():
+    cfg = PretrainConfig()
+    small = plan_from_config(cfg, num_gpus=1, mfu=0.5)
+    cfg.data.global_batch_size = 8
+    big = plan_from_config(cfg, num_gpus=2, mfu=0.5)
+    assert small.preset == "debug" and small.precision == "fp32" and small.trainable == count_parameters("debug")["projector"]
+    assert big.days == pytest.approx(small.days / 2)
+    assert "debug" in format_plan(small)
+    with pytest.raises(ValueError, match="divisible"):
+        plan_from_config(cfg, num_gpus=3)
