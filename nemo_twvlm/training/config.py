@@ -3,7 +3,6 @@
 Plain dataclasses so NeMo-Run can wrap them in `run.Config` and the CLI can override any field
 (`trainer.max_steps=20`, `data.seq_length=512`).
 """
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
@@ -17,7 +16,6 @@ class ModelConfig:
     train_vision: bool = False
     # Path of a checkpoint whose weights initialise this run (a previous stage); optimizer state is not loaded.
     init_from: Optional[str] = None
-
 
 @dataclass
 class DataConfig:
@@ -36,7 +34,6 @@ class DataConfig:
     # Append one JSON line per micro-batch (iteration, sample keys, loss) here; empty = off.
     sample_log: str = ""
 
-
 @dataclass
 class ParallelConfig:
     tensor_parallel: int = 1
@@ -46,7 +43,6 @@ class ParallelConfig:
     sequence_parallel: bool = False
     distributed_optimizer: bool = False
     recompute: Optional[str] = None  # None | "selective" | "full"
-
 
 @dataclass
 class TrainerConfig:
@@ -66,13 +62,11 @@ class TrainerConfig:
     # Stop after this many steps without shortening the LR schedule (for stop-and-resume).
     exit_interval: Optional[int] = None
 
-
 @dataclass
 class CheckpointConfig:
     save: Optional[str] = None
     load: Optional[str] = None
     save_interval: Optional[int] = None
-
 
 @dataclass
 class PretrainConfig:

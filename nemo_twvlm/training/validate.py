@@ -65,6 +65,7 @@ def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional
         ("data.micro_batch_size", d.micro_batch_size),
         ("data.global_batch_size", d.global_batch_size),
         ("data.seq_length", d.seq_length),
+        ("trainer.max_steps", tr.max_steps),
     ):
         if not _positive_int(value):
             err(field, value, "expected a positive integer")
@@ -76,6 +77,10 @@ def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional
     if not _positive_int(world_size):
         err("world_size", world_size, "expected a positive integer")
         sizes_ok = False
+
+    if sizes_ok and not 0 <= tr.warmup_steps < tr.max_steps:
+        # megatron's scheduler asserts this with no message.
+        err("trainer.warmup_steps", tr.warmup_steps, f"expected 0 <= warmup_steps < trainer.max_steps={tr.max_steps}")
 
     if sizes_ok:
         tp, pp, cp = par.tensor_parallel, par.pipeline_parallel, par.context_parallel

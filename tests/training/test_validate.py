@@ -168,3 +168,10 @@ def test_all_errors_are_reported_at_once_and_it_is_a_value_error():
     assert len(info.value.errors) == 3
     for needle in ("trainer.precision", "model.freeze_plan", "data.seq_length"):
         assert needle in str(info.value)
+
+
+def test_warmup_longer_than_training_names_the_field():
+    cfg = PretrainConfig()
+    cfg.trainer.max_steps, cfg.trainer.warmup_steps = 5, 10
+    with pytest.raises(ConfigError, match=r"trainer\.warmup_steps=10"):
+        validate(cfg)

@@ -1,0 +1,186 @@
+"""`nemo twvlm <command>`: a table from command name to a typed function, served by NeMo-Run.
+
+    nemo twvlm pretrain --factory twvlm_debug trainer.max_steps=20 --yes      # in-process
+    nemo twvlm pretrain --factory twvlm_debug run.executor=local --yes        # venv subprocess
+    nemo twvlm pretrain --factory twvlm_70b_cpt run.executor=slurm_h100 run.executor.nodes=16 --dryrun
+    nemo twvlm pretrain --factory twvlm_debug data.seq_length=512 --to-yaml cfg.yaml
+    python -m nemo_twvlm.launch.cli pretrain ...                              # same, without `nemo`
+
+`--factory` takes any recipe name in `recipes.RECIPES`. Overrides address the config directly
+(`trainer.max_steps=20` means `cfg.trainer.max_steps=20`). `run.executor=<name>` picks
+`<conf>/cluster/<name>.yaml`, where `<conf>` is `$TWVLM_CONF` or `./conf`; `local` always exists.
+Without `run.executor` the task runs in this process.
+
+A new command is a function taking typed arguments, added to COMMANDS.
+"""
+import dataclasses
+import inspect
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable, get_type_hints
+
+import fiddle as fdl
+import nemo_run as run
+
+from nemo_twvlm.launch.executors import load_executor, local_executor
+from nemo_twvlm.training.config import PretrainConfig
+from recipes import RECIPES
+
+NAMESPACE = "twvlm"
+
+
+def pretrain(cfg: PretrainConfig, nproc: int = 1) -> None:
+    """Train a recipe (`--factory <recipe>`) with dotted overrides of its config.
+
+    `nproc=N` starts N local ranks with torchrun; under a launcher that already started the ranks
+    (Slurm executor, torchrun) it is ignored.
+    """
+    # Imported here: it pulls in megatron-core (~10 s), which --help, --dryrun and --to-yaml never need.
+    from nemo_twvlm.training.pretrain import run_pretrain
+
+    run_pretrain(cfg, nproc=nproc)
+
+
+def check_pretrain(task: run.Partial, executor: run.Executor) -> None:
+    """Validate the config against the world the executor will start, before the job waits in a queue."""
+    from nemo_twvlm.training.validate import validate
+
+    # Transformer Engine (for fp8) is the container's business, not the login node's.
+    validate(fdl.build(task.cfg), world_size=executor.nnodes() * executor.nproc_per_node(), te_available=True)
+
+
+COMMANDS: dict[str, Callable[..., Any]] = {"pretrain": pretrain}
+
+# Run before submitting to a remote executor; local runs validate as they start.
+REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor], None]] = {"pretrain": check_pretrain}
+
+# What `--factory NAME` builds for each command: a task per recipe.
+COMMAND_RECIPES: dict[str, dict[str, Callable[[], Any]]] = {"pretrain": RECIPES}
+
+
+def conf_dir() -> Path:
+    return Path(os.environ.get("TWVLM_CONF", "conf"))
+
+
+def to_config(value: Any) -> Any:
+    """A dataclass tree as nested `run.Config`s, so the CLI can override and serialize any field."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: to_config(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        return run.Config(type(value), **fields)
+    return value
+
+
+class TwvlmRunContext(run.cli.RunContext):
+    """NeMo-Run's run context with a few additions for commands that take a single config.
+
+    - Bare overrides (`trainer.max_steps=20`) are read as `cfg.trainer.max_steps=20`.
+    - Without `--name`, the run (experiment directory, Slurm job) is named after the config's
+      `name`, i.e. the recipe, rather than after the command.
+    - Before a remote executor launches (or dry-runs), REMOTE_CHECKS[command] checks the task.
+    - An unknown `run.executor=NAME` lists the executors that exist.
+    - `--dryrun` with `run.executor=...` also prints what the executor would launch (for Slurm,
+      the sbatch script); NeMo-Run's task dry run shows only the arguments and executor fields.
+    """
+
+    def parse_fn(self, fn, args, **default_kwargs):
+        root = config_arg(fn)
+        if root is not None:
+            args = qualify_overrides(root, fn, args)
+        self._task = super().parse_fn(fn, args, **default_kwargs)
+        if root is not None and self.name == fn.__name__:
+            self.name = getattr(getattr(self._task, root), "name", self.name)
+        check = REMOTE_CHECKS.get(fn.__name__)
+        if check and self.executor is not None and not isinstance(self.executor, run.LocalExecutor):
+            check(self._task, self.executor)
+        return self._task
+
+    def parse_executor(self, name, *args):
+        try:
+            return super().parse_executor(name, *args)
+        except ValueError:
+            cluster_dir = conf_dir() / "cluster"
+            known = sorted({"local", *(p.stem for p in cluster_dir.glob("*.yaml"))})
+            raise ValueError(
+                f"run.executor={name!r} is not an executor; expected one of {known} "
+                f"('local' or a file in {cluster_dir.resolve()}; $TWVLM_CONF moves the conf directory)"
+            ) from None
+
+    # Overrides a private NeMo-Run 0.11.1 method: it is the only hook between parsing and launching.
+    def _execute_task(self, fn, task_args):
+        super()._execute_task(fn, task_args)
+        exporting = any([self.to_yaml, self.to_toml, self.to_json])
+        if self.dryrun and self.executor is not None and not exporting:
+            with run.Experiment(self.name, executor=self.executor) as experiment:
+                experiment.add(self._task, name=self.name)
+                experiment.dryrun()
+
+
+def config_arg(fn: Callable) -> str | None:
+    """The name of `fn`'s one dataclass-typed argument, if it has exactly one."""
+    hints = get_type_hints(fn)
+    configs = [name for name in inspect.signature(fn).parameters if dataclasses.is_dataclass(hints.get(name))]
+    return configs[0] if len(configs) == 1 else None
+
+
+def qualify_overrides(root: str, fn: Callable, args: list[str]) -> list[str]:
+    """Prefix `<root>.` to overrides whose first segment is a field of that config, not an argument of `fn`."""
+    params = inspect.signature(fn).parameters
+    fields = {f.name for f in dataclasses.fields(get_type_hints(fn)[root])}
+    qualified = []
+    for arg in args:
+        head = re.match(r"[A-Za-z_]\w*", arg)
+        if head and head.group() in fields and head.group() not in params:
+            arg = f"{root}.{arg}"
+        qualified.append(arg)
+    return qualified
+
+
+def _register_commands() -> None:
+    for name, command in COMMANDS.items():
+        run.cli.entrypoint(command, namespace=NAMESPACE, run_ctx_cls=TwvlmRunContext)
+        for recipe_name, recipe in COMMAND_RECIPES.get(name, {}).items():
+            _register_recipe(command, recipe_name, recipe)
+
+
+def _register_recipe(command: Callable, name: str, recipe: Callable[[], Any]) -> None:
+    arg = config_arg(command)
+
+    def task() -> run.Partial:
+        return run.Partial(command, **{arg: to_config(recipe())})
+
+    task.__name__ = task.__qualname__ = name  # what `--help` lists
+    task.__doc__ = recipe.__doc__
+    run.cli.factory(task, target=command, name=name)
+
+
+def _register_executors(conf: Path) -> None:
+    run.cli.factory(local_executor, target=run.Executor, name="local")
+    for path in sorted((conf / "cluster").glob("*.yaml")):
+        _register_cluster_file(path)
+
+
+def _register_cluster_file(path: Path) -> None:
+    def executor() -> run.Config[run.Executor]:
+        return load_executor(path)
+
+    executor.__name__ = executor.__qualname__ = path.stem
+    executor.__doc__ = f"Executor described by {path}."
+    run.cli.factory(executor, target=run.Executor, name=path.stem)
+
+
+_register_commands()
+_register_executors(conf_dir())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m nemo_twvlm.launch.cli <command> ...`, the same as `nemo twvlm <command> ...`."""
+    from nemo_run.cli.api import create_cli
+
+    sys.argv = [sys.argv[0], NAMESPACE, *(sys.argv[1:] if argv is None else argv)]
+    return create_cli()(standalone_mode=False) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""`nemo twvlm ...`: recipes as --factory, dotted overrides, executors from conf/cluster, dry runs.
+
+`run_pretrain` is replaced by a stub that records what it was given, so nothing here imports
+megatron or trains. Subprocess tests go through the installed `nemo` entry point.
+"""
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import fiddle as fdl
+import nemo_run as run
+import pytest
+import yaml
+
+from nemo_twvlm.launch import cli
+from nemo_twvlm.launch.executors import ClusterSpecError, executor_from_spec, load_executor
+from nemo_twvlm.training.config import PretrainConfig
+from recipes import all_recipes, get_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+SLURM_YAML = REPO / "conf" / "cluster" / "slurm_h100.yaml"
+NEMO = Path(sys.executable).with_name("nemo")
+
+# Loaded by every Python process started with this directory on PYTHONPATH, LocalExecutor children included.
+STUB_SITECUSTOMIZE = '''
+import dataclasses, json, os, sys, types
+
+def run_pretrain(cfg, *, nproc=1):
+    with open(os.environ["TWVLM_STUB_OUT"], "w") as f:
+        json.dump({"pid": os.getpid(), "python": sys.executable, "nproc": nproc,
+                   "cfg": dataclasses.asdict(cfg)}, f)
+
+stub = types.ModuleType("nemo_twvlm.training.pretrain")
+stub.run_pretrain = run_pretrain
+sys.modules[stub.__name__] = stub
+'''
+
+
+@pytest.fixture
+def stub_env(tmp_path):
+    stub_dir = tmp_path / "stub"
+    stub_dir.mkdir()
+    (stub_dir / "sitecustomize.py").write_text(STUB_SITECUSTOMIZE)
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(stub_dir), env.get("PYTHONPATH")])),
+        TWVLM_STUB_OUT=str(tmp_path / "run.json"),
+        NEMORUN_HOME=str(tmp_path / "nemo_run"),
+        COLUMNS="2000",  # rich wraps the sbatch script at the terminal width
+        USER="tester",
+    )
+    env.pop("TWVLM_CONF", None)
+    return env
+
+
+def nemo(*args: str, env: dict) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(NEMO), "twvlm", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def recorded_run(env: dict) -> dict:
+    return json.loads(Path(env["TWVLM_STUB_OUT"]).read_text())
+
+
+@pytest.fixture
+def in_process(monkeypatch, tmp_path):
+    """Run `main` in this process with a recording run_pretrain; returns the recorded calls."""
+    calls = []
+    stub = types.ModuleType("nemo_twvlm.training.pretrain")
+    stub.run_pretrain = lambda cfg, nproc=1: calls.append((cfg, nproc))
+    monkeypatch.setitem(sys.modules, stub.__name__, stub)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "nemo_run"))
+    monkeypatch.chdir(REPO)
+    return calls
+
+
+# --- through the `nemo` entry point -----------------------------------------------------------------
+
+def test_nemo_twvlm_pretrain_runs_the_recipe_in_process_with_overrides(stub_env):
+    proc = subprocess.Popen(
+        [str(NEMO), "twvlm", "pretrain", "--factory", "twvlm_debug", "trainer.max_steps=20",
+         "data.seq_length=512", "model.freeze_plan=align", "--yes"],
+        cwd=REPO, env=stub_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    run = recorded_run(stub_env)
+    assert run["pid"] == proc.pid  # no executor: the CLI process itself trains
+    assert run["cfg"]["name"] == "twvlm_debug"
+    assert run["cfg"]["trainer"]["max_steps"] == 20
+    assert run["cfg"]["data"]["seq_length"] == 512
+    assert run["cfg"]["model"]["freeze_plan"] == "align"
+    assert run["cfg"]["data"]["path"] == "runs/demo_data/blend.yaml"
+
+
+def test_local_executor_runs_a_subprocess_of_the_venv_python(stub_env):
+    stub_env["PATH"] = "/usr/bin:/bin"  # the venv is not activated: `python` on PATH is not the venv's
+    proc = nemo("pretrain", "--factory", "twvlm_debug_align", "trainer.max_steps=3", "run.executor=local",
+                "--yes", env=stub_env)
+    assert "SUCCEEDED" in proc.stdout
+    run = recorded_run(stub_env)
+    assert Path(run["python"]).parent == Path(sys.executable).parent
+    assert run["cfg"]["name"] == "twvlm_debug_align" and run["cfg"]["trainer"]["max_steps"] == 3
+
+
+def test_slurm_dryrun_prints_an_sbatch_script_matching_yaml_and_recipe(stub_env):
+    spec = yaml.safe_load(SLURM_YAML.read_text())
+    proc = nemo("pretrain", "--factory", "twvlm_70b_cpt", "run.executor=slurm_h100", "run.executor.nodes=8",
+                "--dryrun", env=stub_env)
+    assert not Path(stub_env["TWVLM_STUB_OUT"]).exists()
+    lines = [line.strip() for line in proc.stdout.splitlines()]
+    sbatch = {line for line in lines if line.startswith("#SBATCH")}
+    assert "#SBATCH --nodes=8" in sbatch
+    assert f"#SBATCH --gpus-per-node={spec['gpus_per_node']}" in sbatch
+    assert f"#SBATCH --account={spec['account']}" in sbatch
+    assert f"#SBATCH --partition={spec['partition']}" in sbatch
+    assert f"#SBATCH --time={spec['time']}" in sbatch
+    assert "#SBATCH --job-name=tester-twvlm_70b_cpt" in sbatch
+
+    (srun,) = [line for line in lines if line.startswith("srun") and "--container-image" in line]
+    assert f"--container-image {spec['container_image']}" in srun
+    for mount in spec["container_mounts"]:
+        assert mount in srun
+    assert "torchrun --rdzv-backend c10d" in srun
+    assert f"--nnodes 8 --nproc-per-node {spec['ntasks_per_node']}" in srun
+    assert srun.endswith("-m nemo_run.core.runners.fdl_runner -n twvlm_70b_cpt /nemo_run/configs/twvlm_70b_cpt_fn_or_script")
+    assert "tensor_parallel=8" in proc.stdout and "pipeline_parallel=4" in proc.stdout
+
+
+# --- in this process --------------------------------------------------------------------------------
+
+def test_overrides_reach_the_config_handed_to_run_pretrain(in_process):
+    assert cli.main(["pretrain", "--factory", "twvlm_70b_cpt", "data.seq_length=4096", "trainer.lr=3e-5",
+                     "parallel.recompute=full", "model.init_from=None", "nproc=2", "--yes"]) == 0
+    ((cfg, nproc),) = in_process
+    assert isinstance(cfg, PretrainConfig)
+    assert (cfg.name, cfg.data.seq_length, cfg.trainer.lr) == ("twvlm_70b_cpt", 4096, 3e-5)
+    assert (cfg.parallel.recompute, cfg.model.init_from, nproc) == ("full", None, 2)
+
+
+def test_cfg_prefixed_overrides_work_too(in_process):
+    assert cli.main(["pretrain", "--factory", "twvlm_debug", "cfg.trainer.max_steps=7", "--yes"]) == 0
+    ((cfg, _),) = in_process
+    assert cfg.trainer.max_steps == 7
+
+
+def test_dryrun_prints_the_plan_and_does_not_run(in_process, capsys):
+    assert cli.main(["pretrain", "--factory", "twvlm_debug", "data.seq_length=384", "--dryrun"]) == 0
+    assert in_process == []
+    out = capsys.readouterr().out
+    assert "Dry run for task nemo_twvlm.launch.cli:pretrain" in out and "seq_length=384" in out
+
+
+def test_to_yaml_exports_the_overridden_config(in_process, tmp_path):
+    path = tmp_path / "pretrain.yaml"
+    assert cli.main(["pretrain", "--factory", "twvlm_debug", "data.seq_length=512", "model.freeze_plan=align",
+                     "--to-yaml", str(path)]) == 0
+    assert in_process == []
+    exported = yaml.safe_load(path.read_text())
+    assert exported["_target_"] == "nemo_twvlm.launch.cli.pretrain"
+    assert exported["cfg"]["data"]["seq_length"] == 512
+    assert exported["cfg"]["model"]["freeze_plan"] == "align"
+    assert exported["cfg"]["trainer"]["max_steps"] == get_recipe("twvlm_debug").trainer.max_steps
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--factory", "twvlm_nope"], "No matching factory found for: twvlm_nope"),
+    (["--factory", "twvlm_debug", "run.executor=nowhere"], "run.executor='nowhere' is not an executor"),
+    # 2 nodes x 8 GPUs cannot hold TP 8 x PP 4: refused before anything is submitted.
+    (["--factory", "twvlm_70b_cpt", "run.executor=slurm_h100", "run.executor.nodes=2"], "world_size=16"),
+])
+def test_errors_are_reported_before_launch(in_process, capsys, args, message):
+    assert cli.main(["pretrain", *args, "--dryrun"]) == 1
+    assert message in capsys.readouterr().err
+    assert in_process == []
+
+
+def test_help_lists_recipes_and_executors(in_process, capsys):
+    cli.main(["pretrain", "--help"])
+    out = capsys.readouterr().out
+    for name in [*all_recipes(), "local", "slurm_h100"]:
+        assert name in out
+
+
+def test_every_recipe_is_a_factory():
+    from nemo_run.cli.api import resolve_factory
+
+    for name in all_recipes():
+        task = resolve_factory(cli.pretrain, name)()
+        assert fdl.build(task.cfg) == all_recipes()[name]()
+
+
+# --- executors from cluster files -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [n for n in sorted(all_recipes()) if not n.startswith("twvlm_debug")])
+def test_cluster_recipes_fit_the_example_cluster(name):
+    task = run.Partial(cli.pretrain, cfg=cli.to_config(all_recipes()[name]()))
+    cli.check_pretrain(task, fdl.build(load_executor(SLURM_YAML)))
+
+
+def test_conf_dir_follows_TWVLM_CONF(monkeypatch, tmp_path):
+    monkeypatch.setenv("TWVLM_CONF", str(tmp_path))
+    assert cli.conf_dir() == tmp_path
+
+
+def test_cluster_file_errors_name_the_field():
+    with pytest.raises(ClusterSpecError, match=r"\['nodez'\] are not fields of SlurmExecutor"):
+        executor_from_spec({"executor": "slurm", "account": "a", "nodez": 2,
+                            "tunnel": {"type": "local", "job_dir": "/tmp/jobs"}})
+    with pytest.raises(ClusterSpecError, match="executor='k8s' is not supported"):
+        executor_from_spec({"executor": "k8s"})
+    with pytest.raises(ClusterSpecError, match="tunnel=None"):
+        executor_from_spec({"executor": "slurm", "account": "a"})
