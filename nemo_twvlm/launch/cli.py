@@ -51,7 +51,14 @@ def check_pretrain(task: run.Partial, executor: run.Executor) -> None:
     validate(fdl.build(task.cfg), world_size=executor.nnodes() * executor.nproc_per_node(), te_available=True)
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {"pretrain": pretrain}
+def demo(out_dir: str = "runs/demo") -> None:
+    """Synthetic data -> twvlm_debug_align -> twvlm_debug_cpt -> held-out probe with and without images."""
+    from nemo_twvlm.launch.demo import run_demo
+
+    run_demo(RECIPES["twvlm_debug_align"](), RECIPES["twvlm_debug_cpt"](), out_dir)
+
+
+COMMANDS: dict[str, Callable[..., Any]] = {"pretrain": pretrain, "demo": demo}
 
 # Run before submitting to a remote executor; local runs validate as they start.
 REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor], None]] = {"pretrain": check_pretrain}

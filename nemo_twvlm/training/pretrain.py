@@ -51,13 +51,14 @@ def run_pretrain(cfg: PretrainConfig, *, nproc: int = 1) -> None:
         subprocess.run([str(torchrun), f"--nproc_per_node={nproc}", f"--master_port={_free_port()}",
                         "-m", "nemo_twvlm.training.pretrain", f.name], check=True)
         return
-    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
     _train(cfg)
 
 
 def _train(cfg: PretrainConfig) -> None:
+    # Outside torchrun/srun this process is the whole world.
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
     import torch
     from megatron.core.enums import ModelType
     from megatron.training import pretrain
