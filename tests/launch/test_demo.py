@@ -1,0 +1,23 @@
+"""The main job end to end on CPU: the debug model learns to read the image (README quick start)."""
+import re
+import subprocess
+import sys
+
+DEMO_LINE = re.compile(r"^demo: images_acc=(?P<images>[0-9.]+) blank_acc=(?P<blank>[0-9.]+) "
+                       r"chance=(?P<chance>[0-9.]+) steps=(?P<steps>\d+) wall_s=(?P<wall>\d+)$")
+
+
+def test_demo_uses_the_image_within_budget(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "nemo_twvlm.launch.cli", "demo", f"out_dir={tmp_path / 'demo'}", "--yes"],
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    match = DEMO_LINE.match(last)
+    assert match, f"last line is not the demo contract: {last!r}"
+    images, blank, chance = (float(match[k]) for k in ("images", "blank", "chance"))
+    assert images >= 0.8
+    assert blank <= chance + 0.1
+    assert int(match["wall"]) < 600
+    rss = re.search(r"peak RSS of any process (\d+) MB", result.stdout.replace("\n", " "))
+    assert rss and int(rss[1]) < 4096
