@@ -6,6 +6,8 @@ multi-second megatron import, and lets callers pass a sample loader as source te
 from __future__ import annotations
 
 import json
+import logging
+import tarfile
 from pathlib import Path
 
 import yaml
@@ -14,6 +16,22 @@ from megatron.energon.flavors import BaseWebdatasetFactory
 from megatron.energon.flavors.webdataset.config import INFO_JSON_FILENAME, MAIN_FOLDER_NAME
 
 SPLIT_NAMES = ("train", "val", "test")
+
+log = logging.getLogger(__name__)
+
+
+def _readable_shard(path: Path) -> bool:
+    """Energon aborts the whole folder on one unreadable shard; skip it with a logged reason instead.
+    Every header is read (getmembers) because a copy cut off mid-member looks fine at its start."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            if tar.getmembers():
+                return True
+        reason = "no members"
+    except (tarfile.TarError, OSError, EOFError) as error:
+        reason = f"{type(error).__name__}: {error}"
+    log.warning("skipping shard %s: %s", path, reason)
+    return False
 
 
 def prepare(
@@ -34,9 +52,9 @@ def prepare(
     if (field_map is None) == (sample_loader_source is None):
         raise ValueError("give exactly one of field_map or sample_loader_source")
     root = Path(path)
-    tars = sorted(str(p.relative_to(root)) for p in root.glob("**/*.tar"))
+    tars = [str(p.relative_to(root)) for p in sorted(root.glob("**/*.tar")) if _readable_shard(p)]
     if not tars:
-        raise FileNotFoundError(f"no .tar shards under {root}")
+        raise FileNotFoundError(f"no readable .tar shards under {root}")
     BaseWebdatasetFactory.prepare_dataset(
         EPath(root),
         tars,

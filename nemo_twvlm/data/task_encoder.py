@@ -41,9 +41,21 @@ def count_and_log_skip(exception: Exception, sample, sources=None) -> None:
     """Energon `global_error_handler`: every skipped sample is logged with its key and counted."""
     reason = exception.reason if isinstance(exception, BadSample) else type(exception).__name__
     SKIPPED[reason] += 1
-    key = getattr(sample, "__key__", None) or (sample.get("__key__") if isinstance(sample, dict) else None)
+    # Load-time failures (undecodable member, missing member) hand over Energon's RawSampleData, whose
+    # first element is the raw sample dict carrying the key and the shard it came from.
+    raw = getattr(sample, "data", None)
+    if isinstance(raw, tuple) and raw and isinstance(raw[0], dict):
+        sample = raw[0]
+        sources = sources or sample.get("__sources__")
+    if isinstance(sample, dict):
+        key = sample.get("__key__")
+    elif isinstance(sample, list):
+        key = ",".join(str(getattr(s, "__key__", s)) for s in sample)
+    else:
+        key = getattr(sample, "__key__", None)
     where = ", ".join(str(getattr(s, "shard_name", s)) for s in sources or ()) or "?"
-    log.warning("skipped sample %s (%s) from %s: %s [total %s=%d]", key, reason, where, exception, reason,
+    detail = str(exception) or repr(exception.__cause__)
+    log.warning("skipped sample %s (%s) from %s: %s [total %s=%d]", key, reason, where, detail, reason,
                 SKIPPED[reason])
 
 
@@ -145,6 +157,9 @@ class LlavaTaskEncoder(DefaultTaskEncoder[Sample, EncodedSample, LlavaBatch, Lla
                 break
             used += width
             kept_images += token == self.image_id
+        if ids[-1] == self.image_id:
+            # The last id is dropped by the label shift, so an image there would have no placeholder.
+            ids, trained, kept_images = ids[:-1], trained[:-1], kept_images - 1
         if not any(trained[1:]):
             raise BadSample("too_long", f"{key}: no trained token fits in seq_length={self.seq_length}")
         return ids, trained, images[:kept_images]

@@ -59,6 +59,8 @@ def _train(cfg: PretrainConfig) -> None:
     for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
         os.environ.setdefault(key, value)
     os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    # Megatron requires it with tensor/context parallelism (communication overlaps compute in order).
+    os.environ.setdefault("CUDA_DEVICE_MAX_CONNECTIONS", "1")
     import torch
     from megatron.core.enums import ModelType
     from megatron.training import pretrain

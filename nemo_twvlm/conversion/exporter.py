@@ -1,0 +1,142 @@
+"""Our checkpoint (any TP/PP split) -> a `LlavaForConditionalGeneration` directory plain transformers loads.
+
+dist_checkpointing reshards whatever split the checkpoint was saved with into one TP=1 model; its
+tensors go through the mapping table in reverse and are written shard by shard, so memory holds the
+model plus one output shard. An imported checkpoint gives back its HF source exactly: the sidecar
+supplies the tensors the model never used, the import record the names, dtypes and config.
+
+Without a sidecar (a model that never came from HF) the exported vision tower has `num_built_layers`
+layers and `vision_feature_layer=-1`: its last layer's output is exactly the feature layer of the
+preset's deeper tower, and the layers after it never influenced the model. Its post_layernorm (unused by
+LLaVA, present in every CLIP) is written as the identity so that loading reports no missing weights.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from nemo_twvlm.conversion import megatron_io
+from nemo_twvlm.conversion.hf_config import export_llava_config
+from nemo_twvlm.conversion.hf_io import ShardedSafetensorsWriter, dtype_from_name, dtype_name, parse_size
+from nemo_twvlm.conversion.layout import (
+    FILES_DIR, HF_DIR, SIDECAR_FILE, TRACKER_FILE, checkpoint_preset, checkpoint_tokenizer, prepare_destination,
+    read_source_record,
+)
+from nemo_twvlm.conversion.mapping import ConversionError, hf_names, match, to_hf
+from nemo_twvlm.conversion.sources import HUB_NAMING, TOKENIZER_FILES
+from nemo_twvlm.presets import ModelPreset
+
+# Llama-3 turns; a message's content is a string or a list of {"type": "image"} / {"type": "text"} parts,
+# and an image part becomes the `<image>` placeholder the processor expands.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.index0 == 0 %}{{ bos_token }}{% endif %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] | trim }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<image>\n' }}{% elif part['type'] == 'text' %}{{ part['text'] | trim }}{% endif %}"
+    "{% endfor %}{% endif %}{{ '<|eot_id|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
+
+def export_hf(src, dst, *, max_shard_size: str | int = "5GB") -> Path:
+    from nemo_twvlm.data.tokenizer import load_tokenizer
+    from nemo_twvlm.model.llava import image_token_id
+
+    src = Path(src)
+    if not (src / TRACKER_FILE).exists():
+        raise ConversionError(f"{src / TRACKER_FILE} not found: {src} is not a complete nemo_twvlm checkpoint")
+    preset = checkpoint_preset(src)
+    tokenizer_dir = checkpoint_tokenizer(src)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    image_token_index = image_token_id(tokenizer)
+    record = read_source_record(src)
+    if record is not None and record["image_token_index"] != image_token_index:
+        raise ConversionError(f"tokenizer {tokenizer_dir} has <image>={image_token_index} but the checkpoint was "
+                              f"imported with image_token_index={record['image_token_index']}")
+    dtype = dtype_from_name(record["dtype"]) if record else _training_dtype(src)
+    dst = prepare_destination(dst)
+
+    megatron_io.init_single()
+    model = megatron_io.build_model(preset, dtype=dtype, image_token_index=image_token_index)
+    from nemo_twvlm.training.checkpoint import load_model_weights
+
+    load_model_weights(model, str(src))
+    sidecar = src / HF_DIR / SIDECAR_FILE
+    _write_tensors(model, preset, dst, record, sidecar if sidecar.exists() else None, dtype, parse_size(max_shard_size))
+    del model
+
+    source_config = record["config"] if record else None
+    config = export_llava_config(preset, image_token_index=image_token_index, dtype=dtype_name(dtype),
+                                 tokenizer=tokenizer, source=source_config, full_vision_tower=sidecar.exists())
+    (dst / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _write_processor(preset, tokenizer, tokenizer_dir, dst)
+    if record is not None:
+        for path in sorted((src / HF_DIR / FILES_DIR).iterdir()):
+            shutil.copyfile(path, dst / path.name)  # the source's own processor/generation configs win
+    return dst
+
+
+def _training_dtype(src: Path) -> torch.dtype:
+    from nemo_twvlm.training.checkpoint import load_run_config
+
+    return torch.bfloat16 if load_run_config(str(src)).trainer.precision in ("bf16", "fp8") else torch.float32
+
+
+def _rename(name: str, naming: dict[str, str]) -> str:
+    prefix = name[: name.index(".") + 1]
+    return naming[prefix] + name[len(prefix):]
+
+
+@torch.no_grad()
+def _write_tensors(model, preset: ModelPreset, dst: Path, record: dict | None, sidecar: Path | None,
+                   dtype: torch.dtype, max_shard_bytes: int) -> None:
+    naming = record["naming"] if record else HUB_NAMING
+    dtypes = {name: dtype_from_name(d) for name, d in record["dtypes"].items()} if record else {}
+    writer = ShardedSafetensorsWriter(dst, max_shard_bytes)
+    written = set()
+
+    def add(name: str, tensor: torch.Tensor) -> None:
+        writer.add(_rename(name, naming), tensor.to(dtypes.get(name, dtype), copy=True))
+        written.add(name)
+
+    for megatron_name, tensor in megatron_io.parameters(model):
+        rule, layer = match(megatron_name)
+        for name, value in zip(hf_names(rule, layer, preset), to_hf(rule, tensor.detach(), preset)):
+            add(name, value)
+    if sidecar is not None:
+        with safe_open(str(sidecar), framework="pt") as f:
+            for name in f.keys():
+                add(name, f.get_tensor(name))
+    else:
+        hidden = preset.vision.hidden_size
+        add("vision_tower.post_layernorm.weight", torch.ones(hidden))
+        add("vision_tower.post_layernorm.bias", torch.zeros(hidden))
+    if record is not None and written != set(record["dtypes"]):
+        missing, extra = sorted(set(record["dtypes"]) - written), sorted(written - set(record["dtypes"]))
+        raise ConversionError(f"export does not reproduce the imported tensors: missing {missing[:5]}, "
+                              f"extra {extra[:5]}")
+    writer.close()
+
+
+def _write_processor(preset: ModelPreset, tokenizer, tokenizer_dir: Path, dst: Path) -> None:
+    """A LlavaProcessor: CLIP image processing at the preset's size and statistics, the tokenizer, and a
+    chat template that places images; then the tokenizer's own files, verbatim."""
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    vision = preset.vision
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": vision.image_size}, crop_size={"height": vision.image_size, "width": vision.image_size},
+        image_mean=list(vision.mean), image_std=list(vision.std), do_center_crop=True, resample=3,
+    )
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=vision.patch_size,
+                               vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                               chat_template=CHAT_TEMPLATE, image_token="<image>")
+    processor.save_pretrained(str(dst))
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).exists():
+            shutil.copyfile(tokenizer_dir / name, dst / name)

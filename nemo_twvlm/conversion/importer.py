@@ -1,0 +1,231 @@
+"""HF -> our distributed checkpoint, at any TP/PP split.
+
+Everything that can be wrong with the source (architecture, tensor names, shapes, tokenizer) is checked
+before a model is built. Each rank then builds its shard of the model (megatron decides the shapes), fills
+it tensor by tensor from the source, reading only the slice it owns, and the ranks save together with
+dist_checkpointing. Peak memory per rank is its model shard plus one source tensor.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from nemo_twvlm.conversion import megatron_io
+from nemo_twvlm.conversion.hf_config import check_against, infer_preset, save_preset
+from nemo_twvlm.conversion.hf_io import dtype_name
+from nemo_twvlm.conversion.layout import (
+    FILES_DIR, HF_DIR, SIDECAR_FILE, SOURCE_FILE, TOKENIZER_DIR, TRACKER_FILE, iteration_dir, prepare_destination,
+)
+from nemo_twvlm.conversion.mapping import ConversionError, expected_hf_names, hf_names, match, to_megatron, tp_slice
+from nemo_twvlm.conversion.sources import HUB_NAMING, TOKENIZER_FILES, HFSource, SourceSpec, open_source, reopen
+from nemo_twvlm.presets import ModelPreset
+
+# Buffers some checkpoints carry (older transformers saved them); the model recomputes them.
+_BUFFER_SUFFIXES = (".position_ids", ".rotary_emb.inv_freq")
+
+
+def import_hf(src, dst, *, tp: int = 1, pp: int = 1, preset: ModelPreset | str | None = None,
+              tokenizer: str | Path | None = None, seed: int = 1234) -> ModelPreset:
+    """Convert a llava-hf directory, or a (CLIP vision dir, Llama dir) pair, into a checkpoint at `dst`
+    split `tp` x `pp` ways. Returns the preset the checkpoint records (inferred from the HF configs, or
+    `preset` if given and matching field for field)."""
+    source = open_source(src, seed=seed)
+    chosen = _choose_preset(source, src, preset)
+    tokenizer_dir, image_token_index = _check_tokenizer(source, chosen, tokenizer)
+    sidecar = plan_tensors(source, chosen)
+    megatron_io.check_parallel(chosen, tp, pp)
+    dtype = source.dtype()
+    if dtype not in megatron_io.DTYPES.values():
+        raise ConversionError(f"language_model.embed_tokens.weight has dtype {dtype}; expected float32, bfloat16 "
+                              f"or float16")
+    dst = prepare_destination(dst)
+
+    job = RankJob(source.spec, chosen, tp, pp, dtype_name(dtype), image_token_index,
+                  str(iteration_dir(dst)), _free_port(), seed)
+    if tp * pp == 1:
+        megatron_io.init_single()
+        convert_rank(job, source)
+    else:
+        megatron_io.spawn(_rank_main, tp * pp, job)
+
+    _write_hf_record(source, dst, sidecar, image_token_index, dtype)
+    _write_run_files(chosen, dst, tokenizer_dir, tp, pp, dtype)
+    (dst / TRACKER_FILE).write_text("0")  # last: a checkpoint without it is incomplete
+    return chosen
+
+
+def _choose_preset(source: HFSource, src, preset) -> ModelPreset:
+    processor = source.side_files.get("preprocessor_config.json")
+    mean = std = None
+    if processor is not None:
+        raw = json.loads(processor.read_text(encoding="utf-8"))
+        mean, std = raw.get("image_mean"), raw.get("image_std")
+    reference = " + ".join(map(str, src)) if isinstance(src, (tuple, list)) else str(src)
+    inferred = infer_preset(source.config, image_mean=mean, image_std=std, hf_reference=reference)
+    return check_against(inferred, preset) if preset is not None else inferred
+
+
+def _check_tokenizer(source: HFSource, preset: ModelPreset, tokenizer) -> tuple[Path, int]:
+    from nemo_twvlm.data.tokenizer import load_tokenizer
+    from nemo_twvlm.model.llava import image_token_id
+
+    directory = Path(tokenizer) if tokenizer is not None else source.tokenizer_dir
+    if directory is None:
+        raise ConversionError(f"no tokenizer files in {', '.join(source.spec.paths)}; pass tokenizer=DIR")
+    tok = load_tokenizer(directory)
+    try:
+        token_id = image_token_id(tok)
+    except ValueError as error:
+        raise ConversionError(f"tokenizer {directory}: {error}") from None
+    if source.spec.kind == "llava":
+        configured = source.config.get("image_token_index", source.config.get("image_token_id"))
+        if configured != token_id:
+            raise ConversionError(f"config.json image_token_index={configured} but tokenizer {directory} has "
+                                  f"<image>={token_id}")
+    if len(tok) > preset.language.vocab_size:
+        raise ConversionError(f"tokenizer {directory} has {len(tok)} tokens but text_config.vocab_size="
+                              f"{preset.language.vocab_size}")
+    return directory, token_id
+
+
+def _hf_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape of every parameter transformers builds for this config (on the meta device)."""
+    from transformers import LlavaForConditionalGeneration
+
+    from nemo_twvlm.conversion.hf_config import llava_config
+    from nemo_twvlm.conversion.sources import _LLAVA_PREFIXES, _canonical
+
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(llava_config(config))
+    return {_canonical(name, _LLAVA_PREFIXES)[0]: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def plan_tensors(source: HFSource, preset: ModelPreset) -> list[str]:
+    """Check every source tensor against the config; return the ones the model leaves to the sidecar."""
+    shapes = _hf_shapes(source.config)
+    used = expected_hf_names(preset)
+    where = " + ".join(source.spec.paths)
+    missing = [name for name in used if name not in source.tensors]
+    if missing:
+        details = ", ".join(f"{name} (expected shape {shapes.get(name)})" for name in missing[:5])
+        raise ConversionError(f"{where}: missing {len(missing)} tensor(s): {details}")
+    for name, info in source.tensors.items():
+        if name in shapes:
+            if info.shape != shapes[name]:
+                raise ConversionError(f"{where}: tensor {info.name!r} has shape {info.shape}; the config "
+                                      f"expects {shapes[name]}")
+        elif not name.endswith(_BUFFER_SUFFIXES):
+            raise ConversionError(f"{where}: unexpected tensor {info.name!r} with shape {info.shape} "
+                                  f"(not part of a LlavaForConditionalGeneration with this config)")
+    if source.dropped:
+        warnings.warn(f"{where}: {len(source.dropped)} CLIP text-tower tensors are not part of LLaVA and are "
+                      f"not carried over (e.g. {source.dropped[0]!r})", stacklevel=3)
+    used_set = set(used)
+    return [name for name in source.tensors if name not in used_set]
+
+
+@dataclass(frozen=True)
+class RankJob:
+    spec: SourceSpec
+    preset: ModelPreset
+    tp: int
+    pp: int
+    dtype: str
+    image_token_index: int
+    checkpoint_dir: str
+    port: int
+    seed: int
+
+
+def _rank_main(rank: int, world_size: int, job: RankJob) -> None:
+    megatron_io.init_ranks(rank, world_size, job.port, job.tp, job.pp, job.seed)
+    try:
+        convert_rank(job, reopen(job.spec))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def convert_rank(job: RankJob, source: HFSource) -> None:
+    from megatron.core import parallel_state
+
+    model = megatron_io.build_model(job.preset, dtype=megatron_io.DTYPES[job.dtype],
+                                    image_token_index=job.image_token_index, tp=job.tp, pp=job.pp)
+    fill_model(model, source, job.preset, parallel_state.get_tensor_model_parallel_rank(), job.tp)
+    megatron_io.save_checkpoint(model, Path(job.checkpoint_dir))
+
+
+@torch.no_grad()
+def fill_model(model, source: HFSource, preset: ModelPreset, tp_rank: int, tp_size: int) -> None:
+    lossy = []
+    for name, param in megatron_io.parameters(model):
+        rule, layer = match(name)
+        sources = hf_names(rule, layer, preset)
+        parts = []
+        for hf_name in sources:
+            bounds = tp_slice(source.tensors[hf_name].shape, rule.tp_dim, tp_rank, tp_size)
+            parts.append(source.read(hf_name, rule.tp_dim, *bounds) if bounds else source.read(hf_name))
+        value = to_megatron(rule, parts, preset)
+        if tuple(value.shape) != tuple(param.shape):
+            shapes = ", ".join(f"{n} {tuple(source.tensors[n].shape)}" for n in sources)
+            raise ConversionError(f"megatron tensor {name!r}: expected shape {tuple(param.shape)} on TP rank "
+                                  f"{tp_rank}/{tp_size}, got {tuple(value.shape)} from {shapes}")
+        if value.dtype != param.dtype and not torch.equal(value.to(param.dtype).to(value.dtype), value):
+            lossy.append(name)
+        param.copy_(value)
+        del parts, value
+    if lossy:
+        warnings.warn(f"{len(lossy)} tensors lose precision in the model dtype (e.g. {lossy[0]}); an export "
+                      f"will not reproduce them bit for bit", stacklevel=2)
+
+
+def _write_hf_record(source: HFSource, dst: Path, sidecar: list[str], image_token_index: int,
+                     dtype: torch.dtype) -> None:
+    """What export needs to give back the HF checkpoint exactly: unused tensors, names, dtypes, configs."""
+    record_dir = dst / HF_DIR
+    (record_dir / FILES_DIR).mkdir(parents=True)
+    if sidecar:
+        save_file({name: source.read(name) for name in sidecar}, str(record_dir / SIDECAR_FILE),
+                  metadata={"format": "pt"})
+    for name, path in source.side_files.items():
+        shutil.copyfile(path, record_dir / FILES_DIR / name)
+    record = {
+        "kind": source.spec.kind,
+        "paths": list(source.spec.paths),
+        "config": source.config,
+        "image_token_index": image_token_index,
+        "dtype": dtype_name(dtype),
+        "naming": {**HUB_NAMING, **source.naming},
+        "dtypes": {name: dtype_name(info.dtype) for name, info in source.tensors.items()},
+        "sidecar": sidecar,
+    }
+    (record_dir / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_run_files(preset: ModelPreset, dst: Path, tokenizer_dir: Path, tp: int, pp: int, dtype) -> None:
+    from nemo_twvlm.training.checkpoint import save_run_config
+    from nemo_twvlm.training.config import DataConfig, ModelConfig, ParallelConfig, PretrainConfig, TrainerConfig
+
+    (dst / TOKENIZER_DIR).mkdir()
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).exists():
+            shutil.copyfile(tokenizer_dir / name, dst / TOKENIZER_DIR / name)
+    save_preset(preset, dst)
+    save_run_config(PretrainConfig(
+        name=f"import_{preset.name}",
+        model=ModelConfig(preset=preset.name),
+        data=DataConfig(tokenizer=str((dst / TOKENIZER_DIR).resolve())),
+        parallel=ParallelConfig(tensor_parallel=tp, pipeline_parallel=pp),
+        trainer=TrainerConfig(precision="fp32" if dtype == torch.float32 else "bf16"),
+    ), str(dst))
+
+
+def _free_port() -> int:
+    from nemo_twvlm.training.pretrain import _free_port as free_port
+
+    return free_port()

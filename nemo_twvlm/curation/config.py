@@ -1,0 +1,197 @@
+"""The typed curation config: what `conf/curation/*.yaml` holds, checked once at the entry point.
+
+Entry points merge the YAML (Hydra) and call `CurationConfig.from_dict`; package code only ever
+sees this dataclass. Unknown keys and bad values fail here, naming the field.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+
+@dataclass
+class InputConfig:
+    format: str = "webdataset"     # webdataset (tars) | table (Parquet/JSONL rows) | jsonl_docs (interleaved)
+    url_column: str = "url"        # table: an http(s) url or a path (relative to the table's folder)
+    caption_column: str = "caption"
+    key_column: str = "key"        # optional; rows without it are keyed by position
+    batch_samples: int = 256       # samples per task: bounds the decoded images held at once
+
+
+@dataclass
+class DownloadConfig:
+    schemes: list[str] = field(default_factory=lambda: ["http", "https"])
+    allow_local_paths: bool = True
+    max_bytes: int = 20_000_000
+    timeout_s: float = 10.0
+    retries: int = 2
+    backoff_s: float = 0.5
+    threads: int = 8
+
+
+@dataclass
+class ImageConfig:
+    formats: list[str] = field(default_factory=lambda: ["jpg", "jpeg", "png", "webp"])
+    max_pixels: int = 40_000_000   # read from the header, before any pixel is decoded
+    min_side: int = 32
+    max_aspect: float = 3.0
+
+
+@dataclass
+class TextConfig:
+    strip_html: bool = True
+    strip_urls: bool = True
+
+
+@dataclass
+class LangConfig:
+    model_path: str = ""
+    allowed: list[str] = field(default_factory=lambda: ["zh", "en"])
+    min_score: float = 0.4
+
+
+@dataclass
+class ScriptConfig:
+    simplified: str = "convert"    # convert (OpenCC s2twp) | drop
+
+
+@dataclass
+class QualityConfig:
+    min_chars: int = 4
+    max_chars: int = 2000
+    min_cjk_ratio: float = 0.3     # applies to zh text only
+    max_char_repetition: float = 0.5
+    max_punctuation_ratio: float = 0.35
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = True
+    image_hamming: int | None = 6  # pHash bits; None turns near-dup images off
+    image_bands: int = 8           # LSH bands over the 64-bit pHash; > image_hamming guarantees recall
+    caption_jaccard: float | None = 0.85  # MinHash estimate; None turns near-dup text off
+    shingle: int = 3               # characters per shingle (Chinese has no word spaces)
+    num_perm: int = 64
+
+
+@dataclass
+class ResizeConfig:
+    max_side: int = 672
+    format: str = "jpg"            # jpg | png
+    quality: int = 90
+
+
+@dataclass
+class TokenConfig:
+    tokenizer: str = "data/tokenizer"
+    preset: str = "debug"          # image tokens per image come from nemo_twvlm.presets
+    max_per_sample: int | None = 8192
+    budget: int | None = None      # total text+image tokens to keep, in input order; None = all
+
+
+@dataclass
+class ModelScoreConfig:
+    clip_model: str | None = None  # local Hugging Face CLIP directory; None skips the stage with a warning
+    min_clip_score: float = 0.2
+
+
+@dataclass
+class ShardConfig:
+    samples_per_shard: int = 1000
+
+
+@dataclass
+class QuarantineConfig:
+    keep_dropped: bool = True      # also store the payload of policy drops, not only of malformed input
+
+
+@dataclass
+class ReportConfig:
+    grid: int = 24                 # samples shown in each of the kept / rejected grids
+    thumb_px: int = 96
+
+
+@dataclass
+class ExecutorConfig:
+    name: str = "ray_data"         # ray_data | xenna | in_process
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CurationConfig:
+    input_dir: str = ""
+    output_dir: str = ""
+    kind: str = "pairs"            # pairs | interleaved
+    input: InputConfig = field(default_factory=InputConfig)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    lang: LangConfig = field(default_factory=LangConfig)
+    script: ScriptConfig = field(default_factory=ScriptConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    resize: ResizeConfig = field(default_factory=ResizeConfig)
+    tokens: TokenConfig = field(default_factory=TokenConfig)
+    models: ModelScoreConfig = field(default_factory=ModelScoreConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+    quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CurationConfig:
+        cfg = _build(cls, values, "")
+        cfg.check()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def check(self) -> None:
+        choices = {
+            "kind": (self.kind, ("pairs", "interleaved")),
+            "input.format": (self.input.format, ("webdataset", "table", "jsonl_docs")),
+            "script.simplified": (self.script.simplified, ("convert", "drop")),
+            "resize.format": (self.resize.format, ("jpg", "png")),
+            "executor.name": (self.executor.name, ("ray_data", "xenna", "in_process")),
+        }
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not supported; expected one of {list(allowed)}")
+        for name in ("input_dir", "output_dir", "lang.model_path", "tokens.tokenizer"):
+            if not _get(self, name):
+                raise ValueError(f"{name} is empty; it must name a path")
+        if self.dedup.image_hamming is not None and not 0 <= self.dedup.image_hamming < self.dedup.image_bands:
+            raise ValueError(f"dedup.image_hamming={self.dedup.image_hamming} must be in [0, dedup.image_bands="
+                             f"{self.dedup.image_bands}) so that banded LSH finds every near-duplicate")
+        if 64 % self.dedup.image_bands:
+            raise ValueError(f"dedup.image_bands={self.dedup.image_bands} must divide the 64 pHash bits")
+        for name in ("input.batch_samples", "shards.samples_per_shard", "dedup.num_perm", "dedup.shingle"):
+            if _get(self, name) < 1:
+                raise ValueError(f"{name}={_get(self, name)} must be >= 1")
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise TypeError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown curation config key(s) {[prefix + k for k in unknown]}; "
+                         f"expected some of {sorted(prefix + n for n in names)}")
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)

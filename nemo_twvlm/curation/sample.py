@@ -1,0 +1,183 @@
+"""What curation stages pass along: a batch of samples from one part of one input source.
+
+A sample is an ordered list of segments (text and images), so one type serves image-caption pairs
+(`[image, caption]`) and interleaved documents. Stages keep their per-sample results in
+`Sample.meta` / `ImageItem.meta` and their per-stage counts in the batch's `_metadata["stages"]`,
+so a new filter never adds a field to these classes.
+
+Every sample a stage removes becomes a `Rejection` with a named reason; `QUARANTINE_REASONS` are
+malformed inputs (kept byte-for-byte in OUT/quarantine/ for inspection), every other reason is a
+policy drop. That split is what `stats.json` reports as `quarantined` and `dropped`.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from nemo_curator.tasks import Task
+from PIL import Image
+
+# Malformed input: the bytes cannot be read as a sample at all.
+QUARANTINE_REASONS = frozenset({
+    "truncated_tar", "unreadable_tar", "unreadable_file", "bad_row",
+    "missing_image", "missing_caption", "empty_image", "empty_caption", "caption_not_utf8", "bad_caption_json",
+    "corrupt_image", "truncated_image", "decompression_bomb", "unsupported_image_format",
+    "download_failed", "download_too_large", "download_timeout", "download_bad_scheme", "missing_file",
+    "stage_error",
+})
+
+
+def disposition(reason: str) -> str:
+    return "quarantined" if reason in QUARANTINE_REASONS else "dropped"
+
+
+class Reject(Exception):
+    """Raised by a per-sample check to remove the sample under `reason`."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class ImageItem:
+    ref: str                       # the part name in a tar ("jpg", "0.png") or the url/path a row names
+    data: bytes | None = None      # encoded bytes: as read, then as re-encoded
+    ext: str = ""
+    pil: Image.Image | None = None  # decoded pixels, held only between decode and re-encode
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Sample:
+    key: str
+    index: int                     # position within its source: the global order is (source, index)
+    segments: list[str | ImageItem]
+    raw: dict[str, bytes] = field(default_factory=dict)  # input parts as read, for the quarantine
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def texts(self) -> list[str]:
+        return [s for s in self.segments if isinstance(s, str)]
+
+    @property
+    def images(self) -> list[ImageItem]:
+        return [s for s in self.segments if isinstance(s, ImageItem)]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.texts)
+
+    def map_texts(self, fn: Callable[[str], str]) -> None:
+        self.segments = [fn(s) if isinstance(s, str) else s for s in self.segments]
+
+
+@dataclass
+class Rejection:
+    key: str
+    index: int
+    stage: str
+    reason: str
+    detail: str = ""
+    raw: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def disposition(self) -> str:
+        return disposition(self.reason)
+
+
+@dataclass
+class SampleBatch(Task[list[Sample]]):
+    """Samples from part `part` of `num_parts` of input `source`, plus the ones already rejected.
+
+    `resumed` marks a part an earlier run already analysed: it carries no samples, and the
+    checkpoint stage loads its results from disk instead of writing them.
+    """
+
+    data: list[Sample] = field(default_factory=list)
+    source: str = ""
+    part: int = 0
+    num_parts: int = 1
+    rejected: list[Rejection] = field(default_factory=list)
+    resumed: bool = False
+
+    @property
+    def num_items(self) -> int:
+        return len(self.data)
+
+    def validate(self) -> bool:
+        return True
+
+    def reject(self, sample: Sample, stage: str, reason: str, detail: str = "") -> None:
+        self.rejected.append(Rejection(sample.key, sample.index, stage, reason, detail, sample.raw))
+
+    def apply(self, stage: str, check: Callable[[Sample], None]) -> SampleBatch:
+        """Run `check` on every sample; a `Reject` (or any error) moves the sample to `rejected`.
+
+        An unexpected exception is counted as `stage_error` with the stage and message in its
+        detail: one bad sample never stops a shard.
+        """
+        kept: list[Sample] = []
+        reasons: Counter[str] = Counter()
+        for sample in self.data:
+            try:
+                check(sample)
+            except Reject as r:
+                self.reject(sample, stage, r.reason, r.detail)
+                reasons[r.reason] += 1
+                continue
+            except Exception as e:  # noqa: BLE001 - any failure is this sample's, not the run's
+                self.reject(sample, stage, "stage_error", f"{stage}: {e!r}"[:500])
+                reasons["stage_error"] += 1
+                continue
+            kept.append(sample)
+        self.record(stage, len(self.data), len(kept), reasons)
+        self.data = kept
+        return self
+
+    def record(self, stage: str, n_in: int, n_out: int, reasons: Counter[str] | dict[str, int]) -> None:
+        self._metadata.setdefault("stages", {})[stage] = {"in": n_in, "out": n_out, "rejected": dict(reasons)}
+
+    def stage_counts(self) -> dict[str, dict]:
+        return self._metadata.get("stages", {})
+
+    def images(self) -> Iterator[tuple[Sample, ImageItem]]:
+        for sample in self.data:
+            for item in sample.images:
+                yield sample, item
+
+
+@dataclass
+class SignatureBatch(Task[dict[str, list]]):
+    """What dedup needs from one analysed part: columns of keys, hashes, MinHashes and tokens."""
+
+    data: dict[str, list] = field(default_factory=dict)
+    source: str = ""
+    part: int = 0
+    num_parts: int = 1
+
+    @property
+    def num_items(self) -> int:
+        return len(self.data.get("index", []))
+
+    def validate(self) -> bool:
+        return True
+
+
+@dataclass
+class SourceDecision(Task[dict[int, tuple[str, str]]]):
+    """Dedup and budget decisions for one source: sample index -> (reason, detail) to drop."""
+
+    data: dict[int, tuple[str, str]] = field(default_factory=dict)
+    source: str = ""
+    num_parts: int = 1
+
+    @property
+    def num_items(self) -> int:
+        return len(self.data)
+
+    def validate(self) -> bool:
+        return True

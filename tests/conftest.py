@@ -1,0 +1,39 @@
+"""Fixtures shared across test folders: the committed debug tokenizer, a small synthetic blend, the debug LLaVA."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from nemo_twvlm.data.tokenizer import load_tokenizer
+
+    return load_tokenizer(REPO / "data" / "tokenizer")
+
+
+@pytest.fixture(scope="session")
+def synthetic_blend(tmp_path_factory) -> Path:
+    """pairs/, pairs_val/, interleaved/ and blend.yaml, Energon-prepared (about half a second to write)."""
+    from nemo_twvlm.data.synthetic import write_dataset
+
+    out = tmp_path_factory.mktemp("synthetic_blend")
+    write_dataset(out, train_pairs=200, val_pairs=20, interleaved_docs=60)
+    return out
+
+
+@pytest.fixture(scope="session")
+def debug_model():
+    """The debug-preset LLaVA (fp32, megatron's local attention, eval mode) in a one-rank gloo process group."""
+    import torch
+
+    from nemo_twvlm.model.llava import build_llava
+    from nemo_twvlm.presets import PRESETS
+    from nemo_twvlm.training.checkpoint import init_single_process
+
+    init_single_process(seed=1234)
+    torch.manual_seed(0)
+    return build_llava(PRESETS["debug"], image_token_index=5, use_te=False).eval()
