@@ -28,7 +28,7 @@ class DataConfig:
     micro_batch_size: int = 4
     global_batch_size: int = 4
     packing: bool = True
-    packing_buffer_size: int = 64
+    packing_buffer_size: int = 256
     num_workers: int = 0
     seed: int = 1234
     # Append one JSON line per micro-batch (iteration, sample keys, loss) here; empty = off.

@@ -1,0 +1,137 @@
+"""Chinese-aware text helpers: caption cleaning, script detection, quality metrics, dedup normalisation.
+
+Curator's text filters assume space-separated Latin text (its `NonAlphaNumericFilter` rejects every
+Chinese document); these work per character.
+"""
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections import Counter
+
+_TAG = re.compile(r"<[^>]{0,500}>")
+# URL characters per RFC 3986 only: a CJK character right after a URL ends it.
+_URL = re.compile(r"(?:https?://|www\.)[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+_CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3134F),
+               (0x3100, 0x312F), (0x31A0, 0x31BF))  # ideographs, compatibility, extensions B-G, bopomofo
+_CJK_SPACE = re.compile(r"(?<=[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]) (?=[\u3000-\u303f\u3400-\u9fff\uff00-\uffef])")
+_KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11ff]")
+
+# Simplified forms that are also everyday Traditional characters in Taiwan (台北, 干涉, 里長, 皇后,
+# 北斗, 游泳...). OpenCC's s2tw changes them when they stand alone, so counting them as Simplified
+# evidence would flag plain zh-TW text. Hand-picked from OpenCC 1.4.2's one-to-many table;
+# provisional: extend it when a zh-Hant caption is seen labelled zh-Hans.
+TW_SHARED = frozenset("台干里后余准冲丑几范伙云朴斗咸叶征郁划游岳杰")
+
+
+def is_cjk(ch: str) -> bool:
+    code = ord(ch)
+    return any(lo <= code <= hi for lo, hi in _CJK_RANGES)
+
+
+def clean_text(text: str, *, strip_html: bool = True, strip_urls: bool = True) -> str:
+    """Unescape HTML entities, drop tags and URLs, control characters and surplus whitespace.
+
+    Full-width punctuation stays (no NFKC): it is correct zh-TW typography. Spaces between two
+    CJK characters are removed: scraped Chinese often carries them from line wrapping.
+    """
+    for _ in range(2):  # doubly escaped entities ("&amp;lt;") are common in scraped alt text
+        unescaped = html.unescape(text)
+        if unescaped == text:
+            break
+        text = unescaped
+    if strip_html:
+        text = _TAG.sub(" ", text)
+    if strip_urls:
+        text = _URL.sub(" ", text)
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    text = _SPACE.sub(" ", text).strip()
+    return _CJK_SPACE.sub("", text)
+
+
+def looks_chinese(text: str) -> bool:
+    """Mostly Han characters and no kana or hangul: what lid.176 sometimes calls `ja` when short."""
+    letters = [ch for ch in text if unicodedata.category(ch).startswith("L")]
+    if not letters or _KANA_HANGUL.search(text):
+        return False
+    return sum(map(is_cjk, letters)) / len(letters) >= 0.5
+
+
+class ScriptDetector:
+    """zh-Hant / zh-Hans / mixed / ambiguous by an OpenCC round trip.
+
+    A character that Taiwan-to-Simplified conversion changes is Traditional evidence; one that
+    Simplified-to-Taiwan conversion changes is Simplified evidence (minus TW_SHARED). Text with
+    neither (e.g. 在左上) is `ambiguous`: both scripts write it the same way.
+    """
+
+    def __init__(self) -> None:
+        import opencc  # the C++ binding (opencc==1.4.2); never beside opencc-python-reimplemented
+
+        self._to_hans = opencc.OpenCC("tw2s")
+        self._to_hant = opencc.OpenCC("s2tw")
+        self._normalise = opencc.OpenCC("s2twp")
+
+    def counts(self, text: str) -> tuple[int, int]:
+        hant = _changed(text, self._to_hans.convert, frozenset())
+        hans = _changed(text, self._to_hant.convert, TW_SHARED)
+        return hant, hans
+
+    def detect(self, text: str) -> str:
+        hant, hans = self.counts(text)
+        if hant == 0 and hans == 0:
+            return "ambiguous"
+        if hans == 0:
+            return "zh-Hant"
+        if hant == 0:
+            return "zh-Hans"
+        return "mixed"
+
+    def to_taiwan(self, text: str) -> str:
+        """OpenCC s2twp: Taiwan characters and vocabulary (软件 -> 軟體, 鼠标 -> 滑鼠)."""
+        return self._normalise.convert(text)
+
+
+def _changed(text: str, convert, ignore: frozenset[str]) -> int:
+    converted = convert(text)
+    if len(converted) != len(text):  # a phrase rule changed the length: compare per character
+        converted = "".join(convert(ch) if is_cjk(ch) else ch for ch in text)
+        if len(converted) != len(text):
+            converted = "".join(c if len(convert(c)) != 1 else convert(c) for c in text)
+    return sum(a != b and a not in ignore for a, b in zip(text, converted))
+
+
+def quality_metrics(text: str) -> dict[str, float]:
+    """Character-level measures that work with or without word spaces."""
+    chars = [ch for ch in text if not ch.isspace()]
+    n = len(chars)
+    letters = [ch for ch in chars if unicodedata.category(ch).startswith("L")]
+    punct = sum(unicodedata.category(ch)[0] in "PS" for ch in chars)
+    joined = "".join(chars)
+    grams = [joined[i:i + 3] for i in range(len(joined) - 2)]
+    repetition = 1 - len(set(grams)) / len(grams) if len(grams) >= 2 else 0.0
+    return {
+        "chars": n,
+        "cjk_ratio": sum(map(is_cjk, letters)) / len(letters) if letters else 0.0,
+        "punctuation_ratio": punct / n if n else 0.0,
+        "char_repetition": repetition,
+    }
+
+
+def dedup_normalise(text: str) -> str:
+    """The text exact and near dedup compare: NFKC, case-folded, no whitespace or punctuation."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(ch for ch in text if not ch.isspace() and unicodedata.category(ch)[0] not in "PS")
+
+
+def shingles(text: str, k: int) -> set[str]:
+    if len(text) <= k:
+        return {text} if text else set()
+    return {text[i:i + k] for i in range(len(text) - k + 1)}
+
+
+def top_counts(values, n: int = 10) -> dict[str, int]:
+    return dict(Counter(values).most_common(n))
