@@ -53,6 +53,21 @@ def twvlm_debug_align() -> PretrainConfig:
     return cfg
 
 
+def twvlm_debug_sft() -> PretrainConfig:
+    """Visual instruction tuning of the debug model from the debug CPT checkpoint (assistant turns only)."""
+    cfg = twvlm_debug()
+    cfg.name = "twvlm_debug_sft"
+    cfg.model.freeze_plan = "sft"
+    cfg.model.train_vision = False
+    cfg.model.init_from = twvlm_debug_cpt().checkpoint.save
+    cfg.data.path = "runs/demo_data/sft_blend.yaml"
+    cfg.trainer.lr = 5e-4
+    cfg.trainer.min_lr = 5e-5
+    cfg.trainer.max_steps = 200
+    cfg.checkpoint.save = "runs/twvlm_debug_sft"
+    return cfg
+
+
 def twvlm_8b_align() -> PretrainConfig:
     """Projector alignment on Llama-3-8B (LLaVA-1.5 stage 1: lr 1e-3, GBS 256, cosine to 0)."""
     cfg = PretrainConfig(name="twvlm_8b_align")
@@ -121,6 +136,24 @@ def twvlm_70b_cpt() -> PretrainConfig:
     return cfg
 
 
+def twvlm_70b_sft() -> PretrainConfig:
+    """Visual instruction tuning of the 70B CPT model (LLaVA-1.5 stage 2: lr 2e-5, GBS 128), loss on
+    assistant turns; the blend mixes Taiwan visual QA with text-only instructions, which protects the
+    LM's text ability (VILA)."""
+    cfg = twvlm_70b_cpt()
+    cfg.name = "twvlm_70b_sft"
+    cfg.model.freeze_plan = "sft"
+    cfg.model.init_from = cfg.checkpoint.save  # where the CPT base saves
+    cfg.data.path = "data/sft/blend.yaml"
+    cfg.data.seq_length = 4096
+    cfg.trainer.lr = 2e-5
+    cfg.trainer.min_lr = 0.0
+    cfg.trainer.warmup_steps = 100
+    cfg.trainer.max_steps = 5000
+    cfg.checkpoint.save = f"checkpoints/{cfg.name}"
+    return cfg
+
+
 def twvlm_70b_cpt_fp8() -> PretrainConfig:
     """`twvlm_70b_cpt` with FP8 GEMMs (needs Transformer Engine and Hopper or newer)."""
     cfg = twvlm_70b_cpt()
@@ -136,9 +169,11 @@ RECIPES = {
         twvlm_debug,
         twvlm_debug_align,
         twvlm_debug_cpt,
+        twvlm_debug_sft,
         twvlm_8b_align,
         twvlm_70b_align,
         twvlm_70b_cpt,
+        twvlm_70b_sft,
         twvlm_70b_cpt_fp8,
     )
 }

@@ -32,6 +32,11 @@ CHAT_TEMPLATE = (
     "{{ content }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
+# Llama-3's pre-tokenizer pattern. Unlike GPT-2's, it keeps a run of newlines whole whatever follows,
+# so the chat template's "<|end_header_id|>\n\n" tokenizes the same alone (generation prompt) and
+# before an answer, which the assistant-only loss mask relies on.
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "data" / "tokenizer"
 
 
@@ -48,7 +53,8 @@ def build(vocab_size: int = 1024) -> Tokenizer:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex("|".join(words) + r"|\p{Han}"), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
+        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(

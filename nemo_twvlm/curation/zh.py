@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections import Counter
 
 _TAG = re.compile(r"<[^>]{0,500}>")
 # URL characters per RFC 3986 only: a CJK character right after a URL ends it.
@@ -20,10 +19,12 @@ _CJK_SPACE = re.compile(r"(?<=[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]) (?=[\u3
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11ff]")
 
 # Simplified forms that are also everyday Traditional characters in Taiwan (台北, 干涉, 里長, 皇后,
-# 北斗, 游泳...). OpenCC's s2tw changes them when they stand alone, so counting them as Simplified
-# evidence would flag plain zh-TW text. Hand-picked from OpenCC 1.4.2's one-to-many table;
-# provisional: extend it when a zh-Hant caption is seen labelled zh-Hans.
-TW_SHARED = frozenset("台干里后余准冲丑几范伙云朴斗咸叶征郁划游岳杰")
+# 北斗, 游泳, 岩石, 雇主, 公厘...). OpenCC's s2tw changes them when they stand alone, so counting
+# them as Simplified evidence would flag plain zh-TW text. Hand-picked from the characters s2tw
+# changes in isolation; provisional: extend it when a zh-Hant caption is seen labelled zh-Hans.
+TW_SHARED = frozenset("台干里后余准冲丑几范伙云朴斗咸叶征郁划游岳杰岩采于涂凶占厘辟佣涌熏肴雇霉洒")
+# With evidence for both scripts, one that outnumbers the other this many times wins.
+_DOMINANCE = 3
 
 
 def is_cjk(ch: str) -> bool:
@@ -65,7 +66,8 @@ class ScriptDetector:
 
     A character that Taiwan-to-Simplified conversion changes is Traditional evidence; one that
     Simplified-to-Taiwan conversion changes is Simplified evidence (minus TW_SHARED). Text with
-    neither (e.g. 在左上) is `ambiguous`: both scripts write it the same way.
+    neither (e.g. 在左上) is `ambiguous`: both scripts write it the same way. Evidence for both
+    is `mixed` unless one side outnumbers the other `_DOMINANCE` times.
     """
 
     def __init__(self) -> None:
@@ -84,9 +86,9 @@ class ScriptDetector:
         hant, hans = self.counts(text)
         if hant == 0 and hans == 0:
             return "ambiguous"
-        if hans == 0:
+        if hant >= _DOMINANCE * hans:
             return "zh-Hant"
-        if hant == 0:
+        if hans >= _DOMINANCE * hant:
             return "zh-Hans"
         return "mixed"
 
@@ -131,7 +133,3 @@ def shingles(text: str, k: int) -> set[str]:
     if len(text) <= k:
         return {text} if text else set()
     return {text[i:i + k] for i in range(len(text) - k + 1)}
-
-
-def top_counts(values, n: int = 10) -> dict[str, int]:
-    return dict(Counter(values).most_common(n))

@@ -41,10 +41,12 @@ def prepare(
     field_map: dict[str, str] | None = None,
     sample_loader_source: str | None = None,
     split: tuple[float, float, float] = (1, 0, 0),
+    sample_type_module: str = "megatron.energon",
 ) -> dict[str, int]:
     """Index every `*.tar` under `path`, write `.nv-meta/{split.yaml,dataset.yaml}`; return shard counts.
 
-    `sample_type` is an Energon sample class name (e.g. "CaptioningSample"). Give exactly one of
+    `sample_type` is a sample class name in `sample_type_module` (Energon's own by default, e.g.
+    "CaptioningSample"; ours live in `nemo_twvlm.data.samples`). Give exactly one of
     `field_map` (sample field -> part name) or `sample_loader_source` (a `sample_loader.py` defining
     `sample_loader(raw) -> dict` and `part_filter(part) -> bool`). `split` is the train/val/test
     ratio over shards, so a held-out folder uses (0, 1, 0).
@@ -63,7 +65,7 @@ def prepare(
         workers=2,
     )
     meta = root / MAIN_FOLDER_NAME
-    definition: dict = {"sample_type": {"__module__": "megatron.energon", "__class__": sample_type}}
+    definition: dict = {"sample_type": {"__module__": sample_type_module, "__class__": sample_type}}
     if field_map is not None:
         definition["field_map"] = field_map
     else:

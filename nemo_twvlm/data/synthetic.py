@@ -310,16 +310,21 @@ def write_dataset(
     seed: int = 0,
     samples_per_shard: int = 1000,
     blend: tuple[float, float] = (0.7, 0.3),
+    instructions: int = 2000,
 ) -> dict:
-    """Write pairs/, pairs_val/, interleaved/ (Energon-prepared), blend.yaml and stats.json."""
+    """Write pairs/, pairs_val/, interleaved/, instructions/ (Energon-prepared), blend.yaml (pretraining),
+    sft_blend.yaml (instruction tuning with some captioning kept) and stats.json."""
+    from nemo_twvlm.data.synthetic_instructions import INSTRUCTION_SAMPLE_LOADER, make_conversation
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # One seed stream per split, so changing one split's size never changes another's samples.
-    splits = ("pairs", "pairs_val", "interleaved")
+    splits = ("pairs", "pairs_val", "interleaved", "instructions")
     rngs = {name: np.random.default_rng([seed, i]) for i, name in enumerate(splits)}
     stats = {"seed": seed, "image_size": image_size, "pairs": train_pairs, "pairs_val": val_pairs,
-             "interleaved_docs": interleaved_docs, "interleaved_images": 0, "pairs_lang": Counter()}
-    bar = tqdm(total=train_pairs + val_pairs + interleaved_docs, desc="drawing", unit="sample")
+             "interleaved_docs": interleaved_docs, "interleaved_images": 0, "pairs_lang": Counter(),
+             "instructions": instructions}
+    bar = tqdm(total=train_pairs + val_pairs + interleaved_docs + instructions, desc="drawing", unit="sample")
     for name, count, lang in (("pairs", train_pairs, None), ("pairs_val", val_pairs, "zh")):
         with _writer(out / name, samples_per_shard) as sink:
             for i in range(count):
@@ -336,6 +341,14 @@ def write_dataset(
             sink.write({"__key__": f"doc{i:07d}", "json": _json(doc),
                         **{f"{j}.png": png for j, png in enumerate(pngs)}})
             bar.update()
+    with _writer(out / "instructions", samples_per_shard) as sink:
+        rng = rngs["instructions"]
+        for i in range(instructions):
+            meta = sample_attributes(rng)
+            conversation = make_conversation(meta, rng, turns=int(rng.integers(1, 3)))
+            sink.write({"__key__": f"inst{i:07d}", "png": _png(render_image(meta, rng, image_size)),
+                        "json": _json({**meta, "conversations": conversation})})
+            bar.update()
     bar.close()
 
     pair_fields = {"image": "png", "caption": "txt"}
@@ -343,25 +356,18 @@ def write_dataset(
     prepare(out / "pairs_val", sample_type="CaptioningSample", field_map=pair_fields, split=(0, 1, 0))
     prepare(out / "interleaved", sample_type="InterleavedSample",
             sample_loader_source=INTERLEAVED_SAMPLE_LOADER)
-    (out / "blend.yaml").write_text(_blend_yaml(blend), encoding="utf-8")
+    prepare(out / "instructions", sample_type="ConversationSample", sample_type_module="nemo_twvlm.data.samples",
+            sample_loader_source=INSTRUCTION_SAMPLE_LOADER)
+    (out / "blend.yaml").write_text(_blend_yaml(("pairs", blend[0]), ("interleaved", blend[1])), encoding="utf-8")
+    (out / "sft_blend.yaml").write_text(_blend_yaml(("instructions", 0.8), ("pairs", 0.2)), encoding="utf-8")
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return stats
 
 
-def _blend_yaml(blend: tuple[float, float]) -> str:
-    return (
-        "__module__: megatron.energon\n"
-        "__class__: MetadatasetV2\n"
-        "splits:\n"
-        "  train:\n"
-        "    blend:\n"
-        f"      - weight: {blend[0]}\n"
-        "        path: pairs\n"
-        f"      - weight: {blend[1]}\n"
-        "        path: interleaved\n"
-        "  val:\n"
-        "    path: pairs_val\n"
-    )
+def _blend_yaml(*weighted: tuple[str, float]) -> str:
+    parts = "".join(f"      - weight: {weight}\n        path: {path}\n" for path, weight in weighted)
+    return ("__module__: megatron.energon\n__class__: MetadatasetV2\nsplits:\n  train:\n    blend:\n"
+            f"{parts}  val:\n    path: pairs_val\n")
 
 
 def main(argv: list[str] | None = None) -> None:

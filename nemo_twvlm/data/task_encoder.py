@@ -14,8 +14,10 @@ import torch
 from megatron.energon import Batch, CaptioningSample, DefaultTaskEncoder, InterleavedSample, Sample, stateless
 from megatron.energon.edataclass import edataclass
 
+from nemo_twvlm.data.conversation import IMAGE_PLACEHOLDER, encode_conversation, normalise_messages
 from nemo_twvlm.data.image import preprocess_image
 from nemo_twvlm.data.packing import pack_by_length
+from nemo_twvlm.data.samples import ConversationSample
 from nemo_twvlm.model.llava import image_token_id
 from nemo_twvlm.presets import ModelPreset
 
@@ -130,6 +132,8 @@ class LlavaTaskEncoder(DefaultTaskEncoder[Sample, EncodedSample, LlavaBatch, Lla
             if not any(trained and ids for ids, trained in segments):
                 raise BadSample("empty_text")
             segments.append(([self.tokenizer.eos_token_id], True))
+        elif isinstance(sample, ConversationSample):
+            segments, images = self._conversation(sample)
         else:
             raise BadSample("unsupported_sample_type", type(sample).__name__)
 
@@ -146,6 +150,19 @@ class LlavaTaskEncoder(DefaultTaskEncoder[Sample, EncodedSample, LlavaBatch, Lla
             seq_lengths=[len(tokens) + len(images) * self.extra_per_image],
             keys=[sample.__key__],
         )
+
+    def _conversation(self, sample: ConversationSample):
+        try:
+            ids, trained = encode_conversation(self.tokenizer, normalise_messages(sample.conversation))
+        except ValueError as error:
+            raise BadSample("bad_conversation", str(error)) from None
+        placeholders = ids.count(self.image_id)
+        if placeholders != len(sample.images):
+            raise BadSample("image_count_mismatch",
+                            f"{placeholders} {IMAGE_PLACEHOLDER} in the turns but {len(sample.images)} images")
+        if not ids or ids[0] != self.tokenizer.bos_token_id:  # Llama-3's template writes bos itself
+            ids, trained = [self.tokenizer.bos_token_id, *ids], [False, *trained]
+        return [([token], flag) for token, flag in zip(ids, trained)], [self._image(i) for i in sample.images]
 
     def _truncate(self, ids: list[int], trained: list[bool], images: list[torch.Tensor], key: str):
         """Cut to seq_length expanded positions (+1 for the label shift), dropping whole images only."""

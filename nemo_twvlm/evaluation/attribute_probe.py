@@ -90,19 +90,10 @@ def run_attribute_probe(model, tokenizer, preset: ModelPreset, samples, *, image
 
 def evaluate_checkpoint(save_dir: str, shard_dir: str, *, limit: int | None = None) -> dict[str, ProbeResult]:
     """Probe the latest checkpoint in `save_dir` on held-out shards, with real and with blank images."""
-    from nemo_twvlm.data.tokenizer import load_tokenizer
-    from nemo_twvlm.model import build_llava, image_token_id
-    from nemo_twvlm.presets import get_preset
-    from nemo_twvlm.training.checkpoint import init_single_process, load_model_weights, load_run_config
+    from nemo_twvlm.training.checkpoint import load_for_inference
 
-    cfg = load_run_config(save_dir)
-    init_single_process(cfg.trainer.seed)
-    tokenizer = load_tokenizer(cfg.data.tokenizer)
-    preset = get_preset(cfg.model.preset)
-    image_id = image_token_id(tokenizer)
-    model = build_llava(preset, image_token_index=image_id)
-    load_model_weights(model, save_dir)
+    loaded = load_for_inference(save_dir)
     samples = read_probe_samples(shard_dir, limit)
-    return {mode: run_attribute_probe(model, tokenizer, preset, samples, image_token_index=image_id,
-                                      blank=mode == "blank")
+    return {mode: run_attribute_probe(loaded.model, loaded.tokenizer, loaded.preset, samples,
+                                      image_token_index=loaded.image_token_index, blank=mode == "blank")
             for mode in ("images", "blank")}

@@ -52,13 +52,36 @@ def check_pretrain(task: run.Partial, executor: run.Executor) -> None:
 
 
 def demo(out_dir: str = "runs/demo") -> None:
-    """Synthetic data -> twvlm_debug_align -> twvlm_debug_cpt -> held-out probe with and without images."""
+    """Synthetic data -> debug align -> CPT -> SFT -> held-out probes (image vs blank; instruction following)."""
     from nemo_twvlm.launch.demo import run_demo
 
-    run_demo(RECIPES["twvlm_debug_align"](), RECIPES["twvlm_debug_cpt"](), out_dir)
+    run_demo(RECIPES["twvlm_debug_align"](), RECIPES["twvlm_debug_cpt"](), RECIPES["twvlm_debug_sft"](), out_dir)
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {"pretrain": pretrain, "demo": demo}
+def chat(ckpt: str, image: str, prompt: str = "", max_new_tokens: int = 64, temperature: float = 0.0,
+         top_p: float = 1.0) -> None:
+    """Ask about an image (`prompt=...`), or chat interactively when no prompt is given."""
+    from nemo_twvlm.inference.chat import ChatSession, load_image
+    from nemo_twvlm.inference.generate import SamplingParams
+    from nemo_twvlm.training.checkpoint import load_for_inference
+
+    session = ChatSession(load_for_inference(ckpt), load_image(image),
+                          SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p))
+    if prompt:
+        print(session.ask(prompt))
+        return
+    print("Ask about the image; an empty line or Ctrl-D ends the chat.")
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            break
+        if not line:
+            break
+        print(f"twvlm> {session.ask(line)}")
+
+
+COMMANDS: dict[str, Callable[..., Any]] = {"pretrain": pretrain, "demo": demo, "chat": chat}
 
 # Run before submitting to a remote executor; local runs validate as they start.
 REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor], None]] = {"pretrain": check_pretrain}

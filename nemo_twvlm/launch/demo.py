@@ -42,7 +42,17 @@ def train_stage(cfg: PretrainConfig, log_path: Path) -> None:
         raise RuntimeError(f"stage {cfg.name} failed (exit {proc.returncode}); see {log_path}")
 
 
-def run_demo(align: PretrainConfig, cpt: PretrainConfig, out_dir: str = "runs/demo") -> dict:
+def _stage(cfg: PretrainConfig, data_path: Path, save: Path, init_from: Path | None) -> PretrainConfig:
+    """`cfg` pointed at the demo's data and checkpoint folders."""
+    return dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, path=str(data_path)),
+        model=dataclasses.replace(cfg.model, init_from=str(init_from) if init_from else None),
+        checkpoint=dataclasses.replace(cfg.checkpoint, save=str(save), load=None),
+    )
+
+
+def run_demo(align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig, out_dir: str = "runs/demo") -> dict:
     from nemo_twvlm.data.synthetic import write_dataset
     from nemo_twvlm.evaluation.attribute_probe import evaluate_checkpoint
 
@@ -51,12 +61,10 @@ def run_demo(align: PretrainConfig, cpt: PretrainConfig, out_dir: str = "runs/de
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
     write_dataset(data)
-    align = dataclasses.replace(align, data=dataclasses.replace(align.data, path=str(data / "blend.yaml")),
-                                checkpoint=dataclasses.replace(align.checkpoint, save=str(out / "align"), load=None))
-    cpt = dataclasses.replace(cpt, data=dataclasses.replace(cpt.data, path=str(data / "blend.yaml")),
-                              model=dataclasses.replace(cpt.model, init_from=str(out / "align")),
-                              checkpoint=dataclasses.replace(cpt.checkpoint, save=str(out / "cpt"), load=None))
-    for cfg in (align, cpt):
+    align = _stage(align, data / "blend.yaml", out / "align", None)
+    cpt = _stage(cpt, data / "blend.yaml", out / "cpt", out / "align")
+    sft = _stage(sft, data / "sft_blend.yaml", out / "sft", out / "cpt")
+    for cfg in (align, cpt, sft):
         _fresh(Path(cfg.checkpoint.save))
         train_stage(cfg, out / f"{cfg.name}.log")
 
@@ -64,7 +72,8 @@ def run_demo(align: PretrainConfig, cpt: PretrainConfig, out_dir: str = "runs/de
     images, blank = results["images"], results["blank"]
     summary = dict(
         images_acc=images.accuracy(), blank_acc=blank.accuracy(), chance=images.mean_chance(),
-        steps=align.trainer.max_steps + cpt.trainer.max_steps, wall_s=int(time.time() - start),
+        steps=align.trainer.max_steps + cpt.trainer.max_steps + sft.trainer.max_steps,
+        wall_s=int(time.time() - start),
         peak_rss_mb=_peak_rss_mb(),
     )
     table = Table(title=f"held-out probe: {sum(images.total.values())} questions on "
@@ -77,9 +86,8 @@ def run_demo(align: PretrainConfig, cpt: PretrainConfig, out_dir: str = "runs/de
     table.add_row("all", f"{summary['images_acc']:.3f}", f"{summary['blank_acc']:.3f}", f"{summary['chance']:.3f}")
     console = Console()
     console.print(table)
-    console.print(f"stages: {align.name} ({align.trainer.max_steps} steps) -> {cpt.name} "
-                  f"({cpt.trainer.max_steps} steps); peak RSS of any process {summary['peak_rss_mb']:.0f} MB; "
-                  f"logs in {out}")
+    stages = " -> ".join(f"{c.name} ({c.trainer.max_steps} steps)" for c in (align, cpt, sft))
+    console.print(f"stages: {stages}; peak RSS of any process {summary['peak_rss_mb']:.0f} MB; logs in {out}")
     print(f"demo: images_acc={summary['images_acc']:.3f} blank_acc={summary['blank_acc']:.3f} "
           f"chance={summary['chance']:.3f} steps={summary['steps']} wall_s={summary['wall_s']}", flush=True)
     return summary

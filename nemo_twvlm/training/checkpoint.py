@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -74,3 +75,29 @@ def load_model_weights(model, save_dir: str, iteration: int | None = None) -> in
         raise ValueError(f"checkpoint {save_dir} does not match the model: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
     return iteration
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    preset: object
+    image_token_index: int
+    config: PretrainConfig
+
+
+def load_for_inference(save_dir: str, iteration: int | None = None) -> LoadedModel:
+    """The model of a training checkpoint with its tokenizer and preset, ready for generation/scoring."""
+    from nemo_twvlm.data.tokenizer import load_tokenizer
+    from nemo_twvlm.model import build_llava, image_token_id
+    from nemo_twvlm.presets import get_preset
+
+    cfg = load_run_config(save_dir)
+    init_single_process(cfg.trainer.seed)
+    tokenizer = load_tokenizer(cfg.data.tokenizer)
+    preset = get_preset(cfg.model.preset)
+    image_id = image_token_id(tokenizer)
+    model = build_llava(preset, image_token_index=image_id)
+    load_model_weights(model, save_dir, iteration)
+    model.eval()
+    return LoadedModel(model, tokenizer, preset, image_id, cfg)

@@ -1,0 +1,19 @@
+"""Curation: NeMo Curator pipelines from raw pairs / interleaved documents to zh-TW Energon shards.
+
+    python -m nemo_twvlm.curation --config-name pairs_zh_tw input_dir=IN output_dir=OUT
+
+Modules:
+    config.py     the typed config the YAML in conf/curation/ is checked into
+    pipeline.py   stages composed from a config; run, resume, summarise (stats, manifest, Energon)
+    executors.py  Ray Data / Xenna / in-process, chosen last
+    stages/       one Curator ProcessingStage per file
+    sample.py     the task types stages pass along, and which reasons are quarantine vs drop
+    zh.py         Chinese-aware cleaning, script detection (OpenCC), quality metrics
+    hashing.py    pixel hash, pHash + banded LSH, MinHash LSH
+    parts.py, storage.py   the on-disk layout: parts, markers, atomic writes, reproducible tars
+    report.py     report.html
+"""
+from nemo_twvlm.curation.config import CurationConfig
+from nemo_twvlm.curation.pipeline import build_pipeline, run_curation
+
+__all__ = ["CurationConfig", "build_pipeline", "run_curation"]

@@ -1,0 +1,58 @@
+"""The executor is chosen last: Ray Data (default, laptop), Xenna (clusters), or in-process.
+
+`InProcessExecutor` runs the same stages through Curator's own stage adapter in this process,
+streaming one task at a time through each stage (a stage whose batch size covers everything,
+like dedup, waits for all). Tests and benchmarks use it: Ray's start-up costs ~20-30 s on 2 cores.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from nemo_curator.backends.base import BaseExecutor, BaseStageAdapter, NodeInfo, WorkerMetadata
+from nemo_curator.stages.base import ProcessingStage
+from nemo_curator.tasks import EmptyTask, Task
+
+
+class InProcessExecutor(BaseExecutor):
+    def execute(self, stages: list[ProcessingStage], initial_tasks: list[Task] | None = None) -> list[Task]:
+        adapters = [BaseStageAdapter(stage) for stage in stages]
+        for adapter in adapters:
+            adapter.setup_on_node(NodeInfo(node_id="local"), WorkerMetadata(worker_id="local"))
+            adapter.setup(WorkerMetadata(worker_id="local"))
+        try:
+            stream: Iterable[Task] = initial_tasks or [EmptyTask()]
+            for adapter in adapters:
+                stream = _run(adapter, stream)
+            return list(stream)
+        finally:
+            for adapter in adapters:
+                adapter.teardown()
+
+
+def _run(adapter: BaseStageAdapter, tasks: Iterable[Task]) -> Iterator[Task]:
+    size = adapter.stage.batch_size or 1
+    batch: list[Task] = []
+    for task in tasks:
+        batch.append(task)
+        if len(batch) >= size:
+            yield from adapter.process_batch(batch)
+            batch = []
+    if batch:
+        yield from adapter.process_batch(batch)
+
+
+def make_executor(name: str, config: dict[str, Any] | None = None) -> BaseExecutor:
+    if name == "in_process":
+        return InProcessExecutor(config)
+    if name == "ray_data":
+        from nemo_curator.backends.ray_data import RayDataExecutor
+
+        return RayDataExecutor(config)
+    if name == "xenna":
+        from nemo_curator.backends.xenna import XennaExecutor
+
+        # Xenna's default streaming mode wants more cores than a laptop has; pass
+        # executor.config.execution_mode=batch there.
+        return XennaExecutor(config)
+    raise ValueError(f"executor.name={name!r} is not an executor; expected one of ['ray_data', 'xenna', 'in_process']")

@@ -1,0 +1,70 @@
+"""Sources split into parts of at most `batch_samples` samples, and which parts a run already did.
+
+A part is the unit of work and of resumption: its marker (work/analysed/<source>/part-<p>.json) is
+written after its table and its quarantine tar, so a part with a marker is complete.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+from nemo_twvlm.curation.sample import Rejection, Sample, SampleBatch
+from nemo_twvlm.curation.storage import read_json
+
+
+def analysed_dir(work_dir: str | Path, source: str) -> Path:
+    return Path(work_dir) / "analysed" / source
+
+
+def part_table(work_dir: str | Path, source: str, part: int) -> Path:
+    return analysed_dir(work_dir, source) / f"part-{part:05d}.parquet"
+
+
+def part_marker(work_dir: str | Path, source: str, part: int) -> Path:
+    return analysed_dir(work_dir, source) / f"part-{part:05d}.json"
+
+
+def final_marker(work_dir: str | Path, source: str) -> Path:
+    return Path(work_dir) / "final" / f"{source}.json"
+
+
+def done_parts(work_dir: str | Path, source: str) -> tuple[set[int], int | None]:
+    """Parts with a marker, and the part count they agree on (None if none or they disagree)."""
+    markers = sorted(analysed_dir(work_dir, source).glob("part-*.json"))
+    counts = {read_json(m)["num_parts"] for m in markers}
+    parts = {int(m.stem.split("-")[1]) for m in markers}
+    return parts, (counts.pop() if len(counts) == 1 else None)
+
+
+def resumed_batches(work_dir: str | Path, source: str, dataset_name: str) -> list[SampleBatch] | None:
+    """Empty `resumed` batches when every part of `source` is done, so its input is not read again."""
+    parts, num_parts = done_parts(work_dir, source)
+    if num_parts is None or parts != set(range(num_parts)):
+        return None
+    return [SampleBatch(dataset_name=dataset_name, source=source, part=p, num_parts=num_parts, resumed=True)
+            for p in range(num_parts)]
+
+
+def split_parts(dataset_name: str, source: str, samples: list[Sample], rejected: list[Rejection],
+                batch_samples: int, work_dir: str | Path, stage: str) -> list[SampleBatch]:
+    """Cut a source's samples (indices 0..n-1) into parts; parts already done come back `resumed`."""
+    total = 1 + max([s.index for s in samples] + [r.index for r in rejected], default=-1)
+    num_parts = max(1, math.ceil(total / batch_samples))
+    done, done_count = done_parts(work_dir, source)
+    if done_count != num_parts:
+        done = set()  # markers from a run that cut the source differently: redo every part
+    batches = [SampleBatch(dataset_name=dataset_name, source=source, part=p, num_parts=num_parts,
+                           resumed=p in done) for p in range(num_parts)]
+    for sample in samples:
+        batch = batches[sample.index // batch_samples]
+        if not batch.resumed:
+            batch.data.append(sample)
+    for rejection in rejected:
+        batch = batches[rejection.index // batch_samples]
+        if not batch.resumed:
+            batch.rejected.append(rejection)
+    for batch in batches:
+        reasons = Counter(r.reason for r in batch.rejected)
+        batch.record(stage, len(batch.data) + len(batch.rejected), len(batch.data), reasons)
+    return batches

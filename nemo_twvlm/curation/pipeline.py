@@ -1,0 +1,254 @@
+"""Curation pipelines: Curator stages composed from a `CurationConfig`, run by the executor chosen
+last, then summarised into manifest.json, stats.json, quarantine/index.jsonl, Energon metadata and
+report.html.
+
+    read -> [download] -> decode_verify -> clean_text -> language_id -> script_zh -> quality_zh
+         -> [clip_score] -> signatures -> resize -> token_count -> checkpoint -> dedup -> write_shards
+
+Everything up to `checkpoint` works on one part of one input file at a time; `dedup` sees the
+signatures of all of them; `write_shards` works per input file again.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+from loguru import logger
+from nemo_curator.pipeline import Pipeline
+from nemo_curator.stages.base import ProcessingStage
+from nemo_curator.stages.file_partitioning import FilePartitioningStage
+
+from nemo_twvlm.curation.config import CurationConfig
+from nemo_twvlm.curation.executors import make_executor
+from nemo_twvlm.curation.parts import done_parts, final_marker, part_marker
+from nemo_twvlm.curation.sample import disposition
+from nemo_twvlm.curation.stages.checkpoint import CheckpointStage
+from nemo_twvlm.curation.stages.clean_text import CleanTextStage
+from nemo_twvlm.curation.stages.decode_verify import DecodeVerifyStage
+from nemo_twvlm.curation.stages.dedup import DedupStage
+from nemo_twvlm.curation.stages.download import DownloadStage
+from nemo_twvlm.curation.stages.language_id import LanguageIdStage
+from nemo_twvlm.curation.stages.quality_zh import QualityStage
+from nemo_twvlm.curation.stages.read_documents import DocumentReaderStage
+from nemo_twvlm.curation.stages.read_table import TableReaderStage
+from nemo_twvlm.curation.stages.read_webdataset import WebDatasetReaderStage
+from nemo_twvlm.curation.stages.resize import ResizeStage
+from nemo_twvlm.curation.stages.script_zh import ScriptStage
+from nemo_twvlm.curation.stages.shard_writer import ShardWriterStage
+from nemo_twvlm.curation.stages.signatures import SignatureStage
+from nemo_twvlm.curation.stages.token_count import TokenCountStage
+from nemo_twvlm.curation.storage import atomic_write, atomic_write_json, read_json, source_id
+from nemo_twvlm.presets import get_preset
+
+INPUT_EXTENSIONS = {"webdataset": [".tar"], "table": [".parquet", ".jsonl"], "jsonl_docs": [".jsonl"]}
+
+# Energon's view of interleaved shards: `json` holds the ordered segments, an image segment names
+# a part of the same sample, which Energon decodes.
+INTERLEAVED_SAMPLE_LOADER = '''\
+"""Energon sample loader for nemo_twvlm curated interleaved documents."""
+
+
+def sample_loader(raw: dict) -> dict:
+    segments = raw["json"]["segments"]
+    return dict(sequence=[raw[s["image"]] if isinstance(s, dict) else s for s in segments])
+
+
+def part_filter(part: str) -> bool:
+    return part == "json" or part.rsplit(".", 1)[-1] in ("jpg", "png")
+'''
+
+
+class Layout:
+    """Where a run's outputs go (see nemo_twvlm.curation.storage for the whole tree)."""
+
+    def __init__(self, output_dir: str | Path):
+        self.out = Path(output_dir).resolve()
+        self.shards = self.out / "shards"
+        self.quarantine = self.out / "quarantine"
+        self.work = self.out / "work"
+
+
+def input_files(cfg: CurationConfig) -> dict[str, Path]:
+    """Input files by source id; fails on an empty folder or two files with the same id."""
+    root = Path(cfg.input_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"input_dir={cfg.input_dir!r} is not a directory")
+    extensions = INPUT_EXTENSIONS[cfg.input.format]
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in extensions)
+    if not files:
+        raise FileNotFoundError(f"input_dir={cfg.input_dir!r} holds no {extensions} files "
+                                f"(input.format={cfg.input.format!r})")
+    sources: dict[str, Path] = {}
+    for path in files:
+        sid = source_id(path, root)
+        if sid in sources:
+            raise ValueError(f"input files {sources[sid]} and {path} map to the same source id {sid!r}; rename one")
+        sources[sid] = path
+    return sources
+
+
+def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
+    layout = Layout(cfg.output_dir)
+    in_dir, work = str(Path(cfg.input_dir).resolve()), str(layout.work)
+    stages: list[ProcessingStage] = [FilePartitioningStage(
+        file_paths=in_dir, files_per_partition=1, file_extensions=INPUT_EXTENSIONS[cfg.input.format])]
+    if cfg.input.format == "webdataset":
+        stages.append(WebDatasetReaderStage(in_dir, work, kind=cfg.kind, formats=cfg.image.formats,
+                                            batch_samples=cfg.input.batch_samples))
+    elif cfg.input.format == "table":
+        stages.append(TableReaderStage(in_dir, work, url_column=cfg.input.url_column,
+                                       caption_column=cfg.input.caption_column, key_column=cfg.input.key_column,
+                                       batch_samples=cfg.input.batch_samples))
+    else:
+        stages.append(DocumentReaderStage(in_dir, work, key_column=cfg.input.key_column,
+                                          batch_samples=cfg.input.batch_samples))
+    if cfg.input.format != "webdataset":
+        d = cfg.download
+        stages.append(DownloadStage(schemes=d.schemes, allow_local_paths=d.allow_local_paths, max_bytes=d.max_bytes,
+                                    timeout_s=d.timeout_s, retries=d.retries, backoff_s=d.backoff_s,
+                                    threads=d.threads))
+    q = cfg.quality
+    stages += [
+        DecodeVerifyStage(formats=cfg.image.formats, max_pixels=cfg.image.max_pixels, min_side=cfg.image.min_side,
+                          max_aspect=cfg.image.max_aspect),
+        CleanTextStage(strip_html=cfg.text.strip_html, strip_urls=cfg.text.strip_urls),
+        LanguageIdStage(cfg.lang.model_path, allowed=cfg.lang.allowed, min_score=cfg.lang.min_score),
+        ScriptStage(simplified=cfg.script.simplified),
+        QualityStage(min_chars=q.min_chars, max_chars=q.max_chars, min_cjk_ratio=q.min_cjk_ratio,
+                     max_char_repetition=q.max_char_repetition, max_punctuation_ratio=q.max_punctuation_ratio),
+    ]
+    if cfg.models.clip_model:
+        from nemo_twvlm.curation.stages.clip_score import ClipScoreStage
+
+        stages.append(ClipScoreStage(cfg.models.clip_model, min_score=cfg.models.min_clip_score))
+    else:
+        logger.warning("models.clip_model is not set: CLIP-score filtering is skipped "
+                       "(give a local CLIP directory to enable it)")
+    stages += [
+        SignatureStage(shingle=cfg.dedup.shingle, num_perm=cfg.dedup.num_perm),
+        ResizeStage(max_side=cfg.resize.max_side, format=cfg.resize.format, quality=cfg.resize.quality),
+        TokenCountStage(cfg.tokens.tokenizer, get_preset(cfg.tokens.preset).num_image_tokens,
+                        max_per_sample=cfg.tokens.max_per_sample),
+        CheckpointStage(work, str(layout.quarantine), keep_dropped=cfg.quarantine.keep_dropped),
+        DedupStage(exact=cfg.dedup.exact, image_hamming=cfg.dedup.image_hamming, image_bands=cfg.dedup.image_bands,
+                   caption_jaccard=cfg.dedup.caption_jaccard, num_perm=cfg.dedup.num_perm,
+                   token_budget=cfg.tokens.budget),
+        ShardWriterStage(work, str(layout.shards), str(layout.quarantine), kind=cfg.kind,
+                         samples_per_shard=cfg.shards.samples_per_shard, keep_dropped=cfg.quarantine.keep_dropped),
+    ]
+    return stages
+
+
+def build_pipeline(cfg: CurationConfig) -> Pipeline:
+    return Pipeline(name=f"curate_{cfg.kind}", description=f"{cfg.input.format} -> zh-TW Energon shards",
+                    stages=build_stages(cfg))
+
+
+def run_curation(cfg: CurationConfig) -> dict:
+    """Run (or resume) the pipeline and summarise it; returns stats.json's content."""
+    sources = input_files(cfg)
+    layout = Layout(cfg.output_dir)
+    layout.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    build_pipeline(cfg).run(executor=make_executor(cfg.executor.name, cfg.executor.config))
+    stats = finalize(cfg, sorted(sources))
+    wall_s = time.perf_counter() - start
+    from nemo_twvlm.curation.report import write_report
+
+    write_report(layout.out, stats, cfg, wall_s=wall_s)
+    logger.info(f"curation: {stats['input']} in, {stats['kept']} kept, {sum(stats['dropped'].values())} dropped, "
+                f"{sum(stats['quarantined'].values())} quarantined in {wall_s:.1f} s -> {layout.out}")
+    return stats
+
+
+def finalize(cfg: CurationConfig, sources: list[str]) -> dict:
+    """Sum the markers into stats.json, manifest.json and quarantine/index.jsonl; prepare Energon.
+
+    Everything comes from files the stages wrote, so a resumed run reports what an uninterrupted
+    one does.
+    """
+    layout = Layout(cfg.output_dir)
+    stats = {"input": 0, "kept": 0, "dropped": Counter(), "quarantined": Counter(), "text_tokens": 0,
+             "image_tokens": 0, "lang": Counter(), "script": Counter(), "converted": Counter(),
+             "histograms": {}, "stages": {}}
+    stage_rows: dict[str, dict] = {}
+    shards: list[dict] = []
+    index_lines: list[str] = []
+    for source in sources:
+        parts, num_parts = done_parts(layout.work, source)
+        marker = final_marker(layout.work, source)
+        if num_parts is None or parts != set(range(num_parts)) or not marker.exists():
+            raise RuntimeError(f"source {source!r} was not fully processed (parts done {sorted(parts)} of "
+                               f"{num_parts}, shards {'written' if marker.exists() else 'missing'})")
+        for p in range(num_parts):
+            m = read_json(part_marker(layout.work, source, p))
+            stats["input"] += m["input"]
+            for row in m["stages"]:
+                _add_stage(stage_rows, row["stage"], row)
+            tar = f"quarantine/{source}/{m['quarantine_tar']}" if m["quarantine_tar"] else None
+            index_lines += [_index_line(source, r, tar) for r in m["rejections"]]
+            for reason, n in m["rejected"].items():
+                stats[disposition(reason)][reason] += n
+        f = read_json(marker)
+        _add_stage(stage_rows, "dedup", {"in": f["kept"] + sum(f["dropped"].values()), "out": f["kept"],
+                                         "rejected": f["dropped"]})
+        tar = f"quarantine/{source}/{f['quarantine_tar']}" if f["quarantine_tar"] else None
+        index_lines += [_index_line(source, r, tar) for r in f["rejections"]]
+        for reason, n in f["dropped"].items():
+            stats[disposition(reason)][reason] += n
+        for key in ("kept", "text_tokens", "image_tokens"):
+            stats[key] += f[key]
+        for key in ("lang", "script", "converted"):
+            stats[key].update(f[key])
+        for name, counts in f["histograms"].items():
+            total = stats["histograms"].setdefault(name, [0] * len(counts))
+            stats["histograms"][name] = [a + b for a, b in zip(total, counts)]
+        shards += f["shards"]
+
+    rejected_total = sum(stats["dropped"].values()) + sum(stats["quarantined"].values())
+    if stats["input"] != stats["kept"] + rejected_total:
+        raise RuntimeError(f"stats do not add up: input {stats['input']} != kept {stats['kept']} + "
+                           f"rejected {rejected_total}")
+    stats["stages"] = [{"stage": name, **row} for name, row in stage_rows.items()]
+    stats["shards"] = len(shards)
+    stats["budget"] = {"tokens": cfg.tokens.budget, "used": stats["text_tokens"] + stats["image_tokens"]}
+    for key in ("dropped", "quarantined", "lang", "script", "converted"):
+        stats[key] = dict(sorted(stats[key].items(), key=lambda kv: str(kv[0])))
+
+    listed = {s["name"] for s in shards}
+    for stale in layout.shards.glob("*.tar"):
+        if stale.name not in listed:  # from an input file no longer in input_dir
+            stale.unlink()
+    atomic_write_json(layout.out / "manifest.json", {"shards": sorted(shards, key=lambda s: s["name"])})
+    atomic_write(layout.quarantine / "index.jsonl", "".join(index_lines).encode("utf-8"))
+    if shards:
+        _prepare_energon(cfg, layout.shards)
+    atomic_write_json(layout.out / "stats.json", stats)
+    return stats
+
+
+def _add_stage(rows: dict[str, dict], name: str, row: dict) -> None:
+    total = rows.setdefault(name, {"in": 0, "out": 0, "rejected": Counter()})
+    total["in"] += row["in"]
+    total["out"] += row["out"]
+    total["rejected"] = dict(Counter(total["rejected"]) + Counter(row["rejected"]))
+    if "converted" in row:
+        total["converted"] = dict(Counter(total.get("converted", {})) + Counter(row["converted"]))
+
+
+def _index_line(source: str, rejection: list, tar: str | None) -> str:
+    key, index, stage, reason, detail = rejection
+    return json.dumps({"source": source, "key": key, "index": index, "stage": stage, "reason": reason,
+                       "disposition": disposition(reason), "detail": detail, "tar": tar,
+                       "member": f"{index:07d}"}, ensure_ascii=False) + "\n"
+
+
+def _prepare_energon(cfg: CurationConfig, shards: Path) -> None:
+    from nemo_twvlm.data.energon_prep import prepare
+
+    if cfg.kind == "pairs":
+        prepare(shards, sample_type="CaptioningSample", field_map={"image": cfg.resize.format, "caption": "txt"})
+    else:
+        prepare(shards, sample_type="InterleavedSample", sample_loader_source=INTERLEAVED_SAMPLE_LOADER)

@@ -1,0 +1,33 @@
+"""Clean every text segment (HTML entities and tags, URLs, control characters, whitespace)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nemo_curator.stages.base import ProcessingStage
+
+from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch
+from nemo_twvlm.curation.zh import clean_text
+
+
+@dataclass
+class CleanTextStage(ProcessingStage[SampleBatch, SampleBatch]):
+    strip_html: bool = True
+    strip_urls: bool = True
+    name: str = "clean_text"
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], []
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], []
+
+    def process(self, batch: SampleBatch) -> SampleBatch:
+        return batch.apply(self.name, self._clean)
+
+    def _clean(self, sample: Sample) -> None:
+        sample.map_texts(lambda t: clean_text(t, strip_html=self.strip_html, strip_urls=self.strip_urls))
+        # Interleaved documents lose text segments that cleaned to nothing; a pair keeps its slot.
+        if len(sample.texts) > 1:
+            sample.segments = [s for s in sample.segments if not isinstance(s, str) or s]
+        if not sample.text.strip():
+            raise Reject("empty_after_cleaning", "only markup, URLs or whitespace")

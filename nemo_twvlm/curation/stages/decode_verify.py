@@ -1,0 +1,82 @@
+"""Decode every image once and verify it: format, pixel count (from the header, before decoding),
+full decode (corrupt / truncated), minimum side and aspect ratio."""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+from nemo_curator.stages.base import ProcessingStage
+from PIL import Image, UnidentifiedImageError
+
+from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch
+
+_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, with any transparency flattened onto white (not the black `convert("RGB")` gives)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return img.convert("RGB")
+
+
+def decode(data: bytes, *, formats: list[str], max_pixels: int) -> Image.Image:
+    if not data:
+        raise Reject("empty_image", "0 bytes")
+    try:
+        img = Image.open(io.BytesIO(data))  # reads the header only
+    except UnidentifiedImageError as e:
+        raise Reject("corrupt_image", str(e)[:200]) from None
+    except Exception as e:  # noqa: BLE001 - PIL raises SyntaxError/ValueError/OSError for bad headers
+        raise Reject("corrupt_image", f"{type(e).__name__}: {e}"[:200]) from None
+    fmt = _FORMATS.get(img.format or "")
+    if fmt is None or (fmt not in formats and not (fmt == "jpg" and "jpeg" in formats)):
+        raise Reject("unsupported_image_format", f"{img.format}; allowed {formats}")
+    width, height = img.size
+    if width * height > max_pixels:
+        raise Reject("decompression_bomb", f"{width}x{height} = {width * height} pixels > {max_pixels}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img.load()
+    except Exception as e:  # noqa: BLE001
+        message = f"{type(e).__name__}: {e}"[:200]
+        raise Reject("truncated_image" if "truncat" in message.lower() else "corrupt_image", message) from None
+    return img
+
+
+@dataclass
+class DecodeVerifyStage(ProcessingStage[SampleBatch, SampleBatch]):
+    formats: list[str] = field(default_factory=lambda: ["jpg", "jpeg", "png", "webp"])
+    max_pixels: int = 40_000_000
+    min_side: int = 32
+    max_aspect: float = 3.0
+    name: str = "decode_verify"
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], []
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], []
+
+    def process(self, batch: SampleBatch) -> SampleBatch:
+        return batch.apply(self.name, self._check)
+
+    def _check(self, sample: Sample) -> None:
+        for item in sample.images:
+            img = decode(item.data, formats=self.formats, max_pixels=self.max_pixels)
+            width, height = img.size
+            if min(width, height) < self.min_side:
+                raise Reject("image_too_small", f"{width}x{height}, min side {self.min_side}")
+            if max(width, height) / min(width, height) > self.max_aspect:
+                raise Reject("bad_aspect_ratio", f"{width}x{height}, max aspect {self.max_aspect}")
+            item.meta.update(width=width, height=height, format=_FORMATS[img.format], mode=img.mode,
+                             bytes=len(item.data))
+            item.ext = _FORMATS[img.format]
+            item.pil = to_rgb(img)

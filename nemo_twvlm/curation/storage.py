@@ -1,0 +1,149 @@
+"""Files curation writes: atomically (temp + rename), reproducibly (same input, same bytes).
+
+Layout under OUT/:
+    shards/<source>-<k>.tar       kept samples, N per shard, + Energon's .nv-meta/
+    manifest.json                 every shard with its sample count, size and sha256
+    quarantine/<source>/*.tar     rejected samples: <id>.reason.json + the parts that were readable
+    quarantine/index.jsonl        one line per rejected sample: source, key, stage, reason, disposition
+    stats.json, report.html
+    work/analysed/<source>/part-<p>.{parquet,json}   per-part results; the .json marks the part done
+    work/final/<source>.json                         per-source shard list; marks the source written
+
+A marker is written last, so a killed run leaves either a complete part (skipped on rerun) or
+none (redone); redoing a part writes the same bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def source_id(path: str | Path, root: str | Path) -> str:
+    """A file-name-safe id for an input file: its path under `root`, without the extension."""
+    rel = Path(path).resolve().relative_to(Path(root).resolve())
+    stem = str(rel.with_suffix("")) if rel.suffix else str(rel)
+    return _UNSAFE.sub("_", stem.replace(os.sep, "__")).strip("_") or "input"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, (json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def tar_bytes(samples: Iterable[tuple[str, dict[str, bytes]]]) -> bytes:
+    """A WebDataset tar (`<key>.<part>` members, in sample order) with fixed metadata."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for key, parts in samples:
+            for ext in sorted(parts):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(parts[ext])
+                info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, 0, "", ""
+                tar.addfile(info, io.BytesIO(parts[ext]))
+    return buf.getvalue()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class TarTruncated(Exception):
+    def __init__(self, key: str | None, parts: dict[str, bytes], detail: str):
+        super().__init__(detail)
+        self.key, self.parts, self.detail = key, parts, detail
+
+
+def iter_tar_groups(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """WebDataset grouping: consecutive members `<key>.<ext>` form one sample.
+
+    A tar cut short raises `TarTruncated` carrying the sample it was reading, after every
+    complete sample before it was yielded. A file that is not a tar raises `tarfile.ReadError`.
+    """
+    key: str | None = None
+    parts: dict[str, bytes] = {}
+    with tarfile.open(path, mode="r|*") as tar:
+        try:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                directory, _, base = member.name.rpartition("/")
+                stem, dot, ext = base.partition(".")
+                if not dot:
+                    continue
+                member_key = f"{directory}/{stem}" if directory else stem
+                if member_key != key and key is not None:
+                    yield key, parts
+                    parts = {}
+                key = member_key
+                data = tar.extractfile(member).read()
+                if len(data) != member.size:
+                    raise EOFError(f"member {member.name} has {len(data)} of {member.size} bytes")
+                parts[ext.lower()] = data
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise TarTruncated(key, parts, f"{type(e).__name__}: {e}") from None
+    if key is not None:
+        yield key, parts
+
+
+# The analysed-part table: one row per sample that passed every per-sample stage.
+PART_SCHEMA = pa.schema([
+    ("index", pa.int64()), ("key", pa.string()),
+    ("doc", pa.string()),                      # JSON: texts as strings, images as {"image": i}
+    ("images", pa.list_(pa.binary())), ("image_exts", pa.list_(pa.string())),
+    ("content_sha", pa.string()), ("phash", pa.uint64()), ("minhash", pa.binary()),
+    ("text_tokens", pa.int64()), ("image_tokens", pa.int64()),
+    ("meta", pa.string()),
+])
+SIGNATURE_COLUMNS = ["index", "key", "content_sha", "phash", "minhash", "text_tokens", "image_tokens"]
+
+
+def write_part_table(path: Path, rows: list[dict[str, Any]]) -> None:
+    table = pa.Table.from_pylist(rows, schema=PART_SCHEMA)
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, compression="zstd", write_statistics=False)
+    atomic_write(path, buf.getvalue().to_pybytes())
+
+
+def read_signatures(path: Path) -> dict[str, list]:
+    table = pq.read_table(path, columns=SIGNATURE_COLUMNS)
+    cols = table.to_pydict()
+    cols["minhash"] = [None if m is None else np.frombuffer(m, np.uint32) for m in cols["minhash"]]
+    return cols
+
+
+def read_part_rows(path: Path) -> list[dict[str, Any]]:
+    return pq.read_table(path).to_pylist()

@@ -1,0 +1,405 @@
+"""`nemo twvlm evaluate`: task files (and the instruction-following probe) against a checkpoint.
+
+    evaluate("runs/demo/cpt", ["mcq:/data/vistw_mcq.jsonl", "/data/captions.jsonl", "if_probe:runs/demo/data/pairs_val"],
+             out_dir="runs/eval/cpt")
+
+Task specs: `PATH` (kind inferred), `KIND:PATH` with KIND in mcq / open_qa / caption (see tasks.py for
+the formats), `if_probe` (instruction-following probe on freshly drawn synthetic images) or
+`if_probe:SHARD_DIR` (on the samples of held-out synthetic shards, e.g. runs/demo/data/pairs_val).
+
+Scoring:
+    mcq      mode "loglik": log p(option text | prompt) summed over its tokens; the prediction is the
+             argmax (acc) or the argmax of the per-character mean (acc_norm, lm-eval's length
+             normalisation by characters). Mode "generate": greedy answer, then `extract_choice`.
+    open_qa  greedy answer; exact match after normalisation and "contains" (a gold answer occurs in it).
+    caption  greedy answer; corpus BLEU-4 (character tokens), mean sentence BLEU, CIDEr-D.
+    if_probe compliance rate per constraint (instruction_following.py).
+
+Prompts: a user turn "<image>\\n{question}\\n{A. ...\\nB. ...}" through the tokenizer's chat template
+with the assistant header (prompt_style="chat"), or the continued-pretraining layout
+"<bos><image>\\n{question}\\n" (prompt_style="plain"), which is the only format a CPT-only model saw.
+
+Writes out_dir/results.json (everything, per line) and out_dir/report.html (self-contained).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+from nemo_twvlm.evaluation import scorers
+from nemo_twvlm.evaluation.instruction_following import compliance, default_suite, run_suite
+from nemo_twvlm.evaluation.tasks import CaptionItem, MCQItem, OpenQAItem, TaskFile, parse_task_spec, read_task, summarise
+
+log = logging.getLogger(__name__)
+
+IMAGE_PLACEHOLDER = "<image>"
+MODES = ("loglik", "generate")
+PROMPT_STYLES = ("chat", "plain")
+IF_PROBE = "if_probe"
+DEFAULT_IF_SAMPLES = 20
+
+
+# --- prompts and generation ------------------------------------------------------------------------
+
+def format_options(options: Sequence[str], labels: Sequence[str]) -> str:
+    return "\n".join(f"{label}. {option}" for label, option in zip(labels, options))
+
+
+def user_text(question: str, options: Sequence[str] | None = None, labels: Sequence[str] | None = None) -> str:
+    """The text of the user turn after the image: the question, then the labelled options if any."""
+    question = question.replace(IMAGE_PLACEHOLDER, " ").strip()  # the one image goes first, always
+    if options:
+        return f"{question}\n{format_options(options, labels)}"
+    return question
+
+
+def prompt_ids(tokenizer, text: str, *, image_token_index: int, prompt_style: str = "chat") -> list[int]:
+    """Token ids ending where the model's answer starts; exactly one image id."""
+    if prompt_style == "chat":
+        from nemo_twvlm.data.conversation import generation_prompt
+
+        ids = generation_prompt(tokenizer, [{"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n{text}"}])
+    elif prompt_style == "plain":
+        ids = [tokenizer.bos_token_id, image_token_index] + tokenizer.encode(f"\n{text}\n", add_special_tokens=False)
+    else:
+        raise ValueError(f"prompt_style={prompt_style!r}: expected one of {PROMPT_STYLES}")
+    if ids.count(image_token_index) != 1:
+        raise ValueError(f"prompt holds {ids.count(image_token_index)} image ids; expected 1 "
+                         f"(does the tokenizer map {IMAGE_PLACEHOLDER!r} to id {image_token_index}?)")
+    return ids
+
+
+def stop_ids(tokenizer) -> tuple[int, ...]:
+    ids = {tokenizer.eos_token_id}
+    for token in ("<|eot_id|>", "<|end_of_text|>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is not None and token_id != tokenizer.unk_token_id:
+            ids.add(token_id)
+    return tuple(sorted(i for i in ids if i is not None))
+
+
+def load_image(path) -> "torch.Tensor":
+    """[3, H, W] float in [0, 1] from an image file."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    with Image.open(path) as img:
+        array = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def generate_text(model, tokenizer, preset, image, text: str, *, image_token_index: int, max_new_tokens: int = 64,
+                  prompt_style: str = "chat") -> str:
+    """Greedy answer of the model to `text` about `image` ([3, H, W] in [0, 1]), special tokens dropped."""
+    from nemo_twvlm.data.image import preprocess_image
+    from nemo_twvlm.inference.generate import SamplingParams, generate
+
+    ids = prompt_ids(tokenizer, text, image_token_index=image_token_index, prompt_style=prompt_style)
+    pixels = preprocess_image(image, preset.vision)[None]
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, stop_ids=stop_ids(tokenizer))
+    out = generate(model, ids, pixels, image_token_index=image_token_index, num_image_tokens=preset.num_image_tokens,
+                   params=params)
+    return tokenizer.decode(out, skip_special_tokens=True).strip()
+
+
+# --- per-kind evaluation -----------------------------------------------------------------------------
+
+class _Context:
+    def __init__(self, model, tokenizer, preset, image_token_index: int, *, max_new_tokens: int, prompt_style: str,
+                 modes: Sequence[str], batch_size: int = 32):
+        self.model, self.tokenizer, self.preset = model, tokenizer, preset
+        self.image_token_index = image_token_index
+        self.max_new_tokens, self.prompt_style, self.modes, self.batch_size = max_new_tokens, prompt_style, modes, batch_size
+        self._pixels: dict[str, object] = {}
+
+    def image(self, path):
+        return load_image(path)
+
+    def pixels(self, path):
+        from nemo_twvlm.data.image import preprocess_image
+
+        key = str(path)
+        if key not in self._pixels:
+            self._pixels[key] = preprocess_image(load_image(path), self.preset.vision)
+        return self._pixels[key]
+
+    def generate(self, image_path, text: str, max_new_tokens: int | None = None) -> str:
+        return generate_text(self.model, self.tokenizer, self.preset, self.image(image_path), text,
+                             image_token_index=self.image_token_index,
+                             max_new_tokens=max_new_tokens or self.max_new_tokens, prompt_style=self.prompt_style)
+
+
+def _mcq(ctx: _Context, items: list[MCQItem]) -> tuple[dict, list[dict]]:
+    from nemo_twvlm.evaluation.scoring import ScoringItem, continuation_logprobs
+
+    records = []
+    for item in items:
+        text = user_text(item.question, item.options, item.labels)
+        records.append({"id": item.id, "line": item.line, "image": str(item.image), "prompt": text,
+                        "options": item.options, "labels": item.labels, "answer": item.labels[item.answer]})
+    scores: dict = {"n": len(items), "chance": scorers.accuracy([1 / len(i.options) for i in items])}
+    if "loglik" in ctx.modes and items:
+        scoring, owner = [], []
+        for k, item in enumerate(items):
+            context = prompt_ids(ctx.tokenizer, records[k]["prompt"], image_token_index=ctx.image_token_index,
+                                 prompt_style=ctx.prompt_style)
+            for option in item.options:
+                scoring.append(ScoringItem(ctx.pixels(item.image), context,
+                                           ctx.tokenizer.encode(option, add_special_tokens=False)))
+                owner.append(k)
+        pad = ctx.tokenizer.pad_token_id if ctx.tokenizer.pad_token_id is not None else ctx.tokenizer.eos_token_id
+        logprobs = continuation_logprobs(ctx.model, scoring, image_token_index=ctx.image_token_index,
+                                         num_image_tokens=ctx.preset.num_image_tokens, pad_id=pad,
+                                         batch_size=ctx.batch_size)
+        per_item: list[list[float]] = [[] for _ in items]
+        for k, value in zip(owner, logprobs):
+            per_item[k].append(value)
+        for item, record, values in zip(items, records, per_item):
+            normed = [v / max(1, len(o)) for v, o in zip(values, item.options)]
+            pick = max(range(len(values)), key=values.__getitem__)
+            pick_norm = max(range(len(normed)), key=normed.__getitem__)
+            record.update(loglik=[round(v, 4) for v in values], pred_loglik=item.labels[pick],
+                          correct_loglik=pick == item.answer, pred_loglik_norm=item.labels[pick_norm],
+                          correct_loglik_norm=pick_norm == item.answer)
+        scores["loglik_acc"] = scorers.accuracy([r["correct_loglik"] for r in records])
+        scores["loglik_acc_norm"] = scorers.accuracy([r["correct_loglik_norm"] for r in records])
+    if "generate" in ctx.modes and items:
+        for item, record in zip(items, records):
+            answer = ctx.generate(item.image, record["prompt"])
+            choice = scorers.extract_choice(answer, item.options, item.labels)
+            record.update(generation=answer, extracted=None if choice is None else item.labels[choice],
+                          correct_generate=choice == item.answer)
+        scores["generate_acc"] = scorers.accuracy([r["correct_generate"] for r in records])
+        scores["generate_extracted"] = scorers.accuracy([r["extracted"] is not None for r in records])
+    return scores, records
+
+
+def _open_qa(ctx: _Context, items: list[OpenQAItem]) -> tuple[dict, list[dict]]:
+    records = []
+    for item in items:
+        text = user_text(item.question)
+        record = {"id": item.id, "line": item.line, "image": str(item.image), "prompt": text, "answers": item.answers}
+        if "generate" in ctx.modes:
+            answer = ctx.generate(item.image, text)
+            record.update(generation=answer, exact_match=scorers.exact_match(answer, item.answers),
+                          contains=scorers.contains_match(answer, item.answers))
+        records.append(record)
+    scores: dict = {"n": len(items)}
+    if "generate" in ctx.modes:
+        scores["exact_match"] = scorers.accuracy([r["exact_match"] for r in records])
+        scores["contains"] = scorers.accuracy([r["contains"] for r in records])
+    else:
+        scores["note"] = "open_qa is scored by generation; 'generate' is not among the modes"
+    return scores, records
+
+
+def _caption(ctx: _Context, items: list[CaptionItem]) -> tuple[dict, list[dict]]:
+    records = [{"id": i.id, "line": i.line, "image": str(i.image), "prompt": user_text(i.prompt),
+                "references": i.references} for i in items]
+    scores: dict = {"n": len(items)}
+    if "generate" not in ctx.modes:
+        scores["note"] = "captioning is scored by generation; 'generate' is not among the modes"
+        return scores, records
+    for item, record in zip(items, records):
+        record["generation"] = ctx.generate(item.image, record["prompt"])
+        record["bleu4"] = scorers.sentence_bleu(record["generation"], item.references)
+    if items:
+        hyps, refs = [r["generation"] for r in records], [i.references for i in items]
+        cider, per_sample = scorers.cider_d(hyps, refs)
+        for record, value in zip(records, per_sample):
+            record["cider_d"] = value
+        scores.update(bleu4=scorers.corpus_bleu(hyps, refs),
+                      bleu4_sentence_mean=scorers.accuracy([r["bleu4"] for r in records]), cider_d=cider)
+    return scores, records
+
+
+_RUNNERS = {"mcq": _mcq, "open_qa": _open_qa, "caption": _caption}
+
+
+# --- instruction-following probe ----------------------------------------------------------------------
+
+def if_samples(source: str | None, count: int, *, seed: int = 0):
+    """(image [3,H,W] in [0,1], synthetic metadata): from held-out shards, or drawn now."""
+    if source:
+        from nemo_twvlm.evaluation.attribute_probe import read_probe_samples
+
+        return read_probe_samples(source, count)
+    import numpy as np
+    import torch
+
+    from nemo_twvlm.data.synthetic import render_image, sample_attributes
+
+    rng = np.random.default_rng([seed, 7919])  # a stream no training split uses
+    samples = []
+    for _ in range(count):
+        meta = sample_attributes(rng)
+        image = np.asarray(render_image(meta, rng), dtype=np.float32) / 255.0
+        samples.append((torch.from_numpy(image).permute(2, 0, 1).contiguous(), meta))
+    return samples
+
+
+def _save_png(image, path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    array = (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def _if_probe(ctx: _Context, source: str | None, count: int, out_dir: Path, seed: int) -> dict:
+    samples = if_samples(source, count, seed=seed)
+    suite = default_suite(samples, seed=seed)
+    records = run_suite(ctx.model, ctx.tokenizer, ctx.preset, suite, image_token_index=ctx.image_token_index,
+                        max_new_tokens=ctx.max_new_tokens, prompt_style=ctx.prompt_style)
+    for s, (image, _) in enumerate(samples):
+        _save_png(image, out_dir / "images" / f"if_probe_{s:04d}.png")
+    for record in records:
+        record["image"] = str((out_dir / "images" / f"if_probe_{record['sample']:04d}.png").resolve())
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record["constraint"]] = counts.get(record["constraint"], 0) + 1
+    yes_no = [r["correct"] for r in records if "correct" in r]
+    return {"name": IF_PROBE, "kind": IF_PROBE, "source": source or "synthetic (drawn)", "samples": len(samples),
+            "rates": compliance(records), "counts": counts,
+            "yes_no_accuracy": scorers.accuracy(yes_no) if yes_no else None, "records": records}
+
+
+# --- entry points -------------------------------------------------------------------------------------
+
+def load_tasks(specs: Sequence[str]) -> tuple[list[TaskFile], list[tuple[str | None, str]]]:
+    """Read every task file (before any model is loaded: a wrong path fails in seconds); the IF specs apart."""
+    tasks, probes, names = [], [], set()
+    for spec in specs:
+        spec = spec.strip()
+        if not spec:
+            continue
+        if spec == IF_PROBE or spec.startswith(IF_PROBE + ":"):
+            probes.append((spec, spec.partition(":")[2] or None))
+            continue
+        kind, path = parse_task_spec(spec)
+        task = read_task(path, kind)
+        base, k = task.name, 1
+        while task.name in names:
+            k += 1
+            task.name = f"{base}_{k}"
+        names.add(task.name)
+        tasks.append(task)
+    return tasks, probes
+
+
+def evaluate_model(model, tokenizer, preset, task_specs: Sequence[str], *, out_dir: str | Path, image_token_index: int,
+                   limit: int | None = None, modes: Sequence[str] = MODES, max_new_tokens: int = 64,
+                   prompt_style: str = "chat", seed: int = 0, meta: dict | None = None) -> dict:
+    """Evaluate a built model; writes results.json and report.html into out_dir and returns the results."""
+    from nemo_twvlm.evaluation.report import write_report
+
+    modes = tuple(modes)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise ValueError(f"modes={modes}: expected a non-empty subset of {MODES}")
+    if prompt_style not in PROMPT_STYLES:
+        raise ValueError(f"prompt_style={prompt_style!r}: expected one of {PROMPT_STYLES}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tasks, probes = load_tasks(task_specs)
+    ctx = _Context(model, tokenizer, preset, image_token_index, max_new_tokens=max_new_tokens,
+                   prompt_style=prompt_style, modes=modes)
+    start = time.perf_counter()
+    results: dict = {"meta": {**(meta or {}), "modes": list(modes), "prompt_style": prompt_style, "limit": limit,
+                              "max_new_tokens": max_new_tokens, "preset": preset.name,
+                              "created": time.strftime("%Y-%m-%d %H:%M:%S")},
+                     "tasks": [], "problems": []}
+    for task in tasks:
+        items = task.items[:limit] if limit else task.items
+        log.info("evaluating %s (%s, %d items)", task.name, task.kind, len(items))
+        scores, records = _RUNNERS[task.kind](ctx, items) if task.kind in _RUNNERS else ({"n": 0}, [])
+        results["tasks"].append({"name": task.name, "kind": task.kind, "path": str(task.path),
+                                 "summary": {**task.summary(), "evaluated": len(items)},
+                                 "scores": scores, "records": records})
+        results["problems"] += [p.as_dict() for p in task.problems]
+    results["if_probe"] = [_if_probe(ctx, source, limit or DEFAULT_IF_SAMPLES, out_dir, seed) for _, source in probes]
+    results["summary"] = {**summarise(tasks), "evaluated": sum(t["summary"]["evaluated"] for t in results["tasks"]),
+                          "if_probe_prompts": sum(len(p["records"]) for p in results["if_probe"]),
+                          "seconds": round(time.perf_counter() - start, 1)}
+    (out_dir / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    write_report(results, out_dir / "report.html")
+    return results
+
+
+def load_checkpoint(ckpt_dir: str | Path):
+    """(model, tokenizer, preset, image_token_index, iteration) for a nemo_twvlm checkpoint directory,
+    as `attribute_probe.evaluate_checkpoint` loads it."""
+    from nemo_twvlm.data.tokenizer import load_tokenizer
+    from nemo_twvlm.model import build_llava, image_token_id
+    from nemo_twvlm.presets import get_preset
+    from nemo_twvlm.training.checkpoint import init_single_process, load_model_weights, load_run_config
+
+    ckpt_dir = Path(ckpt_dir)
+    cfg = load_run_config(str(ckpt_dir))
+    init_single_process(cfg.trainer.seed)
+    tokenizer = load_tokenizer(_tokenizer_path(cfg.data.tokenizer, ckpt_dir))
+    preset_file = ckpt_dir / "twvlm_preset.json"  # written by conversion for imported checkpoints
+    if preset_file.exists():
+        from nemo_twvlm.conversion.hf_config import load_preset
+
+        preset = load_preset(preset_file)
+    else:
+        preset = get_preset(cfg.model.preset)
+    image_id = image_token_id(tokenizer)
+    model = build_llava(preset, image_token_index=image_id)
+    iteration = load_model_weights(model, str(ckpt_dir))
+    return model.eval(), tokenizer, preset, image_id, iteration
+
+
+def _tokenizer_path(configured: str, ckpt_dir: Path) -> str:
+    """The run config's tokenizer path; a relative one may be relative to the launch directory (the repo
+    root for the demo), the checkpoint directory, or the repository."""
+    path = Path(configured)
+    if path.is_absolute() or path.exists():
+        return str(path)
+    for base in (ckpt_dir, Path(__file__).resolve().parents[2]):
+        if (base / path).exists():
+            return str(base / path)
+    return configured  # a hub id, or a path that load_tokenizer will report as missing
+
+
+def evaluate(ckpt_dir: str | Path, task_paths: Sequence[str], *, out_dir: str | Path, limit: int | None = None,
+             modes: Sequence[str] = MODES, max_new_tokens: int = 64, prompt_style: str = "chat", seed: int = 0) -> dict:
+    """Load the latest checkpoint in `ckpt_dir` and evaluate it on `task_paths` (task specs, see the module
+    docstring); writes out_dir/results.json and out_dir/report.html and returns the results."""
+    load_tasks(task_paths)  # fail on a missing task file before spending time on the model
+    model, tokenizer, preset, image_id, iteration = load_checkpoint(ckpt_dir)
+    return evaluate_model(model, tokenizer, preset, task_paths, out_dir=out_dir, image_token_index=image_id,
+                          limit=limit, modes=modes, max_new_tokens=max_new_tokens, prompt_style=prompt_style,
+                          seed=seed, meta={"checkpoint": str(Path(ckpt_dir).resolve()), "iteration": iteration})
+
+
+def cli_evaluate(ckpt: str, tasks: str, out_dir: str = "runs/eval", limit: int | None = None,
+                 modes: str = "loglik,generate", max_new_tokens: int = 64, prompt_style: str = "chat",
+                 seed: int = 0) -> dict:
+    """`nemo twvlm evaluate ckpt=DIR tasks=SPEC[,SPEC...] out_dir=DIR`: comma-separated task specs and modes."""
+    results = evaluate(ckpt, [t for t in tasks.split(",") if t.strip()], out_dir=out_dir, limit=limit,
+                       modes=[m.strip() for m in modes.split(",") if m.strip()], max_new_tokens=max_new_tokens,
+                       prompt_style=prompt_style, seed=seed)
+    print(headline(results))
+    return results
+
+
+def headline(results: dict) -> str:
+    """A few lines for the terminal: per-task scores, IF compliance, skipped lines, where the report is."""
+    lines = []
+    for task in results["tasks"]:
+        numbers = ", ".join(f"{k}={v:.3f}" for k, v in task["scores"].items() if isinstance(v, float))
+        lines.append(f"{task['name']} ({task['kind']}, n={task['summary']['evaluated']}, "
+                     f"skipped={task['summary']['skipped']}): {numbers}")
+    for probe in results["if_probe"]:
+        lines.append("if_probe: " + ", ".join(f"{k}={v:.2f}" for k, v in probe["rates"].items()))
+    summary = results["summary"]
+    lines.append(f"lines={summary['lines']} loaded={summary['loaded']} skipped={summary['skipped']} "
+                 f"{summary['skipped_by_reason'] or ''}".rstrip())
+    return "\n".join(lines)

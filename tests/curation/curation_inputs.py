@@ -1,0 +1,100 @@
+"""Tiny curation inputs drawn with PIL, a runner that goes through the real entry point (Hydra +
+conf/curation) with the in-process executor, and the output-contract check every test makes."""
+from __future__ import annotations
+
+import io
+import json
+import struct
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from nemo_twvlm.data.synthetic import TAIWAN_LINES
+
+REPO = Path(__file__).resolve().parents[2]
+LANGID_MODEL = REPO / ".venv" / "share" / "nemo_twvlm" / "lid.176.ftz"
+ZH_LINES = [line for line in TAIWAN_LINES if not line.isascii()]
+EN_LINES = [line for line in TAIWAN_LINES if line.isascii()]
+
+
+def draw(rng: np.random.Generator, size: tuple[int, int] = (64, 64)) -> Image.Image:
+    """A few random rectangles and ellipses: every draw has its own perceptual hash."""
+    img = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 256, 3)))
+    d = ImageDraw.Draw(img)
+    w, h = size
+    for _ in range(5):
+        x0, y0 = int(rng.integers(0, w - 8)), int(rng.integers(0, h - 8))
+        box = [x0, y0, x0 + int(rng.integers(8, w)), y0 + int(rng.integers(8, h))]
+        fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+        (d.rectangle if rng.random() < 0.5 else d.ellipse)(box, fill=fill)
+    return img
+
+
+def encode(img: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def zh_caption(rng: np.random.Generator) -> str:
+    a, b = rng.choice(len(ZH_LINES), 2, replace=False)
+    return ZH_LINES[a] + ZH_LINES[b]
+
+
+def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
+    """A valid PNG header claiming width x height pixels, with almost no data: decoding it would
+    allocate gigabytes, so it must be refused from the header alone."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def write_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> Path:
+    """Members written exactly as given (zero-byte, non-UTF-8 and all)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for key, parts in samples:
+            for ext, data in parts.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def good_pairs(rng: np.random.Generator, n: int, prefix: str = "good") -> list[tuple[str, dict[str, bytes]]]:
+    return [(f"{prefix}{i:04d}", {"png": encode(draw(rng)), "txt": zh_caption(rng).encode()}) for i in range(n)]
+
+
+def curate(input_dir: Path, output_dir: Path, *overrides: str, config: str = "pairs_zh_tw") -> dict:
+    """`python -m nemo_twvlm.curation --config-name <config> input_dir=... output_dir=...`, in-process."""
+    from nemo_twvlm.curation.__main__ import main
+
+    return main(["--config-name", config, f"input_dir={input_dir}", f"output_dir={output_dir}",
+                 f"lang.model_path={LANGID_MODEL}", f"tokens.tokenizer={REPO / 'data' / 'tokenizer'}",
+                 "executor.name=in_process", *overrides])
+
+
+def rejections(output_dir: Path) -> dict[str, dict]:
+    """quarantine/index.jsonl by sample key."""
+    lines = (output_dir / "quarantine" / "index.jsonl").read_text(encoding="utf-8").splitlines()
+    return {entry["key"]: entry for entry in map(json.loads, lines)}
+
+
+def assert_contract(output_dir: Path) -> dict:
+    """stats.json has the contract's fields, input = kept + dropped + quarantined, and the
+    quarantine index and the manifest account for every sample."""
+    stats = json.loads((output_dir / "stats.json").read_text(encoding="utf-8"))
+    for key, kind in (("input", int), ("kept", int), ("dropped", dict), ("quarantined", dict),
+                      ("text_tokens", int), ("image_tokens", int)):
+        assert isinstance(stats[key], kind), (key, stats[key])
+    rejected = sum(stats["dropped"].values()) + sum(stats["quarantined"].values())
+    assert stats["input"] == stats["kept"] + rejected
+    index = (output_dir / "quarantine" / "index.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(index) == rejected
+    manifest = json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert sum(s["samples"] for s in manifest["shards"]) == stats["kept"]
+    return stats
