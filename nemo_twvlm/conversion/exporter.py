@@ -1,8 +1,8 @@
 """Our checkpoint (any TP/PP split) -> a `LlavaForConditionalGeneration` directory plain transformers loads.
 
-dist_checkpointing reshards whatever split the checkpoint was saved with into one TP=1 model; its
-tensors go through the mapping table in reverse and are written shard by shard, so memory holds the
-model plus one output shard. An imported checkpoint gives back its HF source exactly: the sidecar
+dist_checkpointing reshards whatever split the checkpoint was saved with into one TP=1 model, read one
+tensor at a time; each goes through the mapping table in reverse into the current output shard and is
+released, so memory holds one output shard plus the tensor in hand. An imported checkpoint gives back its HF source exactly: the sidecar
 supplies the tensors the model never used, the import record the names, dtypes and config.
 
 Without a sidecar (a model that never came from HF) the exported vision tower has `num_built_layers`
@@ -23,8 +23,8 @@ from nemo_twvlm.conversion import megatron_io
 from nemo_twvlm.conversion.hf_config import export_llava_config
 from nemo_twvlm.conversion.hf_io import ShardedSafetensorsWriter, dtype_from_name, dtype_name, parse_size
 from nemo_twvlm.conversion.layout import (
-    FILES_DIR, HF_DIR, SIDECAR_FILE, TRACKER_FILE, checkpoint_preset, checkpoint_tokenizer, prepare_destination,
-    read_source_record,
+    FILES_DIR, HF_DIR, SIDECAR_FILE, checkpoint_preset, checkpoint_tokenizer, iteration_dir,
+    latest_iteration, prepare_destination, read_source_record,
 )
 from nemo_twvlm.conversion.mapping import ConversionError, hf_names, match, to_hf
 from nemo_twvlm.conversion.sources import HUB_NAMING, TOKENIZER_FILES
@@ -48,8 +48,7 @@ def export_hf(src, dst, *, max_shard_size: str | int = "5GB") -> Path:
     from nemo_twvlm.model.llava import image_token_id
 
     src = Path(src)
-    if not (src / TRACKER_FILE).exists():
-        raise ConversionError(f"{src / TRACKER_FILE} not found: {src} is not a complete nemo_twvlm checkpoint")
+    iteration = latest_iteration(src)
     preset = checkpoint_preset(src)
     tokenizer_dir = checkpoint_tokenizer(src)
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -63,11 +62,10 @@ def export_hf(src, dst, *, max_shard_size: str | int = "5GB") -> Path:
 
     megatron_io.init_single()
     model = megatron_io.build_model(preset, dtype=dtype, image_token_index=image_token_index)
-    from nemo_twvlm.training.checkpoint import load_model_weights
-
-    load_model_weights(model, str(src))
     sidecar = src / HF_DIR / SIDECAR_FILE
-    _write_tensors(model, preset, dst, record, sidecar if sidecar.exists() else None, dtype, parse_size(max_shard_size))
+    tensors = megatron_io.stream_checkpoint(model, iteration_dir(src, iteration))
+    _write_tensors(tensors, preset, dst, record, sidecar if sidecar.exists() else None, dtype,
+                   parse_size(max_shard_size))
     del model
 
     source_config = record["config"] if record else None
@@ -93,7 +91,7 @@ def _rename(name: str, naming: dict[str, str]) -> str:
 
 
 @torch.no_grad()
-def _write_tensors(model, preset: ModelPreset, dst: Path, record: dict | None, sidecar: Path | None,
+def _write_tensors(tensors, preset: ModelPreset, dst: Path, record: dict | None, sidecar: Path | None,
                    dtype: torch.dtype, max_shard_bytes: int) -> None:
     naming = record["naming"] if record else HUB_NAMING
     dtypes = {name: dtype_from_name(d) for name, d in record["dtypes"].items()} if record else {}
@@ -104,7 +102,7 @@ def _write_tensors(model, preset: ModelPreset, dst: Path, record: dict | None, s
         writer.add(_rename(name, naming), tensor.to(dtypes.get(name, dtype), copy=True))
         written.add(name)
 
-    for megatron_name, tensor in megatron_io.parameters(model):
+    for megatron_name, tensor in tensors:
         rule, layer = match(megatron_name)
         for name, value in zip(hf_names(rule, layer, preset), to_hf(rule, tensor.detach(), preset)):
             add(name, value)

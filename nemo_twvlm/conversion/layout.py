@@ -32,6 +32,16 @@ def iteration_dir(directory: Path, iteration: int = 0) -> Path:
     return Path(directory) / f"iter_{iteration:07d}"
 
 
+def latest_iteration(directory: Path) -> int:
+    tracker = Path(directory) / TRACKER_FILE
+    if not tracker.exists():
+        raise ConversionError(f"{tracker} not found: {directory} is not a complete nemo_twvlm checkpoint")
+    text = tracker.read_text().strip()
+    if not text.isdigit():
+        raise ConversionError(f"{tracker} holds {text!r}; expected an iteration number")
+    return int(text)
+
+
 def checkpoint_preset(directory: Path) -> ModelPreset:
     directory = Path(directory)
     if (directory / PRESET_FILE).exists():

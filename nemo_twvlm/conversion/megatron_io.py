@@ -118,7 +118,8 @@ def init_single(tp: int = 1, pp: int = 1) -> None:
 
 
 def save_checkpoint(model, checkpoint_dir: Path) -> None:
-    """`{"model": sharded_state_dict}` in megatron's torch_dist format, as megatron.training saves it."""
+    """`{"model": sharded_state_dict}` in megatron's torch_dist format, as megatron.training saves it.
+    The model is consumed: see `_sharded_state_dict_without_views`."""
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.strategies import filesystem_async
 
@@ -129,8 +130,72 @@ def save_checkpoint(model, checkpoint_dir: Path) -> None:
         filesystem_async._results_queue = queue.Queue()
     Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     torch.distributed.barrier()
-    dist_checkpointing.save({"model": model.sharded_state_dict(), **COMMON_STATE}, str(checkpoint_dir))
+    sharded = _sharded_state_dict_without_views(model)
+    dist_checkpointing.save({"model": sharded, **COMMON_STATE}, str(checkpoint_dir))
     torch.distributed.barrier()
+
+
+def _is_view(tensor: torch.Tensor) -> bool:
+    return tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size()
+
+
+def _sharded_state_dict_without_views(model) -> dict:
+    """The model's sharded state dict with its factories applied and every view replaced by a copy.
+
+    dist_checkpointing copies each tensor that is a view before writing (else the file would hold the
+    whole storage), and holds the copies until the write ends; a gated fc1 is saved as two views
+    ([gate; up]), so that alone would be half a Llama model again. Here the views of one parameter are
+    copied and the parameter released right away: memory trades the model for the checkpoint's tensors
+    one parameter at a time. The model is empty afterwards.
+    """
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor, apply_factories
+
+    sharded = model.sharded_state_dict()
+    apply_factories(sharded)
+    params = {p.untyped_storage().data_ptr(): p for p in model.parameters()}
+    by_storage: dict[int, list] = {}
+    for item in nested_values(sharded):
+        if isinstance(item, ShardedTensor) and item.data is not None:
+            by_storage.setdefault(item.data.untyped_storage().data_ptr(), []).append(item)
+    for pointer, items in by_storage.items():
+        if any(_is_view(item.data) for item in items):
+            for item in items:
+                item.data = item.data.clone()
+            if pointer in params:
+                params[pointer].data = torch.empty(0, dtype=params[pointer].dtype)
+    return sharded
+
+
+def stream_checkpoint(model, checkpoint_dir: Path):
+    """(global name, tensor) for every tensor of `model`, read from a torch_dist checkpoint a layer at a time.
+
+    dist_checkpointing reshards whatever TP/PP split the checkpoint was saved with into `model`'s. Built
+    with `perform_initialization=False`, the model's parameters are allocated but never touched, so
+    memory holds only the layer in hand; its tensors are released when the caller moves on.
+    """
+    from megatron.core import dist_checkpointing
+
+    sharded = model.sharded_state_dict()
+    groups: dict[str, list[tuple[str, torch.Tensor]]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if tensor is None or name.endswith("_extra_state"):
+            continue
+        found = _LAYER.match(name)
+        groups.setdefault(f"{found.group(1)}.{found.group(2)}" if found else name, []).append((name, tensor))
+    for members in groups.values():
+        request = {name: sharded.pop(name) for name, _ in members}
+        try:
+            loaded = dist_checkpointing.load(request, str(checkpoint_dir), validate_access_integrity=False)
+        except Exception as error:  # a missing key or a shape that does not fit the preset
+            shapes = ", ".join(f"{name} {tuple(tensor.shape)}" for name, tensor in members)
+            raise ConversionError(f"{checkpoint_dir}: cannot read {shapes} for this preset: "
+                                  f"{str(error).strip().splitlines()[0]}") from None
+        for name, _ in members:
+            yield global_name(model, name), loaded[name]
+        del loaded, request
+        for _, tensor in members:
+            tensor.data = torch.empty(0, dtype=tensor.dtype)
 
 
 def spawn(fn, world_size: int, *args) -> None:

@@ -217,6 +217,8 @@ def finalize(cfg: CurationConfig, sources: list[str]) -> dict:
     for key in ("dropped", "quarantined", "lang", "script", "converted"):
         stats[key] = dict(sorted(stats[key].items(), key=lambda kv: str(kv[0])))
 
+    for tmp in layout.out.rglob(".*.tmp"):  # the temp half of a write a killed run never renamed
+        tmp.unlink()
     listed = {s["name"] for s in shards}
     for stale in layout.shards.glob("*.tar"):
         if stale.name not in listed:  # from an input file no longer in input_dir

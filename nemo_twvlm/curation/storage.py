@@ -91,7 +91,9 @@ def iter_tar_groups(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
     """WebDataset grouping: consecutive members `<key>.<ext>` form one sample.
 
     A tar cut short raises `TarTruncated` carrying the sample it was reading, after every
-    complete sample before it was yielded. A file that is not a tar raises `tarfile.ReadError`.
+    complete sample before it was yielded. A tar cut exactly between members is recognised by its
+    missing end-of-archive blocks; the last sample read may then lack parts, so it is the one
+    reported. A file that is not a tar raises `tarfile.ReadError`.
     """
     key: str | None = None
     parts: dict[str, bytes] = {}
@@ -115,6 +117,8 @@ def iter_tar_groups(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
                 parts[ext.lower()] = data
         except (tarfile.TarError, EOFError, OSError) as e:
             raise TarTruncated(key, parts, f"{type(e).__name__}: {e}") from None
+        if Path(path).stat().st_size - tar.offset < tarfile.BLOCKSIZE:
+            raise TarTruncated(key, parts, f"no end-of-archive block after byte {tar.offset}")
     if key is not None:
         yield key, parts
 

@@ -83,13 +83,9 @@ def stop_ids(tokenizer) -> tuple[int, ...]:
 
 def load_image(path) -> "torch.Tensor":
     """[3, H, W] float in [0, 1] from an image file."""
-    import numpy as np
-    import torch
-    from PIL import Image
+    from nemo_twvlm.inference.chat import load_image as read
 
-    with Image.open(path) as img:
-        array = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    return read(path)
 
 
 def generate_text(model, tokenizer, preset, image, text: str, *, image_token_index: int, max_new_tokens: int = 64,
@@ -331,52 +327,19 @@ def evaluate_model(model, tokenizer, preset, task_specs: Sequence[str], *, out_d
     return results
 
 
-def load_checkpoint(ckpt_dir: str | Path):
-    """(model, tokenizer, preset, image_token_index, iteration) for a nemo_twvlm checkpoint directory,
-    as `attribute_probe.evaluate_checkpoint` loads it."""
-    from nemo_twvlm.data.tokenizer import load_tokenizer
-    from nemo_twvlm.model import build_llava, image_token_id
-    from nemo_twvlm.presets import get_preset
-    from nemo_twvlm.training.checkpoint import init_single_process, load_model_weights, load_run_config
-
-    ckpt_dir = Path(ckpt_dir)
-    cfg = load_run_config(str(ckpt_dir))
-    init_single_process(cfg.trainer.seed)
-    tokenizer = load_tokenizer(_tokenizer_path(cfg.data.tokenizer, ckpt_dir))
-    preset_file = ckpt_dir / "twvlm_preset.json"  # written by conversion for imported checkpoints
-    if preset_file.exists():
-        from nemo_twvlm.conversion.hf_config import load_preset
-
-        preset = load_preset(preset_file)
-    else:
-        preset = get_preset(cfg.model.preset)
-    image_id = image_token_id(tokenizer)
-    model = build_llava(preset, image_token_index=image_id)
-    iteration = load_model_weights(model, str(ckpt_dir))
-    return model.eval(), tokenizer, preset, image_id, iteration
-
-
-def _tokenizer_path(configured: str, ckpt_dir: Path) -> str:
-    """The run config's tokenizer path; a relative one may be relative to the launch directory (the repo
-    root for the demo), the checkpoint directory, or the repository."""
-    path = Path(configured)
-    if path.is_absolute() or path.exists():
-        return str(path)
-    for base in (ckpt_dir, Path(__file__).resolve().parents[2]):
-        if (base / path).exists():
-            return str(base / path)
-    return configured  # a hub id, or a path that load_tokenizer will report as missing
-
-
 def evaluate(ckpt_dir: str | Path, task_paths: Sequence[str], *, out_dir: str | Path, limit: int | None = None,
              modes: Sequence[str] = MODES, max_new_tokens: int = 64, prompt_style: str = "chat", seed: int = 0) -> dict:
     """Load the latest checkpoint in `ckpt_dir` and evaluate it on `task_paths` (task specs, see the module
     docstring); writes out_dir/results.json and out_dir/report.html and returns the results."""
+    from nemo_twvlm.training.checkpoint import latest_iteration, load_for_inference
+
     load_tasks(task_paths)  # fail on a missing task file before spending time on the model
-    model, tokenizer, preset, image_id, iteration = load_checkpoint(ckpt_dir)
-    return evaluate_model(model, tokenizer, preset, task_paths, out_dir=out_dir, image_token_index=image_id,
-                          limit=limit, modes=modes, max_new_tokens=max_new_tokens, prompt_style=prompt_style,
-                          seed=seed, meta={"checkpoint": str(Path(ckpt_dir).resolve()), "iteration": iteration})
+    iteration = latest_iteration(str(ckpt_dir))
+    loaded = load_for_inference(str(ckpt_dir), iteration)
+    return evaluate_model(loaded.model, loaded.tokenizer, loaded.preset, task_paths, out_dir=out_dir,
+                          image_token_index=loaded.image_token_index, limit=limit, modes=modes,
+                          max_new_tokens=max_new_tokens, prompt_style=prompt_style, seed=seed,
+                          meta={"checkpoint": str(Path(ckpt_dir).resolve()), "iteration": iteration})
 
 
 def cli_evaluate(ckpt: str, tasks: str, out_dir: str = "runs/eval", limit: int | None = None,

@@ -1,12 +1,12 @@
 """Instruction-following probe: prompts about an image, each with a constraint a function can check.
 
-Constraint families (the keys of `PROMPTS`):
-    lang_zh   answer in Traditional Chinese: Han characters dominate (at least 2 per Latin word) and
-              none of a list of simplified-only characters appears
-    lang_en   answer in English: Latin words and no Han character
-    max_len   answer no longer than N characters (surrounding whitespace excluded), and not empty
-    list      a list: at least 2 non-empty lines, each starting with "-", "*", "•" or "1." / "1)" / "1、"
-    yes_no    nothing but yes or no: "是" / "否" / "yes" / "no" (case and end punctuation ignored)
+Constraint families (the keys of `PROMPTS`; the family names of data/synthetic_instructions.py):
+    language_zh  answer in Traditional Chinese: Han characters dominate (at least 2 per Latin word) and
+                 none of a list of simplified-only characters appears
+    language_en  answer in English: Latin words and no Han character
+    max_chars    answer no longer than N characters (surrounding whitespace excluded), with some content
+    list         a list: at least 2 non-empty lines, each starting with "-", "*", "•" or "1." / "1)" / "1、"
+    yes_no       nothing but yes or no: "是" / "否" / "yes" / "no" (case and end punctuation ignored)
 
 `PROMPTS` is what the probe asks; `TRAIN_PROMPTS` holds other phrasings of the same families, with the
 same checkers, for the SFT instruction split of the synthetic generator, so that the probe measures
@@ -59,13 +59,15 @@ def is_english(text: str) -> bool:
 
 
 class MaxChars:
-    """Checker: non-empty and at most `limit` characters once surrounding whitespace is stripped."""
+    """Checker: at most `limit` characters once surrounding whitespace is stripped, and some content
+    (a letter, digit or Han character: a lone "。" is not an answer)."""
 
     def __init__(self, limit: int):
         self.limit = limit
 
     def __call__(self, text: str) -> bool:
-        return 0 < len(text.strip()) <= self.limit
+        text = text.strip()
+        return len(text) <= self.limit and any(ch.isalnum() for ch in text)
 
     def __repr__(self) -> str:
         return f"MaxChars({self.limit})"
@@ -107,11 +109,11 @@ class IFPrompt(NamedTuple):
     answer: str  # a compliant reply, same fields
 
 
-CONSTRAINTS = ("lang_zh", "lang_en", "max_len", "list", "yes_no")
+CONSTRAINTS = ("language_zh", "language_en", "max_chars", "list", "yes_no")
 CONSTRAINT_DESCRIPTIONS = {
-    "lang_zh": "answer in Traditional Chinese",
-    "lang_en": "answer in English",
-    "max_len": "answer within a character limit",
+    "language_zh": "answer in Traditional Chinese",
+    "language_en": "answer in English",
+    "max_chars": "answer within a character limit",
     "list": "answer as a bulleted or numbered list",
     "yes_no": "answer only yes/no (是/否)",
 }
@@ -120,18 +122,18 @@ _LIST_ZH = "- 顏色：{color_zh}\n- 形狀：{object_zh}\n- 位置：{position_
 _LIST_EN = "1. Color: {color_en}\n2. Shape: {object_en}\n3. Position: {position_en}"
 
 PROMPTS: dict[str, list[IFPrompt]] = {
-    "lang_zh": [
+    "language_zh": [
         IFPrompt("What color is the object? Please answer in Traditional Chinese.", is_traditional_chinese,
                  "這個東西是{color_zh}。"),
         IFPrompt("Describe this image in Traditional Chinese.", is_traditional_chinese, "{caption_zh}"),
         IFPrompt("請用繁體中文回答：圖中是什麼東西？", is_traditional_chinese, "這是{object_zh}。"),
     ],
-    "lang_en": [
+    "language_en": [
         IFPrompt("請用英文回答：圖中的東西是什麼顏色？", is_english, "It is {color_en}."),
         IFPrompt("Describe this image in English.", is_english, "{caption_en}"),
         IFPrompt("這張圖片裡有什麼？請用英文回答。", is_english, "There is a {object_en} in the image."),
     ],
-    "max_len": [
+    "max_chars": [
         IFPrompt("請用不超過10個字回答：圖中是什麼東西？", MaxChars(10), "{object_zh}。"),
         IFPrompt("In at most 20 characters: what color is the object?", MaxChars(20), "{color_en}."),
         IFPrompt("請用一句不超過15個字的話描述這張圖。", MaxChars(15), "{caption_zh}"),
@@ -148,18 +150,18 @@ PROMPTS: dict[str, list[IFPrompt]] = {
 }
 
 TRAIN_PROMPTS: dict[str, list[IFPrompt]] = {
-    "lang_zh": [
+    "language_zh": [
         IFPrompt("Answer in Traditional Chinese: what is in the picture?", is_traditional_chinese,
                  "圖中是{color_zh}的{object_zh}。"),
         IFPrompt("Where is the object? Reply in Chinese.", is_traditional_chinese, "它在{position_zh}。"),
         IFPrompt("請用中文描述這張圖片。", is_traditional_chinese, "{caption_zh}"),
     ],
-    "lang_en": [
+    "language_en": [
         IFPrompt("What is in the image? Answer in English.", is_english, "A {object_en}."),
         IFPrompt("請以英文描述圖片。", is_english, "{caption_en}"),
         IFPrompt("它在圖片的哪個位置？請用英文回答。", is_english, "It is at the {position_en}."),
     ],
-    "max_len": [
+    "max_chars": [
         IFPrompt("用不超過8個字回答：它在哪裡？", MaxChars(8), "{position_zh}。"),
         IFPrompt("Describe the image in at most 40 characters.", MaxChars(40),
                  "{color_en} {object_en}, {position_en}."),

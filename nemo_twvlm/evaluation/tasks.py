@@ -151,7 +151,7 @@ def read_task(path: str | Path, kind: str | None = None, *, name: str | None = N
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as error:
-                raise _BadLine(f"malformed JSON: {error.msg} at column {error.colno}") from None
+                raise _BadLine(f"malformed JSON: {error.msg} (column {error.colno})") from None
             if not isinstance(obj, dict):
                 raise _BadLine(f"not a JSON object: got {type(obj).__name__}")
             if not task.kind:

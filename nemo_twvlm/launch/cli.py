@@ -81,13 +81,27 @@ def chat(ckpt: str, image: str, prompt: str = "", max_new_tokens: int = 64, temp
         print(f"twvlm> {session.ask(line)}")
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {"pretrain": pretrain, "demo": demo, "chat": chat}
+def plan(cfg: PretrainConfig, num_gpus: int = 0, mfu: float = 0.4) -> None:
+    """Parameters, FLOPs per token, memory per GPU and run time of a recipe (`--factory <recipe>`).
+
+    `num_gpus=0` means the smallest world the parallel layout allows (data parallel 1).
+    """
+    from nemo_twvlm.planner import format_plan, plan_from_config
+    from nemo_twvlm.training.validate import validate
+
+    par = cfg.parallel
+    world = num_gpus or par.tensor_parallel * par.pipeline_parallel * par.context_parallel
+    validate(cfg, world_size=world, te_available=True)  # the plan is for the GPU container
+    print(format_plan(plan_from_config(cfg, num_gpus=world, mfu=mfu)))
+
+
+COMMANDS: dict[str, Callable[..., Any]] = {"pretrain": pretrain, "demo": demo, "chat": chat, "plan": plan}
 
 # Run before submitting to a remote executor; local runs validate as they start.
 REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor], None]] = {"pretrain": check_pretrain}
 
 # What `--factory NAME` builds for each command: a task per recipe.
-COMMAND_RECIPES: dict[str, dict[str, Callable[[], Any]]] = {"pretrain": RECIPES}
+COMMAND_RECIPES: dict[str, dict[str, Callable[[], Any]]] = {"pretrain": RECIPES, "plan": RECIPES}
 
 
 def conf_dir() -> Path:

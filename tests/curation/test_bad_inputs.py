@@ -2,8 +2,8 @@
 and stats.json's invariant holds in every run."""
 from __future__ import annotations
 
-import io
 import json
+import tarfile
 
 import numpy as np
 import pytest
@@ -60,7 +60,7 @@ def run(tmp_path_factory, langid_model):
         ("bad_truncated_png", {"png": png[: len(png) * 2 // 3], "txt": caption()}),
         ("bad_zero_byte_image", {"png": b"", "txt": caption()}),
         ("bad_zero_byte_caption", {"png": encode(draw(rng)), "txt": b""}),
-        ("bad_blank_caption", {"png": encode(draw(rng)), "txt": " \n\t "}),
+        ("bad_blank_caption", {"png": encode(draw(rng)), "txt": b" \n\t "}),
         ("bad_bomb", {"png": png_bomb(), "txt": caption()}),
         ("bad_not_utf8", {"png": encode(draw(rng)), "txt": b"\xff\xfe \xe7\xb4\x85\xfa caption"}),
         ("bad_no_caption", {"png": encode(draw(rng))}),
@@ -87,9 +87,12 @@ def run(tmp_path_factory, langid_model):
         ("fix_json_caption", {"png": encode(draw(rng)), "json": json.dumps({"caption": zh_caption(rng)}).encode()}),
     ]
     write_tar(src / "a" / "00000.tar", good[:3] + bad + fixable)
-    full = write_tar(src / "b" / "00000.tar", [(f"trunc{i}", p) for i, (_, p) in enumerate(good_pairs(rng, TRUNCATED_TAR_KEYS))])
-    data = full.read_bytes()
-    full.write_bytes(data[: int(len(data) * 0.6)])  # cut inside a member
+    for folder, prefix, inside in (("b", "trunc", True), ("e", "cut", False)):
+        full = write_tar(src / folder / "00000.tar", good_pairs(rng, TRUNCATED_TAR_KEYS, prefix))
+        data = full.read_bytes()
+        with tarfile.open(full) as tar:
+            png = tar.getmember(f"{prefix}0003.png")  # cut inside its data, or just before its header
+        full.write_bytes(data[: png.offset_data + png.size // 2 if inside else png.offset])
     (src / "c").mkdir()
     (src / "c" / "not_a_tar.tar").write_bytes(b"this is not a tar file" * 40)
     write_tar(src / "d" / "00000.tar", good[3:])
@@ -112,14 +115,16 @@ def test_bad_sample_counted_under_its_reason(run, key):
     assert stats[disposition][reason] >= 1
 
 
-def test_truncated_tar_keeps_complete_samples(run):
+@pytest.mark.parametrize("source, quarantined_key, kept", [("b__00000", "trunc0003", 3), ("e__00000", "cut0002", 2)])
+def test_truncated_tar_keeps_complete_samples(run, source, quarantined_key, kept):
+    """Cut inside a member: the samples before it are kept, the one it belongs to is quarantined
+    as truncated_tar. Cut exactly between members: the last sample read may be missing parts, so
+    it is the one quarantined. Nothing after the cut can be known."""
     _, out = run
-    entries = [e for e in rejections(out).values() if e["source"] == "b__00000"]
-    assert [e["reason"] for e in entries] == ["truncated_tar"]
-    # Everything before the cut is read; the sample at the cut is quarantined; nothing after is known.
+    entries = [e for e in rejections(out).values() if e["source"] == source]
+    assert [(e["key"], e["reason"]) for e in entries] == [(quarantined_key, "truncated_tar")]
     manifest = json.loads((out / "manifest.json").read_text())
-    kept_b = sum(s["samples"] for s in manifest["shards"] if s["name"].startswith("b__00000-"))
-    assert 1 <= kept_b < TRUNCATED_TAR_KEYS
+    assert sum(s["samples"] for s in manifest["shards"] if s["name"].startswith(f"{source}-")) == kept
 
 
 def test_unreadable_tar(run):
@@ -129,8 +134,6 @@ def test_unreadable_tar(run):
 
 def test_quarantine_keeps_payload_and_reason(run):
     _, out = run
-    import tarfile
-
     entry = rejections(out)["bad_not_utf8"]
     with tarfile.open(out / entry["tar"]) as tar:
         names = tar.getnames()
@@ -141,8 +144,6 @@ def test_quarantine_keeps_payload_and_reason(run):
 
 
 def _kept(out) -> dict[str, dict]:
-    import tarfile
-
     kept = {}
     for shard in sorted((out / "shards").glob("*.tar")):
         with tarfile.open(shard) as tar:

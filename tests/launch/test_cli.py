@@ -217,3 +217,17 @@ def test_cluster_file_errors_name_the_field():
         executor_from_spec({"executor": "k8s"})
     with pytest.raises(ClusterSpecError, match="tunnel=None"):
         executor_from_spec({"executor": "slurm", "account": "a"})
+
+
+def test_plan_prints_the_70b_cpt_budget_and_memory_margin(in_process, capsys):
+    assert cli.main(["plan", "--factory", "twvlm_70b_cpt", "num_gpus=64", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "TP8 PP4 VP5 CP1 DP2 on 64 GPUs" in out
+    assert "language 70.55 B" in out
+    assert "fits" in out
+    assert in_process == []  # planning never trains
+
+
+def test_plan_refuses_a_world_the_layout_does_not_divide(in_process, capsys):
+    cli.main(["plan", "--factory", "twvlm_70b_cpt", "num_gpus=48", "--yes"])
+    assert "world_size=48" in capsys.readouterr().err

@@ -31,6 +31,8 @@ def decode(data: bytes, *, formats: list[str], max_pixels: int) -> Image.Image:
         raise Reject("empty_image", "0 bytes")
     try:
         img = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError as e:  # PIL's own guard, at twice its MAX_IMAGE_PIXELS
+        raise Reject("decompression_bomb", str(e)[:200]) from None
     except UnidentifiedImageError as e:
         raise Reject("corrupt_image", str(e)[:200]) from None
     except Exception as e:  # noqa: BLE001 - PIL raises SyntaxError/ValueError/OSError for bad headers
