@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from nemo_twvlm.evaluation import scorers
-from nemo_twvlm.evaluation.instruction_following import compliance, default_suite, run_suite
+from nemo_twvlm.evaluation.instruction_following import compliance, default_suite, grounding, run_suite
 from nemo_twvlm.evaluation.tasks import CaptionItem, MCQItem, OpenQAItem, TaskFile, parse_task_spec, read_task, summarise
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def stop_ids(tokenizer) -> tuple[int, ...]:
     return tuple(sorted(i for i in ids if i is not None))
 
 
-def load_image(path) -> "torch.Tensor":
+def load_image(path):
     """[3, H, W] float in [0, 1] from an image file."""
     from nemo_twvlm.inference.chat import load_image as read
 
@@ -91,6 +91,13 @@ def load_image(path) -> "torch.Tensor":
 def generate_text(model, tokenizer, preset, image, text: str, *, image_token_index: int, max_new_tokens: int = 64,
                   prompt_style: str = "chat") -> str:
     """Greedy answer of the model to `text` about `image` ([3, H, W] in [0, 1]), special tokens dropped."""
+    return generate_answer(model, tokenizer, preset, image, text, image_token_index=image_token_index,
+                           max_new_tokens=max_new_tokens, prompt_style=prompt_style)[0]
+
+
+def generate_answer(model, tokenizer, preset, image, text: str, *, image_token_index: int, max_new_tokens: int = 64,
+                    prompt_style: str = "chat") -> tuple[str, int]:
+    """(decoded greedy answer, number of tokens generated before a stop token or the limit)."""
     from nemo_twvlm.data.image import preprocess_image
     from nemo_twvlm.inference.generate import SamplingParams, generate
 
@@ -99,7 +106,7 @@ def generate_text(model, tokenizer, preset, image, text: str, *, image_token_ind
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, stop_ids=stop_ids(tokenizer))
     out = generate(model, ids, pixels, image_token_index=image_token_index, num_image_tokens=preset.num_image_tokens,
                    params=params)
-    return tokenizer.decode(out, skip_special_tokens=True).strip()
+    return tokenizer.decode(out, skip_special_tokens=True).strip(), len(out)
 
 
 # --- per-kind evaluation -----------------------------------------------------------------------------
@@ -110,7 +117,6 @@ class _Context:
         self.model, self.tokenizer, self.preset = model, tokenizer, preset
         self.image_token_index = image_token_index
         self.max_new_tokens, self.prompt_style, self.modes, self.batch_size = max_new_tokens, prompt_style, modes, batch_size
-        self._pixels: dict[str, object] = {}
 
     def image(self, path):
         return load_image(path)
@@ -118,15 +124,15 @@ class _Context:
     def pixels(self, path):
         from nemo_twvlm.data.image import preprocess_image
 
-        key = str(path)
-        if key not in self._pixels:
-            self._pixels[key] = preprocess_image(load_image(path), self.preset.vision)
-        return self._pixels[key]
+        return preprocess_image(load_image(path), self.preset.vision)
 
-    def generate(self, image_path, text: str, max_new_tokens: int | None = None) -> str:
-        return generate_text(self.model, self.tokenizer, self.preset, self.image(image_path), text,
-                             image_token_index=self.image_token_index,
-                             max_new_tokens=max_new_tokens or self.max_new_tokens, prompt_style=self.prompt_style)
+    def generate(self, image_path, text: str, record: dict) -> str:
+        """Greedy answer; records it with its token count (== max_new_tokens: cut off, no stop token)."""
+        answer, n_tokens = generate_answer(self.model, self.tokenizer, self.preset, self.image(image_path), text,
+                                           image_token_index=self.image_token_index,
+                                           max_new_tokens=self.max_new_tokens, prompt_style=self.prompt_style)
+        record.update(generation=answer, generated_tokens=n_tokens)
+        return answer
 
 
 def _mcq(ctx: _Context, items: list[MCQItem]) -> tuple[dict, list[dict]]:
@@ -139,21 +145,25 @@ def _mcq(ctx: _Context, items: list[MCQItem]) -> tuple[dict, list[dict]]:
                         "options": item.options, "labels": item.labels, "answer": item.labels[item.answer]})
     scores: dict = {"n": len(items), "chance": scorers.accuracy([1 / len(i.options) for i in items])}
     if "loglik" in ctx.modes and items:
-        scoring, owner = [], []
-        for k, item in enumerate(items):
-            context = prompt_ids(ctx.tokenizer, records[k]["prompt"], image_token_index=ctx.image_token_index,
-                                 prompt_style=ctx.prompt_style)
-            for option in item.options:
-                scoring.append(ScoringItem(ctx.pixels(item.image), context,
-                                           ctx.tokenizer.encode(option, add_special_tokens=False)))
-                owner.append(k)
         pad = ctx.tokenizer.pad_token_id if ctx.tokenizer.pad_token_id is not None else ctx.tokenizer.eos_token_id
-        logprobs = continuation_logprobs(ctx.model, scoring, image_token_index=ctx.image_token_index,
-                                         num_image_tokens=ctx.preset.num_image_tokens, pad_id=pad,
-                                         batch_size=ctx.batch_size)
-        per_item: list[list[float]] = [[] for _ in items]
-        for k, value in zip(owner, logprobs):
-            per_item[k].append(value)
+        per_item: list[list[float]] = []
+        step = max(1, ctx.batch_size // 4)  # items per scoring call: images in memory stay bounded
+        for start in range(0, len(items), step):
+            scoring, owner = [], []
+            for k in range(start, min(start + step, len(items))):
+                item = items[k]
+                context = prompt_ids(ctx.tokenizer, records[k]["prompt"], image_token_index=ctx.image_token_index,
+                                     prompt_style=ctx.prompt_style)
+                pixels = ctx.pixels(item.image)
+                for option in item.options:
+                    scoring.append(ScoringItem(pixels, context, ctx.tokenizer.encode(option, add_special_tokens=False)))
+                    owner.append(k)
+            logprobs = continuation_logprobs(ctx.model, scoring, image_token_index=ctx.image_token_index,
+                                             num_image_tokens=ctx.preset.num_image_tokens, pad_id=pad,
+                                             batch_size=ctx.batch_size)
+            per_item += [[] for _ in range(start, min(start + step, len(items)))]
+            for k, value in zip(owner, logprobs):
+                per_item[k].append(value)
         for item, record, values in zip(items, records, per_item):
             normed = [v / max(1, len(o)) for v, o in zip(values, item.options)]
             pick = max(range(len(values)), key=values.__getitem__)
@@ -165,10 +175,9 @@ def _mcq(ctx: _Context, items: list[MCQItem]) -> tuple[dict, list[dict]]:
         scores["loglik_acc_norm"] = scorers.accuracy([r["correct_loglik_norm"] for r in records])
     if "generate" in ctx.modes and items:
         for item, record in zip(items, records):
-            answer = ctx.generate(item.image, record["prompt"])
+            answer = ctx.generate(item.image, record["prompt"], record)
             choice = scorers.extract_choice(answer, item.options, item.labels)
-            record.update(generation=answer, extracted=None if choice is None else item.labels[choice],
-                          correct_generate=choice == item.answer)
+            record.update(extracted=None if choice is None else item.labels[choice], correct_generate=choice == item.answer)
         scores["generate_acc"] = scorers.accuracy([r["correct_generate"] for r in records])
         scores["generate_extracted"] = scorers.accuracy([r["extracted"] is not None for r in records])
     return scores, records
@@ -180,8 +189,8 @@ def _open_qa(ctx: _Context, items: list[OpenQAItem]) -> tuple[dict, list[dict]]:
         text = user_text(item.question)
         record = {"id": item.id, "line": item.line, "image": str(item.image), "prompt": text, "answers": item.answers}
         if "generate" in ctx.modes:
-            answer = ctx.generate(item.image, text)
-            record.update(generation=answer, exact_match=scorers.exact_match(answer, item.answers),
+            answer = ctx.generate(item.image, text, record)
+            record.update(exact_match=scorers.exact_match(answer, item.answers),
                           contains=scorers.contains_match(answer, item.answers))
         records.append(record)
     scores: dict = {"n": len(items)}
@@ -201,7 +210,7 @@ def _caption(ctx: _Context, items: list[CaptionItem]) -> tuple[dict, list[dict]]
         scores["note"] = "captioning is scored by generation; 'generate' is not among the modes"
         return scores, records
     for item, record in zip(items, records):
-        record["generation"] = ctx.generate(item.image, record["prompt"])
+        ctx.generate(item.image, record["prompt"], record)
         record["bleu4"] = scorers.sentence_bleu(record["generation"], item.references)
     if items:
         hyps, refs = [r["generation"] for r in records], [i.references for i in items]
@@ -261,7 +270,7 @@ def _if_probe(ctx: _Context, source: str | None, count: int, out_dir: Path, seed
         counts[record["constraint"]] = counts.get(record["constraint"], 0) + 1
     yes_no = [r["correct"] for r in records if "correct" in r]
     return {"name": IF_PROBE, "kind": IF_PROBE, "source": source or "synthetic (drawn)", "samples": len(samples),
-            "rates": compliance(records), "counts": counts,
+            "rates": compliance(records), "counts": counts, "grounded_rates": grounding(records),
             "yes_no_accuracy": scorers.accuracy(yes_no) if yes_no else None, "records": records}
 
 
@@ -290,8 +299,12 @@ def load_tasks(specs: Sequence[str]) -> tuple[list[TaskFile], list[tuple[str | N
 
 def evaluate_model(model, tokenizer, preset, task_specs: Sequence[str], *, out_dir: str | Path, image_token_index: int,
                    limit: int | None = None, modes: Sequence[str] = MODES, max_new_tokens: int = 64,
-                   prompt_style: str = "chat", seed: int = 0, meta: dict | None = None) -> dict:
-    """Evaluate a built model; writes results.json and report.html into out_dir and returns the results."""
+                   prompt_style: str = "chat", seed: int = 0, meta: dict | None = None,
+                   loaded_tasks: tuple | None = None) -> dict:
+    """Evaluate a built model; writes results.json and report.html into out_dir and returns the results.
+
+    `limit` caps the items evaluated per task file (the first ones) and the images of the IF probe
+    (default 20 images, 5 prompts each)."""
     from nemo_twvlm.evaluation.report import write_report
 
     modes = tuple(modes)
@@ -302,7 +315,7 @@ def evaluate_model(model, tokenizer, preset, task_specs: Sequence[str], *, out_d
         raise ValueError(f"prompt_style={prompt_style!r}: expected one of {PROMPT_STYLES}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tasks, probes = load_tasks(task_specs)
+    tasks, probes = loaded_tasks or load_tasks(task_specs)
     ctx = _Context(model, tokenizer, preset, image_token_index, max_new_tokens=max_new_tokens,
                    prompt_style=prompt_style, modes=modes)
     start = time.perf_counter()
@@ -333,13 +346,14 @@ def evaluate(ckpt_dir: str | Path, task_paths: Sequence[str], *, out_dir: str | 
     docstring); writes out_dir/results.json and out_dir/report.html and returns the results."""
     from nemo_twvlm.training.checkpoint import latest_iteration, load_for_inference
 
-    load_tasks(task_paths)  # fail on a missing task file before spending time on the model
+    tasks = load_tasks(task_paths)  # a wrong task path fails before any time goes into the model
     iteration = latest_iteration(str(ckpt_dir))
     loaded = load_for_inference(str(ckpt_dir), iteration)
     return evaluate_model(loaded.model, loaded.tokenizer, loaded.preset, task_paths, out_dir=out_dir,
                           image_token_index=loaded.image_token_index, limit=limit, modes=modes,
                           max_new_tokens=max_new_tokens, prompt_style=prompt_style, seed=seed,
-                          meta={"checkpoint": str(Path(ckpt_dir).resolve()), "iteration": iteration})
+                          meta={"checkpoint": str(Path(ckpt_dir).resolve()), "iteration": iteration},
+                          loaded_tasks=tasks)
 
 
 def cli_evaluate(ckpt: str, tasks: str, out_dir: str = "runs/eval", limit: int | None = None,
@@ -361,7 +375,9 @@ def headline(results: dict) -> str:
         lines.append(f"{task['name']} ({task['kind']}, n={task['summary']['evaluated']}, "
                      f"skipped={task['summary']['skipped']}): {numbers}")
     for probe in results["if_probe"]:
-        lines.append("if_probe: " + ", ".join(f"{k}={v:.2f}" for k, v in probe["rates"].items()))
+        lines.append("if_probe compliance: " + ", ".join(f"{k}={v:.2f}" for k, v in probe["rates"].items()))
+        lines.append("if_probe on-topic (names a true attribute; yes/no: correct): "
+                     + ", ".join(f"{k}={v:.2f}" for k, v in probe["grounded_rates"].items()))
     summary = results["summary"]
     lines.append(f"lines={summary['lines']} loaded={summary['loaded']} skipped={summary['skipped']} "
                  f"{summary['skipped_by_reason'] or ''}".rstrip())

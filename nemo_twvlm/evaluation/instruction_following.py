@@ -118,6 +118,13 @@ CONSTRAINT_DESCRIPTIONS = {
     "yes_no": "answer only yes/no (是/否)",
 }
 
+# One checker per family, for data that carries no per-prompt limit (the SFT generator's own prompts):
+# max_chars uses the probe's tightest limit.
+FAMILY_CHECKS: dict[str, Callable[[str], bool]] = {
+    "language_zh": is_traditional_chinese, "language_en": is_english, "max_chars": MaxChars(10), "list": is_list,
+    "yes_no": is_yes_no,
+}
+
 _LIST_ZH = "- 顏色：{color_zh}\n- 形狀：{object_zh}\n- 位置：{position_zh}"
 _LIST_EN = "1. Color: {color_en}\n2. Shape: {object_en}\n3. Position: {position_en}"
 
@@ -239,8 +246,18 @@ def default_suite(samples, *, seed: int = 0, prompts: dict[str, list[IFPrompt]] 
     return suite
 
 
+def names_true_attribute(answer: str, meta: dict) -> bool:
+    """Whether the answer names the image's true colour, object or position (in Chinese or English)."""
+    fields = template_fields(meta)
+    text = answer.casefold()
+    return any(fields[f"{name}_{lang}"].casefold() in text
+               for name in ("color", "object", "position") for lang in ("zh", "en"))
+
+
 def score_answers(suite: list[ProbePrompt], answers: list[str]) -> list[dict]:
-    """One record per prompt: the answer, whether it complies, and (yes/no) whether it is right."""
+    """One record per prompt: the answer, whether it complies, and whether it is about the image:
+    yes/no prompts record `correct`, the others `grounded` (names a true attribute). Compliance is
+    about form only: a degenerate "這張：。" complies with language_zh; `grounded` tells the two apart."""
     records = []
     for item, answer in zip(suite, answers, strict=True):
         record = {"constraint": item.constraint, "template": item.template_id, "prompt": item.prompt,
@@ -248,8 +265,20 @@ def score_answers(suite: list[ProbePrompt], answers: list[str]) -> list[dict]:
                   "language": answer_language(answer)}
         if item.expected_yes is not None:
             record["correct"] = yes_no_value(answer) == item.expected_yes
+        elif item.meta:
+            record["grounded"] = names_true_attribute(answer, item.meta)
         records.append(record)
     return records
+
+
+def grounding(records: list[dict]) -> dict[str, float]:
+    """{constraint: share of answers that name a true attribute} (yes/no: share answered correctly)."""
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for record in records:
+        value = record.get("correct", record.get("grounded"))
+        if value is not None:
+            hits[record["constraint"]].append(bool(value))
+    return {c: sum(v) / len(v) for c, v in hits.items()}
 
 
 def compliance(records: list[dict]) -> dict[str, float]:

@@ -76,7 +76,7 @@ def _pre(text) -> str:
 def bar_chart_svg(rates: dict[str, float], counts: dict[str, int] | None = None, *, width: int = 560) -> str:
     """Horizontal bars, one per constraint (and 'overall'), rate in [0, 1] written at the bar's end."""
     counts = counts or {}
-    row, label_w, bar_w = 28, 120, width - 120 - 70
+    row, label_w, bar_w = 28, 120, width - 120 - 110  # room for "100% (n=999)" after a full bar
     height = row * len(rates) + 30
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="if-chart" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="instruction-following compliance">']
@@ -109,8 +109,8 @@ def _scores_table(results: dict) -> str:
                     f"<td class=num>{s['evaluated']}</td><td>{scores}</td></tr>")
     for probe in results.get("if_probe", []):
         rows.append(f"<tr><td>{escape(probe['name'])}</td><td>instruction following</td>"
-                    f"<td class=num>-</td><td class=num>{len(probe['records'])}</td><td class=num>0</td>"
-                    f"<td class=num>{len(probe['records'])}</td><td>overall compliance "
+                    f"<td class=num>-</td><td class=num>-</td><td class=num>-</td>"
+                    f"<td class=num>{len(probe['records'])} prompts</td><td>overall compliance "
                     f"{_fmt(probe['rates'].get('overall'))}</td></tr>")
     total = results.get("summary", {})
     rows.append(f"<tr><th>total</th><th></th><th class=num>{total.get('lines', '')}</th>"
@@ -166,16 +166,26 @@ def _flag(value):
 def _if_section(probe: dict, cache: dict) -> str:
     rows = []
     for r in probe["records"]:
-        extra = f" {_fmt(r['correct'])} correct" if "correct" in r else ""
+        extra = (f"<br>{_fmt(r['correct'])} correct" if "correct" in r
+                 else f"<br>{_fmt(r['grounded'])} on topic" if "grounded" in r else "")
         rows.append(f"<tr><td>{_img(r.get('image'), cache)}</td><td>{escape(r['constraint'])}<br>"
                     f"<small>{escape(r['template'])}</small></td><td>{_pre(r['prompt'])}</td><td>{_pre(r['answer'])}</td>"
                     f"<td>{escape(r.get('language', ''))}</td><td>{_fmt(r['compliant'])}{extra}</td></tr>")
     yes_no = probe.get("yes_no_accuracy")
     return (f"<p class=meta>source: {escape(str(probe.get('source')))}; {probe.get('samples')} images, "
             f"{len(probe['records'])} prompts" + (f"; yes/no accuracy {yes_no:.3f}" if yes_no is not None else "")
-            + "</p>" + bar_chart_svg(probe["rates"], probe.get("counts"))
+            + "</p>" + bar_chart_svg(probe["rates"], probe.get("counts")) + _grounding_line(probe)
             + "<details><summary>prompts and answers</summary><table class=records><tr><th>image</th><th>constraint</th>"
             "<th>prompt</th><th>answer</th><th>language</th><th>compliant</th></tr>" + "".join(rows) + "</table></details>")
+
+
+def _grounding_line(probe: dict) -> str:
+    rates = probe.get("grounded_rates") or {}
+    if not rates:
+        return ""
+    return ("<p class=meta>Compliance is about form only. Answers that name the image's true colour, object or "
+            "position (yes/no: answered correctly): " + ", ".join(f"{escape(k)} {v * 100:.0f}%" for k, v in rates.items())
+            + "</p>")
 
 
 def render_report(results: dict) -> str:

@@ -19,7 +19,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, get_type_hints
+from typing import Any, Callable, Optional, get_type_hints
 
 import fiddle as fdl
 import nemo_run as run
@@ -95,7 +95,21 @@ def plan(cfg: PretrainConfig, num_gpus: int = 0, mfu: float = 0.4) -> None:
     print(format_plan(plan_from_config(cfg, num_gpus=world, mfu=mfu)))
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {"pretrain": pretrain, "demo": demo, "chat": chat, "plan": plan}
+def evaluate(ckpt: str, tasks: str, out_dir: str = "runs/eval", limit: Optional[int] = None,
+             modes: str = "loglik,generate", max_new_tokens: int = 64, prompt_style: str = "chat") -> None:
+    """Score a checkpoint on task files and the instruction-following probe -> out_dir/results.json + report.html.
+
+    tasks: comma-separated PATH | mcq:PATH | open_qa:PATH | caption:PATH | if_probe | if_probe:SHARD_DIR
+    """
+    from nemo_twvlm.evaluation.harness import cli_evaluate
+
+    cli_evaluate(ckpt, tasks, out_dir=out_dir, limit=limit, modes=modes, max_new_tokens=max_new_tokens,
+                 prompt_style=prompt_style)
+
+
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "pretrain": pretrain, "plan": plan, "demo": demo, "chat": chat, "evaluate": evaluate,
+}
 
 # Run before submitting to a remote executor; local runs validate as they start.
 REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor], None]] = {"pretrain": check_pretrain}

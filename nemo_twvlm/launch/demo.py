@@ -70,8 +70,10 @@ def run_demo(align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig, ou
 
     results = evaluate_checkpoint(cpt.checkpoint.save, str(data / "pairs_val"))
     images, blank = results["images"], results["blank"]
+    if_before, if_after = (instruction_following(c.checkpoint.save, data / "pairs_val") for c in (cpt, sft))
     summary = dict(
         images_acc=images.accuracy(), blank_acc=blank.accuracy(), chance=images.mean_chance(),
+        if_before=if_before["overall"], if_after=if_after["overall"],
         steps=align.trainer.max_steps + cpt.trainer.max_steps + sft.trainer.max_steps,
         wall_s=int(time.time() - start),
         peak_rss_mb=_peak_rss_mb(),
@@ -86,11 +88,29 @@ def run_demo(align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig, ou
     table.add_row("all", f"{summary['images_acc']:.3f}", f"{summary['blank_acc']:.3f}", f"{summary['chance']:.3f}")
     console = Console()
     console.print(table)
+    if_table = Table(title="instruction following: compliance per constraint (held-out images, unseen phrasings)")
+    for column in ("constraint", f"before SFT ({cpt.name})", f"after SFT ({sft.name})"):
+        if_table.add_column(column, justify="right")
+    for constraint in if_before:
+        if_table.add_row(constraint, f"{if_before[constraint]:.2f}", f"{if_after[constraint]:.2f}")
+    console.print(if_table)
     stages = " -> ".join(f"{c.name} ({c.trainer.max_steps} steps)" for c in (align, cpt, sft))
     console.print(f"stages: {stages}; peak RSS of any process {summary['peak_rss_mb']:.0f} MB; logs in {out}")
+    print(f"demo-eval: if_before={summary['if_before']:.3f} if_after={summary['if_after']:.3f}")
     print(f"demo: images_acc={summary['images_acc']:.3f} blank_acc={summary['blank_acc']:.3f} "
           f"chance={summary['chance']:.3f} steps={summary['steps']} wall_s={summary['wall_s']}", flush=True)
     return summary
+
+
+def instruction_following(checkpoint: str, shard_dir: Path, num_images: int = 20) -> dict[str, float]:
+    """Compliance of `checkpoint` with the probe's constraints on held-out images."""
+    from nemo_twvlm.evaluation.attribute_probe import read_probe_samples
+    from nemo_twvlm.evaluation.instruction_following import run_probe
+    from nemo_twvlm.training.checkpoint import load_for_inference
+
+    loaded = load_for_inference(checkpoint)
+    return run_probe(loaded.model, loaded.tokenizer, loaded.preset, read_probe_samples(shard_dir, num_images),
+                     image_token_index=loaded.image_token_index, max_new_tokens=32)
 
 
 def _fresh(path: Path) -> None:

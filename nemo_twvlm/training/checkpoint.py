@@ -77,6 +77,14 @@ def load_model_weights(model, save_dir: str, iteration: int | None = None) -> in
     return iteration
 
 
+def _resolve_tokenizer(path: str) -> str:
+    """Recipes name the debug tokenizer relative to the repository; accept that from any directory."""
+    if Path(path).exists():
+        return path
+    in_repo = Path(__file__).resolve().parents[2] / path
+    return str(in_repo) if in_repo.exists() else path  # else a hub id, or a clear error from the loader
+
+
 @dataclass
 class LoadedModel:
     model: object
@@ -94,7 +102,7 @@ def load_for_inference(save_dir: str, iteration: int | None = None) -> LoadedMod
 
     cfg = load_run_config(save_dir)
     init_single_process(cfg.trainer.seed)
-    tokenizer = load_tokenizer(cfg.data.tokenizer)
+    tokenizer = load_tokenizer(_resolve_tokenizer(cfg.data.tokenizer))
     preset = get_preset(cfg.model.preset)
     image_id = image_token_id(tokenizer)
     model = build_llava(preset, image_token_index=image_id)

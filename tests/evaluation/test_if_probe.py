@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import string
 import subprocess
 import sys
 
@@ -95,3 +94,33 @@ def test_importable_without_torch_or_megatron():
             "bad = [n for n in sys.modules if n == 'torch' or n.startswith('megatron')]; "
             "assert not bad, bad; assert m.PROMPTS and m.TRAIN_PROMPTS")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sft_generator_answers_pass_the_probe_checkers():
+    """The synthetic SFT split teaches what the probe checks: every generated answer complies with its
+    family's checker, and no training prompt is one of the probe's own prompts."""
+    instructions = pytest.importorskip("nemo_twvlm.data.synthetic_instructions")
+    families = getattr(instructions, "FAMILIES", None)
+    if not families or not set(families) <= set(IF.CONSTRAINTS):
+        pytest.skip("synthetic_instructions.FAMILIES does not use the probe's family names")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    probe_prompts = {e.template.format(**IF.template_fields(meta, t)) for meta in _all_metas() for t in (True, False)
+                     for entries in IF.PROMPTS.values() for e in entries}
+    for meta in _all_metas():
+        for family, make in families.items():
+            prompt, answer = make(meta, rng)
+            assert IF.FAMILY_CHECKS[family](answer), (family, prompt, answer)
+            assert prompt not in probe_prompts, prompt
+
+
+def test_grounding_tells_degenerate_compliance_apart():
+    meta = {"color": "red", "object": "circle", "position": "top_left"}
+    assert IF.names_true_attribute("這個東西是紅色。", meta) and IF.names_true_attribute("It is at the TOP LEFT.", meta)
+    assert not IF.names_true_attribute("這張：。", meta)
+    suite = [p for p in IF.default_suite([(None, meta)]) if p.constraint in ("language_zh", "yes_no")]
+    records = IF.score_answers(suite, ["這張：。", "是"])
+    assert [r["compliant"] for r in records] == [True, True]
+    assert records[0]["grounded"] is False and records[1]["correct"] is True
+    assert IF.grounding(records) == {"language_zh": 0.0, "yes_no": 1.0}

@@ -12,7 +12,11 @@ def test_demo_uses_the_image_within_budget(tmp_path):
         [sys.executable, "-m", "nemo_twvlm.launch.cli", "demo", f"out_dir={tmp_path / 'demo'}", "--yes"],
         capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    last = result.stdout.strip().splitlines()[-1]
+    lines = result.stdout.strip().splitlines()
+    last = lines[-1]
+    if_line = re.match(r"^demo-eval: if_before=([0-9.]+) if_after=([0-9.]+)$", lines[-2])
+    assert if_line, f"the line before the demo line is not demo-eval: {lines[-2]!r}"
+    assert float(if_line[2]) > float(if_line[1]), "SFT did not raise instruction-following compliance"
     match = DEMO_LINE.match(last)
     assert match, f"last line is not the demo contract: {last!r}"
     images, blank, chance = (float(match[k]) for k in ("images", "blank", "chance"))
