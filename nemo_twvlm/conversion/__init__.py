@@ -5,9 +5,10 @@
     export_trtllm(hf_dir, engine_dir, ...)          exported HF dir -> TensorRT-LLM engines (GPU + tensorrt_llm)
 
 Modules: mapping (the table and the QKV / gated-MLP / class-token special cases), sources (HF layouts and
-canonical names), hf_config (HF config <-> preset), hf_io (lazy safetensors reads, sharded writes),
-megatron_io (rank model, global names, dist_checkpointing save), importer, exporter, trtllm, layout (our
-checkpoint directory). Imports are lazy: `import nemo_twvlm.conversion` does not import megatron.
+canonical names), hf_config (HF config <-> preset), hf_io (lazy safetensors reads, planned shard writes),
+megatron_io (a rank's model, global names, dist_checkpointing save, layer-by-layer reads via dcp_regions),
+importer, exporter, trtllm, layout (our checkpoint directory); `python -m nemo_twvlm.conversion` is the
+command line. Imports are lazy: `import nemo_twvlm.conversion` does not import megatron.
 """
 from nemo_twvlm.conversion.mapping import ConversionError
 

@@ -1,8 +1,9 @@
 """Our checkpoint (any TP/PP split) -> a `LlavaForConditionalGeneration` directory plain transformers loads.
 
-dist_checkpointing reshards whatever split the checkpoint was saved with into one TP=1 model, read one
-tensor at a time; each goes through the mapping table in reverse into the current output shard and is
-released, so memory holds one output shard plus the tensor in hand. An imported checkpoint gives back its HF source exactly: the sidecar
+The checkpoint, whatever TP/PP split it was saved with, is read a layer at a time into the tensors of a
+TP=1 model (`megatron_io.stream_checkpoint`); each goes through the mapping table in reverse straight
+into its place in the output files, planned up front, and is released: memory holds one layer, not the
+model and not an output shard. An imported checkpoint gives back its HF source exactly: the sidecar
 supplies the tensors the model never used, the import record the names, dtypes and config.
 
 Without a sidecar (a model that never came from HF) the exported vision tower has `num_built_layers`
@@ -21,13 +22,13 @@ from safetensors import safe_open
 
 from nemo_twvlm.conversion import megatron_io
 from nemo_twvlm.conversion.hf_config import export_llava_config
-from nemo_twvlm.conversion.hf_io import ShardedSafetensorsWriter, dtype_from_name, dtype_name, parse_size
+from nemo_twvlm.conversion.hf_io import PlannedSafetensorsWriter, dtype_from_name, dtype_name, parse_size
 from nemo_twvlm.conversion.layout import (
     FILES_DIR, HF_DIR, SIDECAR_FILE, checkpoint_preset, checkpoint_tokenizer, iteration_dir,
     latest_iteration, prepare_destination, read_source_record,
 )
 from nemo_twvlm.conversion.mapping import ConversionError, hf_names, match, to_hf
-from nemo_twvlm.conversion.sources import HUB_NAMING, TOKENIZER_FILES
+from nemo_twvlm.conversion.sources import HUB_NAMING, TOKENIZER_FILES, output_name
 from nemo_twvlm.presets import ModelPreset
 
 # Llama-3 turns; a message's content is a string or a list of {"type": "image"} / {"type": "text"} parts,
@@ -63,9 +64,8 @@ def export_hf(src, dst, *, max_shard_size: str | int = "5GB") -> Path:
     megatron_io.init_single()
     model = megatron_io.build_model(preset, dtype=dtype, image_token_index=image_token_index)
     sidecar = src / HF_DIR / SIDECAR_FILE
-    tensors = megatron_io.stream_checkpoint(model, iteration_dir(src, iteration))
-    _write_tensors(tensors, preset, dst, record, sidecar if sidecar.exists() else None, dtype,
-                   parse_size(max_shard_size))
+    _write_tensors(model, iteration_dir(src, iteration), preset, dst, record, sidecar if sidecar.exists() else None,
+                   dtype, parse_size(max_shard_size))
     del model
 
     source_config = record["config"] if record else None
@@ -85,45 +85,62 @@ def _training_dtype(src: Path) -> torch.dtype:
     return torch.bfloat16 if load_run_config(str(src)).trainer.precision in ("bf16", "fp8") else torch.float32
 
 
-def _rename(name: str, naming: dict[str, str]) -> str:
-    prefix = name[: name.index(".") + 1]
-    return naming[prefix] + name[len(prefix):]
-
-
-@torch.no_grad()
-def _write_tensors(tensors, preset: ModelPreset, dst: Path, record: dict | None, sidecar: Path | None,
-                   dtype: torch.dtype, max_shard_bytes: int) -> None:
-    naming = record["naming"] if record else HUB_NAMING
+def _plan(model, preset: ModelPreset, record: dict | None, sidecar: Path | None, dtype: torch.dtype):
+    """Every output tensor as (canonical name, shape, dtype), before any is read: shapes come from running
+    the mapping on meta tensors of the model's shapes, and from the sidecar's header."""
     dtypes = {name: dtype_from_name(d) for name, d in record["dtypes"].items()} if record else {}
-    writer = ShardedSafetensorsWriter(dst, max_shard_bytes)
-    written = set()
-
-    def add(name: str, tensor: torch.Tensor) -> None:
-        writer.add(_rename(name, naming), tensor.to(dtypes.get(name, dtype), copy=True))
-        written.add(name)
-
-    for megatron_name, tensor in tensors:
+    plan = []
+    for megatron_name, tensor in megatron_io.parameters(model):
         rule, layer = match(megatron_name)
-        for name, value in zip(hf_names(rule, layer, preset), to_hf(rule, tensor.detach(), preset)):
-            add(name, value)
+        meta = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
+        for name, value in zip(hf_names(rule, layer, preset), to_hf(rule, meta, preset)):
+            plan.append((name, tuple(value.shape), dtypes.get(name, dtype)))
     if sidecar is not None:
         with safe_open(str(sidecar), framework="pt") as f:
             for name in f.keys():
-                add(name, f.get_tensor(name))
+                piece = f.get_slice(name)
+                plan.append((name, tuple(piece.get_shape()), dtypes[name]))
     else:
         hidden = preset.vision.hidden_size
-        add("vision_tower.post_layernorm.weight", torch.ones(hidden))
-        add("vision_tower.post_layernorm.bias", torch.zeros(hidden))
-    if record is not None and written != set(record["dtypes"]):
-        missing, extra = sorted(set(record["dtypes"]) - written), sorted(written - set(record["dtypes"]))
-        raise ConversionError(f"export does not reproduce the imported tensors: missing {missing[:5]}, "
+        plan += [("vision_tower.post_layernorm.weight", (hidden,), dtype),
+                 ("vision_tower.post_layernorm.bias", (hidden,), dtype)]
+    if record is not None and {name for name, _, _ in plan} != set(record["dtypes"]):
+        planned = {name for name, _, _ in plan}
+        missing, extra = sorted(set(record["dtypes"]) - planned), sorted(planned - set(record["dtypes"]))
+        raise ConversionError(f"export would not reproduce the imported tensors: missing {missing[:5]}, "
                               f"extra {extra[:5]}")
+    return sorted(plan)
+
+
+@torch.no_grad()
+def _write_tensors(model, checkpoint_dir: Path, preset: ModelPreset, dst: Path, record: dict | None,
+                   sidecar: Path | None, dtype: torch.dtype, max_shard_bytes: int) -> None:
+    naming = record["naming"] if record else HUB_NAMING
+    plan = _plan(model, preset, record, sidecar, dtype)
+    dtypes = {name: d for name, _, d in plan}
+    writer = PlannedSafetensorsWriter(dst, [(output_name(n, naming), s, d) for n, s, d in plan], max_shard_bytes)
+
+    def write(name: str, tensor: torch.Tensor) -> None:
+        writer.write(output_name(name, naming), tensor.to(dtypes[name]))
+
+    for megatron_name, tensor in megatron_io.stream_checkpoint(model, checkpoint_dir):
+        rule, layer = match(megatron_name)
+        for name, value in zip(hf_names(rule, layer, preset), to_hf(rule, tensor, preset)):
+            write(name, value)
+    if sidecar is not None:
+        with safe_open(str(sidecar), framework="pt") as f:
+            for name in f.keys():
+                write(name, f.get_tensor(name))
+    else:
+        write("vision_tower.post_layernorm.weight", torch.ones(preset.vision.hidden_size))
+        write("vision_tower.post_layernorm.bias", torch.zeros(preset.vision.hidden_size))
     writer.close()
 
 
 def _write_processor(preset: ModelPreset, tokenizer, tokenizer_dir: Path, dst: Path) -> None:
     """A LlavaProcessor: CLIP image processing at the preset's size and statistics, the tokenizer, and a
-    chat template that places images; then the tokenizer's own files, verbatim."""
+    chat template that places images; then the tokenizer's own files, verbatim (except a text-only
+    chat_template.jinja, which would replace the processor's)."""
     from transformers import CLIPImageProcessor, LlavaProcessor
 
     vision = preset.vision
@@ -135,6 +152,7 @@ def _write_processor(preset: ModelPreset, tokenizer, tokenizer_dir: Path, dst: P
                                vision_feature_select_strategy="default", num_additional_image_tokens=1,
                                chat_template=CHAT_TEMPLATE, image_token="<image>")
     processor.save_pretrained(str(dst))
+    image_processor.save_pretrained(str(dst))  # preprocessor_config.json, for transformers 4.x readers
     for name in TOKENIZER_FILES:
-        if (tokenizer_dir / name).exists():
+        if name != "chat_template.jinja" and (tokenizer_dir / name).exists():
             shutil.copyfile(tokenizer_dir / name, dst / name)

@@ -70,16 +70,14 @@ def infer_preset(config: dict, *, image_mean=None, image_std=None, hf_reference:
     _require("text_config", "num_key_value_heads", kv_heads, text.num_attention_heads % kv_heads == 0,
              f"a divisor of num_attention_heads={text.num_attention_heads}")
 
-    defaults = VisionPreset.__dataclass_fields__
+    statistics = {key: tuple(value) for key, value in (("mean", image_mean), ("std", image_std)) if value is not None}
     preset = ModelPreset(
         name="imported",
         vision=VisionPreset(
             image_size=vision.image_size, patch_size=vision.patch_size, num_layers=vision.num_hidden_layers,
             hidden_size=vision.hidden_size, num_attention_heads=vision.num_attention_heads,
             ffn_hidden_size=vision.intermediate_size, activation=vision.hidden_act,
-            layernorm_epsilon=vision.layer_norm_eps, feature_layer=layer, drop_class_token=True,
-            mean=tuple(image_mean) if image_mean is not None else defaults["mean"].default,
-            std=tuple(image_std) if image_std is not None else defaults["std"].default,
+            layernorm_epsilon=vision.layer_norm_eps, feature_layer=layer, drop_class_token=True, **statistics,
         ),
         language=LanguagePreset(
             num_layers=text.num_hidden_layers, hidden_size=text.hidden_size,

@@ -7,13 +7,13 @@ tensor-parallel slice of it a rank needs) is read on request; `.bin` files are o
 from __future__ import annotations
 
 import json
-import os
+import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from nemo_twvlm.conversion.mapping import ConversionError
 
@@ -122,45 +122,73 @@ def parse_size(size: str | int) -> int:
     return int(text)
 
 
-class ShardedSafetensorsWriter:
-    """Writes tensors into safetensors shards of at most `max_shard_bytes` (one tensor may exceed it),
-    holding only the current shard in memory; names the files like `save_pretrained` does."""
+_ST_CODES = {dtype: code for code, dtype in _ST_DTYPES.items()}
 
-    def __init__(self, directory: Path, max_shard_bytes: int):
+
+class PlannedSafetensorsWriter:
+    """Writes a checkpoint whose tensors (name, shape, dtype) are known in advance, in any arrival order.
+
+    Shards are laid out and their safetensors headers written up front, then each tensor's bytes go
+    straight to their place in the file: memory holds only the tensor being written, never a shard
+    (`safetensors.torch.save_file` would hold a byte copy of the whole shard). Files are named like
+    `save_pretrained` names them, with an index when there is more than one.
+    """
+
+    def __init__(self, directory: Path, plan: list[tuple[str, tuple[int, ...], torch.dtype]], max_shard_bytes: int):
         self.directory = Path(directory)
-        self.max_shard_bytes = max_shard_bytes
-        self._pending: dict[str, torch.Tensor] = {}
-        self._pending_bytes = 0
-        self._shards: list[list[str]] = []
-        self.total_bytes = 0
+        self._where: dict[str, tuple[int, int, tuple[int, ...], torch.dtype]] = {}  # name -> file, offset, ...
+        shards: list[list[tuple[str, tuple[int, ...], torch.dtype, int]]] = [[]]
+        size = 0
+        for name, shape, dtype in plan:
+            nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+            if shards[-1] and size + nbytes > max_shard_bytes:
+                shards.append([])
+                size = 0
+            shards[-1].append((name, tuple(shape), dtype, nbytes))
+            size += nbytes
+        count = len(shards)
+        self.files = ["model.safetensors"] if count == 1 else [
+            f"model-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
+        self._handles = []
+        for index, (file_name, shard) in enumerate(zip(self.files, shards)):
+            header, offset = {"__metadata__": {"format": "pt"}}, 0
+            for name, shape, dtype, nbytes in shard:
+                header[name] = {"dtype": _ST_CODES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+                offset += nbytes
+            encoded = json.dumps(header, separators=(",", ":")).encode()
+            encoded += b" " * (-len(encoded) % 8)
+            handle = open(self.directory / file_name, "wb")
+            handle.write(struct.pack("<Q", len(encoded)) + encoded)
+            start = 8 + len(encoded)
+            handle.truncate(start + offset)
+            self._handles.append(handle)
+            for name, shape, dtype, _ in shard:
+                self._where[name] = (index, start + header[name]["data_offsets"][0], shape, dtype)
+        self._pending = set(self._where)
+        self.total_bytes = sum(math.prod(s) * torch.empty((), dtype=d).element_size() for _, s, d in plan)
+        self.weight_map = {name: self.files[index] for name, (index, *_rest) in self._where.items()}
 
-    def add(self, name: str, tensor: torch.Tensor) -> None:
-        if name in self._pending or any(name in shard for shard in self._shards):
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        if name not in self._where:
+            raise ConversionError(f"tensor {name!r} is not in the export plan")
+        if name not in self._pending:
             raise ConversionError(f"tensor {name!r} written twice")
-        size = tensor.numel() * tensor.element_size()
-        if self._pending and self._pending_bytes + size > self.max_shard_bytes:
-            self._flush()
-        self._pending[name] = tensor.contiguous()
-        self._pending_bytes += size
-        self.total_bytes += size
-
-    def _flush(self) -> None:
-        path = self.directory / f"shard-{len(self._shards):05d}.tmp"
-        save_file(self._pending, str(path), metadata={"format": "pt"})
-        self._shards.append(list(self._pending))
-        self._pending, self._pending_bytes = {}, 0
+        index, offset, shape, dtype = self._where[name]
+        if tuple(tensor.shape) != shape or tensor.dtype != dtype:
+            raise ConversionError(f"tensor {name!r}: planned {shape} {dtype}, got {tuple(tensor.shape)} {tensor.dtype}")
+        handle = self._handles[index]
+        handle.seek(offset)
+        handle.write(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+        self._pending.discard(name)
 
     def close(self) -> list[str]:
-        if self._pending or not self._shards:
-            self._flush()
-        count = len(self._shards)
-        names = ["model.safetensors"] if count == 1 else [
-            f"model-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
-        for i, name in enumerate(names):
-            os.replace(self.directory / f"shard-{i:05d}.tmp", self.directory / name)
-        if count > 1:
-            index = {"metadata": {"total_size": self.total_bytes},
-                     "weight_map": {t: names[i] for i, shard in enumerate(self._shards) for t in sorted(shard)}}
+        for handle in self._handles:
+            handle.close()
+        if self._pending:
+            raise ConversionError(f"{len(self._pending)} planned tensors were never written, e.g. "
+                                  f"{sorted(self._pending)[:3]}")
+        if len(self.files) > 1:
+            index = {"metadata": {"total_size": self.total_bytes}, "weight_map": dict(sorted(self.weight_map.items()))}
             (self.directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n",
                                                                          encoding="utf-8")
-        return names
+        return self.files

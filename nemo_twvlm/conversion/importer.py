@@ -17,14 +17,17 @@ import torch
 from safetensors.torch import save_file
 
 from nemo_twvlm.conversion import megatron_io
-from nemo_twvlm.conversion.hf_config import check_against, infer_preset, save_preset
+from nemo_twvlm.conversion.hf_config import check_against, infer_preset, llava_config, save_preset
 from nemo_twvlm.conversion.hf_io import dtype_name
 from nemo_twvlm.conversion.layout import (
     FILES_DIR, HF_DIR, SIDECAR_FILE, SOURCE_FILE, TOKENIZER_DIR, TRACKER_FILE, iteration_dir, prepare_destination,
 )
 from nemo_twvlm.conversion.mapping import ConversionError, expected_hf_names, hf_names, match, to_megatron, tp_slice
-from nemo_twvlm.conversion.sources import HUB_NAMING, TOKENIZER_FILES, HFSource, SourceSpec, open_source, reopen
+from nemo_twvlm.conversion.sources import (
+    HUB_NAMING, TOKENIZER_FILES, HFSource, SourceSpec, llava_canonical_name, open_source, reopen,
+)
 from nemo_twvlm.presets import ModelPreset
+from nemo_twvlm.training.pretrain import _free_port
 
 # Buffers some checkpoints carry (older transformers saved them); the model recomputes them.
 _BUFFER_SUFFIXES = (".position_ids", ".rotary_emb.inv_freq")
@@ -98,12 +101,9 @@ def _hf_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     """Canonical name -> shape of every parameter transformers builds for this config (on the meta device)."""
     from transformers import LlavaForConditionalGeneration
 
-    from nemo_twvlm.conversion.hf_config import llava_config
-    from nemo_twvlm.conversion.sources import _LLAVA_PREFIXES, _canonical
-
     with torch.device("meta"):
         model = LlavaForConditionalGeneration(llava_config(config))
-    return {_canonical(name, _LLAVA_PREFIXES)[0]: tuple(t.shape) for name, t in model.state_dict().items()}
+    return {llava_canonical_name(name): tuple(t.shape) for name, t in model.state_dict().items()}
 
 
 def plan_tensors(source: HFSource, preset: ModelPreset) -> list[str]:
@@ -223,9 +223,3 @@ def _write_run_files(preset: ModelPreset, dst: Path, tokenizer_dir: Path, tp: in
         parallel=ParallelConfig(tensor_parallel=tp, pipeline_parallel=pp),
         trainer=TrainerConfig(precision="fp32" if dtype == torch.float32 else "bf16"),
     ), str(dst))
-
-
-def _free_port() -> int:
-    from nemo_twvlm.training.pretrain import _free_port as free_port
-
-    return free_port()

@@ -2,9 +2,10 @@
 and saving it the way megatron.training does.
 
 Conversion builds with the local (pure torch) layer specs on CPU, whatever machine it runs on: a 70B
-model is converted in host memory, never on one GPU. The language model's local spec already saves its
-layer norms under Transformer Engine's names (`sharded_state_dict_keys_map`), so those checkpoints load
-into a TE run; see the report for the vision tower, whose local spec has no such map yet.
+model is converted in host memory, never on one GPU. The language model's local spec saves its layer
+norms under Transformer Engine's names (`sharded_state_dict_keys_map`), so those load into a TE run;
+megatron-core 0.19.2's local ViT spec has no such map, so the vision tower's norms are saved under local
+names, as every CPU run of this repository saves them (build_llava would have to add the map).
 """
 from __future__ import annotations
 
@@ -103,18 +104,24 @@ def init_ranks(rank: int, world_size: int, port: int, tp: int, pp: int, seed: in
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
 
 
-def init_single(tp: int = 1, pp: int = 1) -> None:
+def init_single() -> None:
     """One process that is the whole world (TP=PP=1), reusing an existing process group if there is one."""
     from megatron.core import parallel_state
 
     from nemo_twvlm.training.checkpoint import init_single_process
+    from nemo_twvlm.training.pretrain import _free_port
 
+    if not torch.distributed.is_initialized():
+        # Rendezvous by URL, not MASTER_ADDR/MASTER_PORT: variables set here would leak into any
+        # torchrun or megatron.training process this one starts later (which then cannot bind the port).
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                             init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
     init_single_process()
     world = torch.distributed.get_world_size()
     sizes = (parallel_state.get_tensor_model_parallel_world_size(), parallel_state.get_pipeline_model_parallel_world_size())
-    if world != 1 or sizes != (tp, pp):
+    if world != 1 or sizes != (1, 1):
         raise ConversionError(f"this process already belongs to a world of {world} ranks with (TP, PP)={sizes}; "
-                              f"conversion in-process needs a single rank with (TP, PP)={(tp, pp)}")
+                              f"conversion in-process needs a single rank")
 
 
 def save_checkpoint(model, checkpoint_dir: Path) -> None:
@@ -170,13 +177,25 @@ def _sharded_state_dict_without_views(model) -> dict:
 def stream_checkpoint(model, checkpoint_dir: Path):
     """(global name, tensor) for every tensor of `model`, read from a torch_dist checkpoint a layer at a time.
 
-    dist_checkpointing reshards whatever TP/PP split the checkpoint was saved with into `model`'s. Built
-    with `perform_initialization=False`, the model's parameters are allocated but never touched, so
-    memory holds only the layer in hand; its tensors are released when the caller moves on.
+    Whatever TP/PP split the checkpoint was saved with, each of `model`'s tensors is a region of a global
+    checkpoint tensor (its ShardedTensor says which); torch.distributed.checkpoint's resharding reads just
+    the saved chunks that overlap it, with torch.load(weights_only=True), straight into the parameter.
+    (megatron's own `load` cannot ask for one layer of a layer-stacked tensor in a one-rank world.) Built
+    with `perform_initialization=False`, the parameters are allocated but untouched until read, so memory
+    holds the layer in hand; its tensors are released when the caller moves on.
     """
-    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor, apply_factories
 
+    from nemo_twvlm.conversion.dcp_regions import MetadataOnceReader, read_regions
+
+    reader = MetadataOnceReader(str(checkpoint_dir))
     sharded = model.sharded_state_dict()
+    apply_factories(sharded)
+    regions: dict[int, list] = {}  # parameter storage -> the ShardedTensors (views) that cover it
+    for item in nested_values(sharded):
+        if isinstance(item, ShardedTensor) and item.data is not None:
+            regions.setdefault(item.data.untyped_storage().data_ptr(), []).append(item)
     groups: dict[str, list[tuple[str, torch.Tensor]]] = {}
     for name, tensor in model.state_dict(keep_vars=True).items():
         if tensor is None or name.endswith("_extra_state"):
@@ -184,16 +203,12 @@ def stream_checkpoint(model, checkpoint_dir: Path):
         found = _LAYER.match(name)
         groups.setdefault(f"{found.group(1)}.{found.group(2)}" if found else name, []).append((name, tensor))
     for members in groups.values():
-        request = {name: sharded.pop(name) for name, _ in members}
-        try:
-            loaded = dist_checkpointing.load(request, str(checkpoint_dir), validate_access_integrity=False)
-        except Exception as error:  # a missing key or a shape that does not fit the preset
-            shapes = ", ".join(f"{name} {tuple(tensor.shape)}" for name, tensor in members)
-            raise ConversionError(f"{checkpoint_dir}: cannot read {shapes} for this preset: "
-                                  f"{str(error).strip().splitlines()[0]}") from None
-        for name, _ in members:
-            yield global_name(model, name), loaded[name]
-        del loaded, request
+        items = [item for _, t in members for item in regions.pop(t.untyped_storage().data_ptr())]
+        read_regions(reader, items)
+        for name, tensor in members:
+            yield global_name(model, name), tensor.detach()
+        for item in items:
+            item.data = None  # the ShardedTensors' views would keep the parameters' memory alive
         for _, tensor in members:
             tensor.data = torch.empty(0, dtype=tensor.dtype)
 

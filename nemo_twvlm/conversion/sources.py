@@ -14,15 +14,18 @@ from pathlib import Path
 
 import torch
 
+from nemo_twvlm.conversion.hf_config import llava_config
 from nemo_twvlm.conversion.hf_io import TensorInfo, TensorReader, tensor_files
 from nemo_twvlm.conversion.mapping import ConversionError
 
 SUPPORTED_MODEL_TYPES = ("llava", "llama", "clip_vision_model", "clip")
 
 # Files copied verbatim from a source directory into our checkpoint, and from there into an export.
+# chat_template.jinja is the tokenizer's template in a Llama directory, the processor's in a llava one.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                    "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja")
-SIDE_FILES = ("preprocessor_config.json", "processor_config.json", "chat_template.json", "generation_config.json")
+SIDE_FILES = ("preprocessor_config.json", "processor_config.json", "chat_template.json", "chat_template.jinja",
+              "generation_config.json")
 
 # Key prefixes in llava checkpoints written by different transformers versions -> canonical prefix.
 _LLAVA_PREFIXES = (
@@ -45,6 +48,20 @@ _CLIP_PREFIXES = (("vision_model.", "vision_tower."), ("", "vision_tower."))
 # Parts of a full CLIPModel checkpoint that a LLaVA model has no place for.
 _CLIP_TEXT_PARTS = ("text_model.", "text_projection.", "visual_projection.", "logit_scale")
 _LLAMA_PREFIXES = (("model.", "language_model."), ("lm_head.", "lm_head."))
+
+
+def llava_canonical_name(name: str) -> str:
+    """The canonical name of a tensor as any transformers version names it inside a LLaVA model."""
+    found = _canonical(name, _LLAVA_PREFIXES)
+    if found is None:
+        raise ConversionError(f"{name!r} is not a LLaVA tensor name")
+    return found[0]
+
+
+def output_name(canonical: str, naming: dict[str, str]) -> str:
+    """A canonical name in a given naming (canonical prefix -> prefix), e.g. HUB_NAMING."""
+    prefix = canonical[: canonical.index(".") + 1]
+    return naming[prefix] + canonical[len(prefix):]
 
 
 def read_config(directory: Path) -> dict:
@@ -182,16 +199,6 @@ def _open_pair(spec: SourceSpec) -> HFSource:
     llama_reader = TensorReader(tensor_files(llama_dir))
     language, _, _ = _index(llama_reader, _LLAMA_PREFIXES, str(llama_dir))
 
-    text_hidden = llama_config["hidden_size"]
-    vision_hidden = vision_config.get("hidden_size", 768)
-    dtype = language["language_model.embed_tokens.weight"].dtype
-    fresh = {
-        "multi_modal_projector.linear_1.weight": (text_hidden, vision_hidden),
-        "multi_modal_projector.linear_1.bias": (text_hidden,),
-        "multi_modal_projector.linear_2.weight": (text_hidden, text_hidden),
-        "multi_modal_projector.linear_2.bias": (text_hidden,),
-    }
-    projector = {name: TensorInfo("", name, shape, dtype) for name, shape in fresh.items()}
     config = {
         "model_type": "llava",
         "vision_config": vision_config,
@@ -201,9 +208,21 @@ def _open_pair(spec: SourceSpec) -> HFSource:
         "projector_hidden_act": "gelu",
         "multimodal_projector_bias": True,
     }
+    resolved = llava_config(config)  # fills the defaults either config.json may omit
+    text_hidden, vision_hidden = resolved.text_config.hidden_size, resolved.vision_config.hidden_size
+    embedding = language.get("language_model.embed_tokens.weight")
+    dtype = embedding.dtype if embedding is not None else torch.float32  # a missing embedding is reported later
+    fresh = {
+        "multi_modal_projector.linear_1.weight": (text_hidden, vision_hidden),
+        "multi_modal_projector.linear_1.bias": (text_hidden,),
+        "multi_modal_projector.linear_2.weight": (text_hidden, text_hidden),
+        "multi_modal_projector.linear_2.bias": (text_hidden,),
+    }
+    projector = {name: TensorInfo("", name, shape, dtype) for name, shape in fresh.items()}
     tokenizer_dir = next((d for d in (llama_dir, clip_dir) if _has_tokenizer(d)), None)
-    side_files = {**_side_files(llama_dir), **{k: v for k, v in _side_files(clip_dir).items()
-                                               if k == "preprocessor_config.json"}}
-    side_files.pop("processor_config.json", None)
+    # The Llama directory's generation config, the CLIP directory's image processor; neither has a
+    # LLaVA processor or a chat template that knows about images.
+    side_files = {name: path for name, path in _side_files(llama_dir).items() if name == "generation_config.json"}
+    side_files.update({name: path for name, path in _side_files(clip_dir).items() if name == "preprocessor_config.json"})
     return HFSource(spec, config, {**vision, **projector, **language}, {}, tokenizer_dir, side_files,
                     dropped=dropped, _readers=[clip_reader, llama_reader])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,8 +59,11 @@ def export_trtllm(hf_dir, engine_dir, *, dtype: str = "bfloat16", tp: int = 1, m
                                                    mapping=Mapping(world_size=tp, rank=rank, tp_size=tp))
         model.save_checkpoint(str(checkpoint), save_config=rank == 0)
         del model
+    build = shutil.which("trtllm-build") or shutil.which("trtllm-build", path=str(Path(sys.executable).parent))
+    if build is None:
+        raise TRTLLMUnavailable("trtllm-build is not on PATH (it comes with tensorrt_llm)")
     subprocess.run([
-        sys.executable, "-m", "tensorrt_llm.commands.build", "--checkpoint_dir", str(checkpoint),
+        build, "--checkpoint_dir", str(checkpoint),
         "--output_dir", str(engine_dir / "llm"), "--gemm_plugin", "auto", "--max_batch_size", str(max_batch_size),
         "--max_input_len", str(max_input_len), "--max_seq_len", str(max_seq_len),
         # Image embeddings enter as a prompt table: one row per image token of every image in the batch.

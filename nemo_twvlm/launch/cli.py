@@ -107,8 +107,42 @@ def evaluate(ckpt: str, tasks: str, out_dir: str = "runs/eval", limit: Optional[
                  prompt_style=prompt_style)
 
 
+def import_hf(src: str = "", dst: str = "", tp: int = 1, pp: int = 1, preset: str = "", clip: str = "",
+              llama: str = "", tokenizer: str = "") -> None:
+    """HF LLaVA dir (or clip=DIR llama=DIR) -> our distributed checkpoint at dst, split tp x pp ways."""
+    from nemo_twvlm.conversion import ConversionError, import_hf as run_import
+
+    try:
+        run_import(src or (clip, llama), dst, tp=tp, pp=pp, preset=preset or None, tokenizer=tokenizer or None)
+    except ConversionError as error:
+        raise SystemExit(f"import_hf: {error}") from None
+
+
+def export_hf(src: str, dst: str, max_shard_size: str = "5GB") -> None:
+    """Our checkpoint (any TP/PP) -> a transformers LlavaForConditionalGeneration directory."""
+    from nemo_twvlm.conversion import ConversionError, export_hf as run_export
+
+    try:
+        run_export(src, dst, max_shard_size=max_shard_size)
+    except ConversionError as error:
+        raise SystemExit(f"export_hf: {error}") from None
+
+
+def export_trtllm(hf_dir: str, engine_dir: str, dtype: str = "bfloat16", tp: int = 1, max_batch_size: int = 1,
+                  max_input_len: int = 2048) -> None:
+    """An export_hf directory -> TensorRT-LLM engines (needs a GPU and tensorrt_llm)."""
+    from nemo_twvlm.conversion import ConversionError, export_trtllm as run_export
+
+    try:
+        run_export(hf_dir, engine_dir, dtype=dtype, tp=tp, max_batch_size=max_batch_size,
+                   max_input_len=max_input_len)
+    except ConversionError as error:
+        raise SystemExit(f"export_trtllm: {error}") from None
+
+
 COMMANDS: dict[str, Callable[..., Any]] = {
     "pretrain": pretrain, "plan": plan, "demo": demo, "chat": chat, "evaluate": evaluate,
+    "import_hf": import_hf, "export_hf": export_hf, "export_trtllm": export_trtllm,
 }
 
 # Run before submitting to a remote executor; local runs validate as they start.

@@ -125,6 +125,12 @@ def build_llava(
     else:
         lm_spec = get_gpt_layer_local_spec(normalization="RMSNorm")
         vit_spec = get_vit_layer_with_local_spec()
+        # megatron's local ViT spec lacks the key map its GPT spec has: save layer norms under the TE names
+        # so that a checkpoint written on CPU loads into a Transformer Engine run and back.
+        vit_spec.submodules.sharded_state_dict_keys_map = {
+            "input_layernorm.": "self_attention.linear_qkv.layer_norm_",
+            "pre_mlp_layernorm.": "mlp.linear_fc1.layer_norm_",
+        }
     lm = preset.language
     return LLaVAModel(
         language_transformer_config=_language_config(preset, base),

@@ -33,20 +33,21 @@ def randomize_(model, seed: int) -> None:
                 param.copy_((0.2 if param.ndim > 1 else 0.05) * noise)
 
 
-def llava_config(**overrides):
+def llava_config(*, vision: dict | None = None, text: dict | None = None, **overrides):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
-    text = {**TEXT, **overrides.pop("text", {})}
-    return LlavaConfig(vision_config=CLIPVisionConfig(**VISION), text_config=LlamaConfig(**text),
-                       image_token_index=IMAGE_ID, image_seq_length=16, **overrides)
+    vision_config = CLIPVisionConfig(**{**VISION, **(vision or {})})
+    tokens = (vision_config.image_size // vision_config.patch_size) ** 2
+    return LlavaConfig(vision_config=vision_config, text_config=LlamaConfig(**{**TEXT, **(text or {})}),
+                       image_token_index=IMAGE_ID, image_seq_length=tokens, **overrides)
 
 
-def write_llava(directory: Path, *, seed: int = 0, **overrides) -> Path:
+def write_llava(directory: Path, *, seed: int = 0, dtype: torch.dtype = torch.float32, **overrides) -> Path:
     from transformers import LlavaForConditionalGeneration
 
     model = LlavaForConditionalGeneration(llava_config(**overrides))
     randomize_(model, seed)
-    model.save_pretrained(directory)
+    model.to(dtype).save_pretrained(directory)
     for path in TOKENIZER.iterdir():
         shutil.copy(path, directory / path.name)
     return directory
@@ -115,10 +116,21 @@ def load_ours(directory: Path):
     return model.eval(), preset
 
 
+@pytest.fixture(scope="session")
+def debug_megatron():
+    """The debug-preset model as conversion builds it (local specs, parameters allocated, not initialised)."""
+    from nemo_twvlm.conversion import megatron_io
+    from nemo_twvlm.presets import PRESETS
+
+    megatron_io.init_single()
+    return megatron_io.build_model(PRESETS["debug"], dtype=torch.float32, image_token_index=IMAGE_ID)
+
+
 class Tiny:
     """The helpers above, for tests (conftest modules are not importable by name)."""
 
     image_id = IMAGE_ID
+    tokenizer_dir = TOKENIZER
     llava_config = staticmethod(llava_config)
     write_llava = staticmethod(write_llava)
     write_pair = staticmethod(write_pair)

@@ -66,9 +66,9 @@ def test_vit_class_token_and_qkv_bias():
     assert all(torch.equal(a, b) for a, b in zip(to_hf(bias, fused, DEBUG), (q, k, v)))
 
 
-def test_every_model_tensor_has_one_rule_whose_tp_split_is_megatrons(debug_model):
+def test_every_model_tensor_has_one_rule_whose_tp_split_is_megatrons(debug_megatron):
     covered = set()
-    for name, param in debug_model.state_dict(keep_vars=True).items():
+    for name, param in debug_megatron.state_dict(keep_vars=True).items():
         if param is None or name.endswith("_extra_state"):
             continue
         rule, layer = match(name)
@@ -80,11 +80,11 @@ def test_every_model_tensor_has_one_rule_whose_tp_split_is_megatrons(debug_model
     assert covered == set(expected_hf_names(DEBUG))
 
 
-def test_transformer_engine_layout_maps_to_the_same_hf_tensors(debug_model):
+def test_transformer_engine_layout_maps_to_the_same_hf_tensors(debug_megatron):
     """Under TE specs the layer norms are fused into linear_qkv / linear_fc1; both names are declared."""
     te_renames = {"input_layernorm.": "self_attention.linear_qkv.layer_norm_",
                   "pre_mlp_layernorm.": "mlp.linear_fc1.layer_norm_"}
-    for name, param in debug_model.state_dict(keep_vars=True).items():
+    for name, param in debug_megatron.state_dict(keep_vars=True).items():
         if param is None or name.endswith("_extra_state"):
             continue
         te_name = name

@@ -6,6 +6,8 @@ HF expects the processor to have written 16 `<image>` ids: only valid positions 
 """
 from __future__ import annotations
 
+import json
+
 import torch
 
 TOL = 1e-4
@@ -101,6 +103,8 @@ def test_exported_dir_loads_cleanly_and_runs_through_its_processor(export_tp1, h
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     assert model.config.vision_feature_layer == -2 and model.config.vision_feature_select_strategy == "default"
     assert model.config.image_token_index == IMAGE_ID and model.config.projector_hidden_act == "gelu"
+    preprocessor = json.loads((export_tp1 / "preprocessor_config.json").read_text())
+    assert preprocessor["image_processor_type"] == "CLIPImageProcessor" and preprocessor["crop_size"]["height"] == 32
     processor = AutoProcessor.from_pretrained(export_tp1)
     assert processor.image_processor.crop_size["height"] == 32
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "這是什麼？"}]}]

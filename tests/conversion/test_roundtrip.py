@@ -108,3 +108,64 @@ def test_export_without_sidecar_uses_the_built_layers_only(ours_tp1, tmp_path, h
     b = b.pooler_output if hasattr(b, "pooler_output") else b
     a, b = (torch.stack(list(x)) if isinstance(x, (list, tuple)) else x for x in (a, b))
     assert torch.equal(a, b)
+
+
+def test_sharded_export_writes_an_index_that_transformers_loads(ours_tp1, hf_llava, tmp_path):
+    from transformers import LlavaForConditionalGeneration
+
+    from nemo_twvlm.conversion import export_hf
+
+    out = export_hf(ours_tp1, tmp_path / "hf", max_shard_size="200KB")
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 2
+    _assert_identical(_tensors(hf_llava), _tensors(out))
+    _, info = LlavaForConditionalGeneration.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+@pytest.mark.slow
+def test_tp2_pp2_import_round_trips(hf_llava, tmp_path):
+    """Four gloo ranks: the vision tower and projector live on the first pipeline stage only."""
+    from nemo_twvlm.conversion import export_hf, import_hf
+
+    import_hf(hf_llava, tmp_path / "ours", tp=2, pp=2)
+    _assert_identical(_tensors(hf_llava), _tensors(export_hf(tmp_path / "ours", tmp_path / "hf")))
+
+
+def test_bf16_checkpoint_with_tied_embeddings_round_trips(tiny, tmp_path):
+    """Llama-3-70B is stored in bf16; a tied-embedding LM has no lm_head tensor and no output layer."""
+    from safetensors import safe_open as open_st
+
+    from nemo_twvlm.conversion import export_hf, import_hf
+
+    src = tiny.write_llava(tmp_path / "hf", seed=5, text={"tie_word_embeddings": True}, tie_word_embeddings=True,
+                           dtype=torch.bfloat16)
+    with open_st(str(src / "model.safetensors"), framework="pt") as f:
+        assert "language_model.lm_head.weight" not in f.keys()
+        assert f.get_slice("language_model.model.embed_tokens.weight").get_dtype() == "BF16"
+    preset = import_hf(src, tmp_path / "ours")
+    assert not preset.language.untie_embeddings
+    out = export_hf(tmp_path / "ours", tmp_path / "out")
+    _assert_identical(_tensors(src), _tensors(out))
+    assert json.loads((out / "config.json").read_text()) == json.loads((src / "config.json").read_text())
+
+
+
+def test_a_full_clip_model_dir_gives_its_vision_tower_and_names_what_it_drops(hf_pair, tmp_path):
+    """openai/clip-vit-large-patch14-336 is a whole CLIPModel: its text tower has no place in LLaVA."""
+    from transformers import CLIPConfig, CLIPModel, CLIPVisionModel
+
+    from nemo_twvlm.conversion import export_hf, import_hf
+
+    clip_dir, llama_dir = hf_pair
+    vision = CLIPVisionModel.from_pretrained(clip_dir)
+    full = CLIPModel(CLIPConfig(vision_config=vision.config.to_dict(),
+                                text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                                 num_attention_heads=4)))
+    full.vision_model.load_state_dict(vision.state_dict())
+    full.save_pretrained(tmp_path / "clip_full")
+    with pytest.warns(UserWarning, match=r"CLIP text-tower tensors are not part of LLaVA"):
+        import_hf((tmp_path / "clip_full", llama_dir), tmp_path / "ours")
+    exported = _tensors(export_hf(tmp_path / "ours", tmp_path / "hf"))
+    for name, tensor in _tensors(clip_dir).items():
+        assert torch.equal(exported[f"vision_tower.vision_model.{name}"], tensor), name
