@@ -5,7 +5,10 @@
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,40 @@ PRESETS: dict[str, ModelPreset] = {
 }
 
 
+# Sizes that are not registered (e.g. an imported HF checkpoint) travel as this file beside the checkpoint.
+PRESET_FILE = "twvlm_preset.json"
+
+
+def preset_to_dict(preset: ModelPreset) -> dict:
+    return dataclasses.asdict(preset)
+
+
+def preset_from_dict(raw: dict) -> ModelPreset:
+    vision = dict(raw["vision"])
+    vision["mean"], vision["std"] = tuple(vision["mean"]), tuple(vision["std"])
+    return ModelPreset(name=raw["name"], vision=VisionPreset(**vision), language=LanguagePreset(**raw["language"]),
+                       projector_type=raw.get("projector_type", "mlp2x_gelu"), hf_reference=raw.get("hf_reference", ""))
+
+
+def save_preset(preset: ModelPreset, directory: str | Path) -> Path:
+    path = Path(directory, PRESET_FILE)
+    path.write_text(json.dumps(preset_to_dict(preset), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_preset(path: str | Path) -> ModelPreset:
+    """A preset from a `twvlm_preset.json` file, or from a checkpoint directory holding one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PRESET_FILE
+    return preset_from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
 def get_preset(name: str) -> ModelPreset:
-    try:
+    """A registered preset by name, or the preset file (or checkpoint directory) at path `name`."""
+    if name in PRESETS:
         return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"model.preset={name!r} is not a known preset; expected one of {sorted(PRESETS)}") from None
+    if name and (Path(name).is_file() or Path(name, PRESET_FILE).is_file()):
+        return load_preset(name)
+    raise ValueError(f"model.preset={name!r} is not a known preset; expected one of {sorted(PRESETS)} "
+                     f"or the path of a {PRESET_FILE}")

@@ -11,9 +11,11 @@ import json
 from pathlib import Path
 
 from nemo_twvlm.conversion.mapping import ConversionError
-from nemo_twvlm.presets import PRESETS, LanguagePreset, ModelPreset, VisionPreset, get_preset
+from nemo_twvlm.presets import (  # noqa: F401  (preset files are part of this module's interface)
+    PRESET_FILE, PRESETS, LanguagePreset, ModelPreset, VisionPreset, get_preset, load_preset, preset_from_dict,
+    preset_to_dict, save_preset,
+)
 
-PRESET_FILE = "twvlm_preset.json"
 _VISION_ACTIVATIONS = ("quick_gelu", "gelu")
 
 
@@ -118,29 +120,6 @@ def check_against(inferred: ModelPreset, preset: ModelPreset | str) -> ModelPres
         raise ConversionError(f"checkpoint does not match preset {expected.name!r} "
                               f"(checkpoint vs preset): {'; '.join(diffs)}")
     return dataclasses.replace(expected, hf_reference=inferred.hf_reference or expected.hf_reference)
-
-
-def preset_to_dict(preset: ModelPreset) -> dict:
-    return dataclasses.asdict(preset)
-
-
-def preset_from_dict(raw: dict) -> ModelPreset:
-    vision = dict(raw["vision"])
-    vision["mean"], vision["std"] = tuple(vision["mean"]), tuple(vision["std"])
-    return ModelPreset(name=raw["name"], vision=VisionPreset(**vision), language=LanguagePreset(**raw["language"]),
-                       projector_type=raw.get("projector_type", "mlp2x_gelu"), hf_reference=raw.get("hf_reference", ""))
-
-
-def save_preset(preset: ModelPreset, directory: Path) -> None:
-    Path(directory, PRESET_FILE).write_text(json.dumps(preset_to_dict(preset), indent=2) + "\n", encoding="utf-8")
-
-
-def load_preset(path: str | Path) -> ModelPreset:
-    """A preset from a `twvlm_preset.json` file, or from a checkpoint directory holding one."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / PRESET_FILE
-    return preset_from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def export_llava_config(preset: ModelPreset, *, image_token_index: int, dtype: str, tokenizer,

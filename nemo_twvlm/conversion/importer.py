@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 from nemo_twvlm.conversion import megatron_io
 from nemo_twvlm.conversion.hf_config import check_against, infer_preset, llava_config, save_preset
+from nemo_twvlm.presets import PRESETS
 from nemo_twvlm.conversion.hf_io import dtype_name
 from nemo_twvlm.conversion.layout import (
     FILES_DIR, HF_DIR, SIDECAR_FILE, SOURCE_FILE, TOKENIZER_DIR, TRACKER_FILE, iteration_dir, prepare_destination,
@@ -215,10 +216,11 @@ def _write_run_files(preset: ModelPreset, dst: Path, tokenizer_dir: Path, tp: in
     for name in TOKENIZER_FILES:
         if (tokenizer_dir / name).exists():
             shutil.copyfile(tokenizer_dir / name, dst / TOKENIZER_DIR / name)
-    save_preset(preset, dst)
+    preset_path = save_preset(preset, dst)
     save_run_config(PretrainConfig(
         name=f"import_{preset.name}",
-        model=ModelConfig(preset=preset.name),
+        # A registered size by name; anything else by its preset file, so training can build it too.
+        model=ModelConfig(preset=preset.name if PRESETS.get(preset.name) == preset else str(preset_path.resolve())),
         data=DataConfig(tokenizer=str((dst / TOKENIZER_DIR).resolve())),
         parallel=ParallelConfig(tensor_parallel=tp, pipeline_parallel=pp),
         trainer=TrainerConfig(precision="fp32" if dtype == torch.float32 else "bf16"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Optional
 
 from nemo_twvlm.compat import te_available as transformer_engine_available
-from nemo_twvlm.presets import PRESETS
+from nemo_twvlm.presets import PRESETS, get_preset
 from nemo_twvlm.training.config import PretrainConfig
 
 PRECISIONS = ("fp32", "bf16", "fp8")
@@ -46,9 +46,11 @@ def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional
     m, d, par, tr = cfg.model, cfg.data, cfg.parallel, cfg.trainer
 
     # --- names --------------------------------------------------------------------------------------
-    preset = PRESETS.get(m.preset)
-    if preset is None:
-        err("model.preset", m.preset, f"expected one of {sorted(PRESETS)}")
+    try:
+        preset = get_preset(m.preset)
+    except ValueError:
+        preset = None
+        err("model.preset", m.preset, f"expected one of {sorted(PRESETS)} or the path of a preset file")
     if m.freeze_plan not in FREEZE_PLANS:
         err("model.freeze_plan", m.freeze_plan, f"expected one of {list(FREEZE_PLANS)}")
     if tr.precision not in PRECISIONS:

@@ -34,12 +34,16 @@ def test_config_round_trips(hf_llava, export_tp1):
 
 
 def test_checkpoint_records_the_preset_and_carries_unused_tensors(ours_tp1):
-    from nemo_twvlm.conversion.hf_config import load_preset
+    from nemo_twvlm.presets import get_preset, load_preset
     from nemo_twvlm.training.checkpoint import load_run_config
 
     preset = load_preset(ours_tp1)
     assert preset.vision.num_layers == 3 and preset.vision.num_built_layers == 2
-    assert load_run_config(str(ours_tp1)).model.preset == preset.name == "imported"
+    assert preset.name == "imported"
+    # An unregistered size is recorded by its preset file, which training resolves like a preset name.
+    recorded = load_run_config(str(ours_tp1)).model.preset
+    assert recorded == str((ours_tp1 / "twvlm_preset.json").resolve())
+    assert get_preset(recorded) == preset
     with safe_open(str(ours_tp1 / "hf_source" / "sidecar.safetensors"), framework="pt") as f:
         sidecar = set(f.keys())
     # The layer after the feature layer and the post-layernorm never reach the language model.
