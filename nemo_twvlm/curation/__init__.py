@@ -3,6 +3,7 @@
     python -m nemo_twvlm.curation --config-name pairs_zh_tw input_dir=IN output_dir=OUT
 
 Modules:
+    cli.py        the entry points: Hydra composes conf/curation/<name>.yaml; `nemo twvlm curate` calls it
     config.py     the typed config the YAML in conf/curation/ is checked into
     pipeline.py   stages composed from a config; run, resume, summarise (stats, manifest, Energon)
     executors.py  Ray Data / Xenna / in-process, chosen last

@@ -12,6 +12,7 @@ from typing import Any
 from nemo_curator.backends.base import BaseExecutor, BaseStageAdapter, NodeInfo, WorkerMetadata
 from nemo_curator.stages.base import ProcessingStage
 from nemo_curator.tasks import EmptyTask, Task
+from tqdm import tqdm
 
 
 class InProcessExecutor(BaseExecutor):
@@ -22,8 +23,12 @@ class InProcessExecutor(BaseExecutor):
             adapter.setup(WorkerMetadata(worker_id="local"))
         try:
             stream: Iterable[Task] = initial_tasks or [EmptyTask()]
-            for adapter in adapters:
+            for i, adapter in enumerate(adapters):
                 stream = _run(adapter, stream)
+                # Progress where work is counted: into a fan-in stage (dedup) and out of the last one.
+                nxt = adapters[i + 1].stage if i + 1 < len(adapters) else None
+                if nxt is None or (nxt.batch_size or 1) > 1:
+                    stream = tqdm(stream, desc=adapter.stage.name, unit="task", mininterval=2, disable=None)
             return list(stream)
         finally:
             for adapter in adapters:

@@ -1,4 +1,5 @@
-"""CPU dedup signatures and indexes: pixel hashes, pHash with banded LSH, MinHash LSH over shingles.
+"""CPU dedup signatures and indexes: pixel hashes, pHash with banded LSH, MinHash LSH over shingles
+(datasketch's MinHash for the signatures).
 
 Curator's exact/fuzzy/semantic dedup import cuDF (GPU only), so near-duplicate search on a CPU
 is ours. Both indexes are queried in input order and hold only kept items: the first occurrence
@@ -27,15 +28,18 @@ _DCT = _dct_matrix(_PHASH_SIDE)
 
 
 def pixel_hash(img: Image.Image) -> str:
-    """Exact-duplicate key of the decoded pixels: the same picture re-saved losslessly matches."""
-    h = hashlib.blake2b(f"{img.mode}{img.size}".encode(), digest_size=16)
+    """Exact-duplicate key of the decoded pixels: the same picture re-saved losslessly matches.
+    SHA-256 because CPUs hash it in hardware (SHA-NI): twice blake2b's speed here."""
+    h = hashlib.sha256(f"{img.mode}{img.size}".encode())
     h.update(img.tobytes())
-    return h.hexdigest()
+    return h.hexdigest()[:32]
 
 
 def phash(img: Image.Image) -> int:
     """64-bit perceptual hash: signs of the 8x8 lowest DCT frequencies of a 32x32 grey thumbnail."""
-    grey = np.asarray(img.convert("L").resize((_PHASH_SIDE, _PHASH_SIDE), Image.Resampling.BOX), np.float32)
+    factor = min(img.size) // (2 * _PHASH_SIDE)
+    small = img.reduce(factor) if factor > 1 else img  # integer box-downscale first: half the cost
+    grey = np.asarray(small.convert("L").resize((_PHASH_SIDE, _PHASH_SIDE), Image.Resampling.BOX), np.float32)
     low = (_DCT @ grey @ _DCT.T)[:8, :8].ravel()
     bits = low > np.median(low)
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
@@ -95,33 +99,49 @@ class TextMinHasher:
         return m.hashvalues.astype(np.uint32)
 
 
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) with bands * rows <= num_perm minimising false positives plus false negatives
+    of the S-curve 1 - (1 - s^rows)^bands around `threshold` (datasketch's choice, by grid)."""
+    s = np.linspace(0, 1, 1001)[1:]
+    best, best_cost = (1, num_perm), np.inf
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            p = 1 - (1 - s ** rows) ** bands
+            cost = p[s < threshold].sum() + (1 - p[s >= threshold]).sum()
+            if cost < best_cost:
+                best, best_cost = (bands, rows), cost
+    return best
+
+
 class MinHashIndex:
-    """datasketch's MinHash LSH for candidates, then the signature agreement as the Jaccard estimate."""
+    """Banded LSH over MinHash signatures for candidates, then the share of agreeing signature
+    values as the Jaccard estimate. Plain dicts of band bytes: datasketch's MinHashLSH wraps every
+    insert in object and storage layers that cost more than the signatures themselves."""
 
-    def __init__(self, threshold: float, num_perm: int, seed: int = 1):
-        from datasketch import MinHashLSH
-
+    def __init__(self, threshold: float, num_perm: int):
         self.threshold = threshold
-        self.seed = seed
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self._signatures: dict = {}
-        self._order: dict = {}
+        self.bands, self.rows = lsh_bands(threshold, num_perm)
+        self._tables: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
+        self._signatures: list[np.ndarray] = []
+        self._ids: list = []
 
-    def _lean(self, signature: np.ndarray):
-        from datasketch import LeanMinHash
-
-        return LeanMinHash(seed=self.seed, hashvalues=signature, scheme="affine32")  # TextMinHasher's
+    def _keys(self, signature: np.ndarray) -> list[bytes]:
+        r = self.rows
+        return [signature[i * r:(i + 1) * r].tobytes() for i in range(self.bands)]
 
     def query(self, signature: np.ndarray):
         """(id, jaccard) of the earliest-added item at or above the threshold, or None."""
-        best = None
-        for item_id in self._lsh.query(self._lean(signature)):
-            jaccard = float(np.mean(self._signatures[item_id] == signature))
-            if jaccard >= self.threshold and (best is None or self._order[item_id] < self._order[best[0]]):
-                best = (item_id, jaccard)
-        return best
+        candidates = sorted({slot for table, key in zip(self._tables, self._keys(signature))
+                             for slot in table.get(key, ())})
+        for slot in candidates:
+            jaccard = float(np.mean(self._signatures[slot] == signature))
+            if jaccard >= self.threshold:
+                return self._ids[slot], jaccard
+        return None
 
     def add(self, item_id, signature: np.ndarray) -> None:
-        self._order[item_id] = len(self._order)
-        self._signatures[item_id] = signature
-        self._lsh.insert(item_id, self._lean(signature))
+        slot = len(self._signatures)
+        self._signatures.append(signature)
+        self._ids.append(item_id)
+        for table, key in zip(self._tables, self._keys(signature)):
+            table.setdefault(key, []).append(slot)

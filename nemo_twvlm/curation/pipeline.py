@@ -14,6 +14,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
+from typing import BinaryIO
 
 from loguru import logger
 from nemo_curator.pipeline import Pipeline
@@ -26,6 +27,7 @@ from nemo_twvlm.curation.parts import done_parts, final_marker, part_marker
 from nemo_twvlm.curation.sample import disposition
 from nemo_twvlm.curation.stages.checkpoint import CheckpointStage
 from nemo_twvlm.curation.stages.clean_text import CleanTextStage
+from nemo_twvlm.curation.stages.clip_score import ClipScoreStage
 from nemo_twvlm.curation.stages.decode_verify import DecodeVerifyStage
 from nemo_twvlm.curation.stages.dedup import DedupStage
 from nemo_twvlm.curation.stages.download import DownloadStage
@@ -39,7 +41,7 @@ from nemo_twvlm.curation.stages.script_zh import ScriptStage
 from nemo_twvlm.curation.stages.shard_writer import ShardWriterStage
 from nemo_twvlm.curation.stages.signatures import SignatureStage
 from nemo_twvlm.curation.stages.token_count import TokenCountStage
-from nemo_twvlm.curation.storage import atomic_write, atomic_write_json, read_json, source_id
+from nemo_twvlm.curation.storage import atomic_write_json, atomic_writer, read_json, source_id
 from nemo_twvlm.presets import get_preset
 
 INPUT_EXTENSIONS = {"webdataset": [".tar"], "table": [".parquet", ".jsonl"], "jsonl_docs": [".jsonl"]}
@@ -72,7 +74,7 @@ class Layout:
 
 def input_files(cfg: CurationConfig) -> dict[str, Path]:
     """Input files by source id; fails on an empty folder or two files with the same id."""
-    root = Path(cfg.input_dir)
+    root = Path(cfg.input_dir).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"input_dir={cfg.input_dir!r} is not a directory")
     extensions = INPUT_EXTENSIONS[cfg.input.format]
@@ -112,7 +114,8 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
     q = cfg.quality
     stages += [
         DecodeVerifyStage(formats=cfg.image.formats, max_pixels=cfg.image.max_pixels, min_side=cfg.image.min_side,
-                          max_aspect=cfg.image.max_aspect),
+                          max_aspect=cfg.image.max_aspect, cache_blocks=cfg.input.batch_samples,
+                          keep_side=cfg.resize.max_side),
         CleanTextStage(strip_html=cfg.text.strip_html, strip_urls=cfg.text.strip_urls),
         LanguageIdStage(cfg.lang.model_path, allowed=cfg.lang.allowed, min_score=cfg.lang.min_score),
         ScriptStage(simplified=cfg.script.simplified),
@@ -120,8 +123,6 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
                      max_char_repetition=q.max_char_repetition, max_punctuation_ratio=q.max_punctuation_ratio),
     ]
     if cfg.models.clip_model:
-        from nemo_twvlm.curation.stages.clip_score import ClipScoreStage
-
         stages.append(ClipScoreStage(cfg.models.clip_model, min_score=cfg.models.min_clip_score))
     else:
         logger.warning("models.clip_model is not set: CLIP-score filtering is skipped "
@@ -175,37 +176,9 @@ def finalize(cfg: CurationConfig, sources: list[str]) -> dict:
              "histograms": {}, "stages": {}}
     stage_rows: dict[str, dict] = {}
     shards: list[dict] = []
-    index_lines: list[str] = []
-    for source in sources:
-        parts, num_parts = done_parts(layout.work, source)
-        marker = final_marker(layout.work, source)
-        if num_parts is None or parts != set(range(num_parts)) or not marker.exists():
-            raise RuntimeError(f"source {source!r} was not fully processed (parts done {sorted(parts)} of "
-                               f"{num_parts}, shards {'written' if marker.exists() else 'missing'})")
-        for p in range(num_parts):
-            m = read_json(part_marker(layout.work, source, p))
-            stats["input"] += m["input"]
-            for row in m["stages"]:
-                _add_stage(stage_rows, row["stage"], row)
-            tar = f"quarantine/{source}/{m['quarantine_tar']}" if m["quarantine_tar"] else None
-            index_lines += [_index_line(source, r, tar) for r in m["rejections"]]
-            for reason, n in m["rejected"].items():
-                stats[disposition(reason)][reason] += n
-        f = read_json(marker)
-        _add_stage(stage_rows, "dedup", {"in": f["kept"] + sum(f["dropped"].values()), "out": f["kept"],
-                                         "rejected": f["dropped"]})
-        tar = f"quarantine/{source}/{f['quarantine_tar']}" if f["quarantine_tar"] else None
-        index_lines += [_index_line(source, r, tar) for r in f["rejections"]]
-        for reason, n in f["dropped"].items():
-            stats[disposition(reason)][reason] += n
-        for key in ("kept", "text_tokens", "image_tokens"):
-            stats[key] += f[key]
-        for key in ("lang", "script", "converted"):
-            stats[key].update(f[key])
-        for name, counts in f["histograms"].items():
-            total = stats["histograms"].setdefault(name, [0] * len(counts))
-            stats["histograms"][name] = [a + b for a, b in zip(total, counts)]
-        shards += f["shards"]
+    with atomic_writer(layout.quarantine / "index.jsonl") as index:  # streamed: it can be large
+        for source in sources:
+            shards += _add_source(stats, stage_rows, index, layout, source)
 
     rejected_total = sum(stats["dropped"].values()) + sum(stats["quarantined"].values())
     if stats["input"] != stats["kept"] + rejected_total:
@@ -224,11 +197,43 @@ def finalize(cfg: CurationConfig, sources: list[str]) -> dict:
         if stale.name not in listed:  # from an input file no longer in input_dir
             stale.unlink()
     atomic_write_json(layout.out / "manifest.json", {"shards": sorted(shards, key=lambda s: s["name"])})
-    atomic_write(layout.quarantine / "index.jsonl", "".join(index_lines).encode("utf-8"))
     if shards:
         _prepare_energon(cfg, layout.shards)
     atomic_write_json(layout.out / "stats.json", stats)
     return stats
+
+
+def _add_source(stats: dict, stage_rows: dict, index: BinaryIO, layout: Layout, source: str) -> list[dict]:
+    """Add one source's part markers and final marker to the totals; returns its shards."""
+    parts, num_parts = done_parts(layout.work, source)
+    marker = final_marker(layout.work, source)
+    if num_parts is None or parts != set(range(num_parts)) or not marker.exists():
+        raise RuntimeError(f"source {source!r} was not fully processed (parts done {sorted(parts)} of "
+                           f"{num_parts}, shards {'written' if marker.exists() else 'missing'})")
+    for p in range(num_parts):
+        m = read_json(part_marker(layout.work, source, p))
+        stats["input"] += m["input"]
+        for row in m["stages"]:
+            _add_stage(stage_rows, row["stage"], row)
+        tar = f"quarantine/{source}/{m['quarantine_tar']}" if m["quarantine_tar"] else None
+        index.writelines(_index_line(source, r, tar) for r in m["rejections"])
+        for reason, n in m["rejected"].items():
+            stats[disposition(reason)][reason] += n
+    f = read_json(marker)
+    _add_stage(stage_rows, "dedup", {"in": f["kept"] + sum(f["dropped"].values()), "out": f["kept"],
+                                     "rejected": f["dropped"]})
+    tar = f"quarantine/{source}/{f['quarantine_tar']}" if f["quarantine_tar"] else None
+    index.writelines(_index_line(source, r, tar) for r in f["rejections"])
+    for reason, n in f["dropped"].items():
+        stats[disposition(reason)][reason] += n
+    for key in ("kept", "text_tokens", "image_tokens"):
+        stats[key] += f[key]
+    for key in ("lang", "script", "converted"):
+        stats[key].update(f[key])
+    for name, counts in f["histograms"].items():
+        total = stats["histograms"].setdefault(name, [0] * len(counts))
+        stats["histograms"][name] = [a + b for a, b in zip(total, counts)]
+    return f["shards"]
 
 
 def _add_stage(rows: dict[str, dict], name: str, row: dict) -> None:
@@ -240,11 +245,11 @@ def _add_stage(rows: dict[str, dict], name: str, row: dict) -> None:
         total["converted"] = dict(Counter(total.get("converted", {})) + Counter(row["converted"]))
 
 
-def _index_line(source: str, rejection: list, tar: str | None) -> str:
+def _index_line(source: str, rejection: list, tar: str | None) -> bytes:
     key, index, stage, reason, detail = rejection
-    return json.dumps({"source": source, "key": key, "index": index, "stage": stage, "reason": reason,
-                       "disposition": disposition(reason), "detail": detail, "tar": tar,
-                       "member": f"{index:07d}"}, ensure_ascii=False) + "\n"
+    return (json.dumps({"source": source, "key": key, "index": index, "stage": stage, "reason": reason,
+                        "disposition": disposition(reason), "detail": detail, "tar": tar,
+                        "member": f"{index:07d}"}, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _prepare_energon(cfg: CurationConfig, shards: Path) -> None:

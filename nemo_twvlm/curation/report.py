@@ -11,8 +11,6 @@ import math
 from itertools import islice
 from pathlib import Path
 
-from PIL import Image
-
 from nemo_twvlm.curation.sample import Reject
 from nemo_twvlm.curation.storage import atomic_write, iter_tar_groups, read_json
 
@@ -65,7 +63,7 @@ def _thumb(data: bytes, px: int, max_pixels: int) -> str | None:
     from nemo_twvlm.curation.stages.decode_verify import decode, to_rgb
 
     try:
-        img = to_rgb(decode(data, formats=list(_IMAGE_EXTS), max_pixels=max_pixels))
+        img = to_rgb(decode(data, formats=list(_IMAGE_EXTS), max_pixels=max_pixels, keep_side=px)[0])
     except Reject:
         return None
     img.thumbnail((px, px))
@@ -136,9 +134,9 @@ def rejected_examples(out: Path, n: int, px: int, max_pixels: int) -> list[dict]
                 groups[entry["tar"]] = dict(iter_tar_groups(out / entry["tar"]))
             parts = groups[entry["tar"]].get(entry["member"], {})
         image = _image_part(parts)
-        examples.append({"key": f"{entry['source']}/{entry['key']}", "img": _thumb(image, px, max_pixels) if image else None,
-                         "text": _text_of(parts), "note": f"{entry['reason']} ({entry['disposition']})",
-                         "detail": entry["detail"]})
+        examples.append({"key": f"{entry['source']}/{entry['key']}", "text": _text_of(parts),
+                         "img": _thumb(image, px, max_pixels) if image else None,
+                         "note": f"{entry['reason']} ({entry['disposition']})", "detail": entry["detail"]})
     return examples
 
 
@@ -204,9 +202,11 @@ def render(stats: dict, kept: list[dict], rejected: list[dict], *, title: str, w
 <html lang="zh-Hant"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>
 <h1>{html.escape(title)}</h1>
-<p>input = kept + dropped + quarantined: {stats['input']} = {stats['kept']} + {sum(dropped.values())} + {sum(quarantined.values())}</p>
+<p>input = kept + dropped + quarantined: {stats['input']} = {stats['kept']} + {sum(dropped.values())} + \
+{sum(quarantined.values())}</p>
 <table>{summary_rows}</table>
-<h2>Stages</h2><table><tr><th>stage</th><th>in</th><th>out</th><th>rejected</th></tr>{stage_rows}</table>
+<h2>Stages</h2>
+<table><tr><th>stage</th><th>in</th><th>out</th><th>rejected</th></tr>{stage_rows}</table>
 <h2>Reasons</h2><table><tr><th>reason</th><th>disposition</th><th>samples</th></tr>{reason_rows}</table>
 <h2>Distributions</h2><div class="charts">{''.join(charts)}</div>
 <h2>Kept samples</h2>{_grid(kept)}

@@ -21,6 +21,7 @@ import os
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +34,23 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 def source_id(path: str | Path, root: str | Path) -> str:
     """A file-name-safe id for an input file: its path under `root`, without the extension."""
-    rel = Path(path).resolve().relative_to(Path(root).resolve())
+    rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(root))  # symlinked files stay under root
     stem = str(rel.with_suffix("")) if rel.suffix else str(rel)
     return _UNSAFE.sub("_", stem.replace(os.sep, "__")).strip("_") or "input"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
+    with atomic_writer(path) as f:
+        f.write(data)
+
+
+@contextmanager
+def atomic_writer(path: Path) -> Iterator[io.BufferedWriter]:
+    """A file handle whose content appears at `path` only once the block completes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        f.write(data)
+        yield f
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -57,15 +65,43 @@ def read_json(path: Path) -> Any:
 
 
 def tar_bytes(samples: Iterable[tuple[str, dict[str, bytes]]]) -> bytes:
-    """A WebDataset tar (`<key>.<part>` members, in sample order) with fixed metadata."""
+    """A WebDataset tar (`<key>.<part>` members, in sample order) with fixed metadata.
+
+    Headers are built directly (POSIX ustar, mode 644, owner 0, mtime 0): `tarfile.addfile` copies
+    every TarInfo and costs more than the rest of shard writing together. Names over 100 bytes,
+    which ustar cannot hold without a directory split, go through `tarfile` (GNU long names).
+    """
+    members = [(f"{key}.{ext}".encode(), parts[ext]) for key, parts in samples for ext in sorted(parts)]
+    if any(len(name) > 100 for name, _ in members):
+        return _tarfile_bytes(members)
+    out = bytearray()
+    for name, data in members:
+        out += _ustar_header(name, len(data))
+        out += data
+        out += bytes(-len(data) % tarfile.BLOCKSIZE)
+    out += bytes(2 * tarfile.BLOCKSIZE)  # end-of-archive
+    return bytes(out)
+
+
+def _ustar_header(name: bytes, size: int) -> bytes:
+    header = bytearray(tarfile.BLOCKSIZE)
+    header[0:len(name)] = name
+    header[100:148] = b"0000644\0" + b"0000000\0" * 2 + b"%011o\0" % size + b"00000000000\0"
+    header[148:156] = b" " * 8  # the checksum counts its own field as spaces
+    header[156:157] = tarfile.REGTYPE
+    header[257:265] = tarfile.POSIX_MAGIC
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def _tarfile_bytes(members: list[tuple[bytes, bytes]]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for key, parts in samples:
-            for ext in sorted(parts):
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(parts[ext])
-                info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, 0, "", ""
-                tar.addfile(info, io.BytesIO(parts[ext]))
+        for name, data in members:
+            info = tarfile.TarInfo(name.decode("utf-8"))
+            info.size = len(data)
+            info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, 0, "", ""
+            tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
@@ -138,7 +174,9 @@ SIGNATURE_COLUMNS = ["index", "key", "content_sha", "phash", "minhash", "text_to
 def write_part_table(path: Path, rows: list[dict[str, Any]]) -> None:
     table = pa.Table.from_pylist(rows, schema=PART_SCHEMA)
     buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, compression="zstd", write_statistics=False)
+    # Encoded images do not compress: spend zstd on the other columns only.
+    compression = {name: "none" if name == "images" else "zstd" for name in PART_SCHEMA.names}
+    pq.write_table(table, buf, compression=compression, write_statistics=False)
     atomic_write(path, buf.getvalue().to_pybytes())
 
 

@@ -13,8 +13,13 @@ _TAG = re.compile(r"<[^>]{0,500}>")
 # URL characters per RFC 3986 only: a CJK character right after a URL ends it.
 _URL = re.compile(r"(?:https?://|www\.)[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
-_CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3134F),
-               (0x3100, 0x312F), (0x31A0, 0x31BF))  # ideographs, compatibility, extensions B-G, bopomofo
+# Ideographs (URO, extension A, compatibility, extensions B-G) and bopomofo (zhuyin, Taiwan's phonetics).
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f\u3100-\u312f\u31a0-\u31bf]")
+_LETTER = re.compile(r"[^\W\d_]")  # what str.isalpha() accepts: every script's letters, CJK included
+_DIGIT = re.compile(r"\d")
+_NOT_WORD = re.compile(r"[\W_]+")  # spaces, punctuation, symbols
+# Control and invisible format characters (C0, DEL, C1, zero-width and bidi marks, BOM).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 _CJK_SPACE = re.compile(r"(?<=[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]) (?=[\u3000-\u303f\u3400-\u9fff\uff00-\uffef])")
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11ff]")
 
@@ -28,8 +33,11 @@ _DOMINANCE = 3
 
 
 def is_cjk(ch: str) -> bool:
-    code = ord(ch)
-    return any(lo <= code <= hi for lo, hi in _CJK_RANGES)
+    return _CJK.match(ch) is not None
+
+
+def count_cjk(text: str) -> int:
+    return len(_CJK.findall(text))
 
 
 def clean_text(text: str, *, strip_html: bool = True, strip_urls: bool = True) -> str:
@@ -47,18 +55,17 @@ def clean_text(text: str, *, strip_html: bool = True, strip_urls: bool = True) -
         text = _TAG.sub(" ", text)
     if strip_urls:
         text = _URL.sub(" ", text)
-    text = unicodedata.normalize("NFC", text)
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    text = _CONTROL.sub("", unicodedata.normalize("NFC", text))
     text = _SPACE.sub(" ", text).strip()
     return _CJK_SPACE.sub("", text)
 
 
 def looks_chinese(text: str) -> bool:
     """Mostly Han characters and no kana or hangul: what lid.176 sometimes calls `ja` when short."""
-    letters = [ch for ch in text if unicodedata.category(ch).startswith("L")]
+    letters = len(_LETTER.findall(text))
     if not letters or _KANA_HANGUL.search(text):
         return False
-    return sum(map(is_cjk, letters)) / len(letters) >= 0.5
+    return count_cjk(text) / letters >= 0.5
 
 
 class ScriptDetector:
@@ -107,26 +114,24 @@ def _changed(text: str, convert, ignore: frozenset[str]) -> int:
 
 
 def quality_metrics(text: str) -> dict[str, float]:
-    """Character-level measures that work with or without word spaces."""
-    chars = [ch for ch in text if not ch.isspace()]
-    n = len(chars)
-    letters = [ch for ch in chars if unicodedata.category(ch).startswith("L")]
-    punct = sum(unicodedata.category(ch)[0] in "PS" for ch in chars)
-    joined = "".join(chars)
-    grams = [joined[i:i + 3] for i in range(len(joined) - 2)]
+    """Character-level measures that work with or without word spaces. Everything that is neither
+    a letter nor a digit (punctuation, symbols, emoji) counts as punctuation."""
+    joined = _SPACE.sub("", text)
+    n = len(joined)
+    letters = len(_LETTER.findall(joined))
+    grams = [joined[i:i + 3] for i in range(n - 2)]
     repetition = 1 - len(set(grams)) / len(grams) if len(grams) >= 2 else 0.0
     return {
         "chars": n,
-        "cjk_ratio": sum(map(is_cjk, letters)) / len(letters) if letters else 0.0,
-        "punctuation_ratio": punct / n if n else 0.0,
+        "cjk_ratio": count_cjk(joined) / letters if letters else 0.0,
+        "punctuation_ratio": (n - letters - len(_DIGIT.findall(joined))) / n if n else 0.0,
         "char_repetition": repetition,
     }
 
 
 def dedup_normalise(text: str) -> str:
     """The text exact and near dedup compare: NFKC, case-folded, no whitespace or punctuation."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in text if not ch.isspace() and unicodedata.category(ch)[0] not in "PS")
+    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
 def shingles(text: str, k: int) -> set[str]:

@@ -140,9 +140,19 @@ def export_trtllm(hf_dir: str, engine_dir: str, dtype: str = "bfloat16", tp: int
         raise SystemExit(f"export_trtllm: {error}") from None
 
 
+def curate(config: str = "pairs_zh_tw", input_dir: str = "", output_dir: str = "", overrides: str = "") -> None:
+    """Curate raw pairs / interleaved documents into Energon shards (conf/curation/<config>.yaml).
+
+    `overrides` holds Hydra overrides separated by spaces, e.g. "executor.name=xenna shards.samples_per_shard=500".
+    """
+    from nemo_twvlm.curation.cli import curate as run_curate
+
+    run_curate(config, input_dir, output_dir, overrides.split())
+
+
 COMMANDS: dict[str, Callable[..., Any]] = {
     "pretrain": pretrain, "plan": plan, "demo": demo, "chat": chat, "evaluate": evaluate,
-    "import_hf": import_hf, "export_hf": export_hf, "export_trtllm": export_trtllm,
+    "import_hf": import_hf, "export_hf": export_hf, "export_trtllm": export_trtllm, "curate": curate,
 }
 
 # Run before submitting to a remote executor; local runs validate as they start.

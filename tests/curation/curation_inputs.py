@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import tarfile
 import zlib
@@ -15,7 +16,7 @@ from PIL import Image, ImageDraw
 from nemo_twvlm.data.synthetic import TAIWAN_LINES
 
 REPO = Path(__file__).resolve().parents[2]
-LANGID_MODEL = REPO / ".venv" / "share" / "nemo_twvlm" / "lid.176.ftz"
+LANGID_MODEL = Path(os.environ.get("TWVLM_LANGID_MODEL", REPO / ".venv" / "share" / "nemo_twvlm" / "lid.176.ftz"))
 ZH_LINES = [line for line in TAIWAN_LINES if not line.isascii()]
 EN_LINES = [line for line in TAIWAN_LINES if line.isascii()]
 
@@ -40,8 +41,8 @@ def encode(img: Image.Image, fmt: str = "PNG", **options) -> bytes:
 
 
 def zh_caption(rng: np.random.Generator) -> str:
-    a, b = rng.choice(len(ZH_LINES), 2, replace=False)
-    return ZH_LINES[a] + ZH_LINES[b]
+    """Three everyday zh-TW lines: distinct enough that two draws are never near-duplicates."""
+    return "".join(ZH_LINES[i] for i in rng.choice(len(ZH_LINES), 3, replace=False))
 
 
 def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
@@ -69,13 +70,14 @@ def good_pairs(rng: np.random.Generator, n: int, prefix: str = "good") -> list[t
     return [(f"{prefix}{i:04d}", {"png": encode(draw(rng)), "txt": zh_caption(rng).encode()}) for i in range(n)]
 
 
-def curate(input_dir: Path, output_dir: Path, *overrides: str, config: str = "pairs_zh_tw") -> dict:
-    """`python -m nemo_twvlm.curation --config-name <config> input_dir=... output_dir=...`, in-process."""
-    from nemo_twvlm.curation.__main__ import main
+def curate(input_dir: Path, output_dir: Path, *overrides: str, config: str = "pairs_zh_tw",
+           executor: str = "in_process") -> dict:
+    """`python -m nemo_twvlm.curation --config-name <config> input_dir=... output_dir=...` in this process."""
+    from nemo_twvlm.curation.cli import main
 
     return main(["--config-name", config, f"input_dir={input_dir}", f"output_dir={output_dir}",
                  f"lang.model_path={LANGID_MODEL}", f"tokens.tokenizer={REPO / 'data' / 'tokenizer'}",
-                 "executor.name=in_process", *overrides])
+                 f"executor.name={executor}", *overrides])
 
 
 def rejections(output_dir: Path) -> dict[str, dict]:

@@ -7,7 +7,6 @@ import tarfile
 
 import numpy as np
 import pytest
-
 from curation_inputs import (
     assert_contract,
     curate,
@@ -67,7 +66,7 @@ def run(tmp_path_factory, langid_model):
         ("bad_no_image", {"txt": caption()}),
         ("bad_tiny_image", {"png": encode(draw(rng, (16, 16))), "txt": caption()}),
         ("bad_panorama", {"png": encode(draw(rng, (400, 64))), "txt": caption()}),
-        ("bad_only_url", {"png": encode(draw(rng)), "txt": "<a href='x'>https://example.com/a.jpg</a>".encode()}),
+        ("bad_only_url", {"png": encode(draw(rng)), "txt": b"<a href='x'>https://example.com/a.jpg</a>"}),
         ("bad_korean", {"png": encode(draw(rng)), "txt": "오늘 날씨가 정말 좋아서 공원에 산책을 갔어요.".encode()}),
         ("bad_laughter", {"png": encode(draw(rng)), "txt": "哈哈哈哈哈哈哈哈哈哈哈哈哈哈".encode()}),
         ("orig", {"png": encode(original_img), "txt": original_caption.encode()}),

@@ -54,8 +54,9 @@ def test_energon_loads_the_shards(curated):
     from megatron.energon import WorkerConfig, get_loader, get_train_dataset
 
     _, out, captions = curated
-    ds = get_train_dataset(str(out / "shards"), batch_size=None, shuffle_buffer_size=None, max_samples_per_sequence=None,
-                           worker_config=WorkerConfig(rank=0, world_size=1, num_workers=0), repeat=False)
+    ds = get_train_dataset(str(out / "shards"), batch_size=None, shuffle_buffer_size=None,
+                           max_samples_per_sequence=None, repeat=False,
+                           worker_config=WorkerConfig(rank=0, world_size=1, num_workers=0))
     seen = [sample.caption for sample in get_loader(ds)]
     assert sorted(seen) == sorted(captions.values())
 

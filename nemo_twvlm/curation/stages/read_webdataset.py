@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from nemo_curator.stages.base import ProcessingStage
 from nemo_curator.tasks import FileGroupTask
 
-from nemo_twvlm.curation.sample import ImageItem, Reject, Rejection, Sample, SampleBatch
 from nemo_twvlm.curation.parts import resumed_batches, split_parts
+from nemo_twvlm.curation.sample import ImageItem, Reject, Rejection, Sample, SampleBatch
 from nemo_twvlm.curation.storage import TarTruncated, iter_tar_groups, source_id
 
 

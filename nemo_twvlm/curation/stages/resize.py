@@ -31,13 +31,13 @@ class ResizeStage(ProcessingStage[SampleBatch, SampleBatch]):
 
     def _resize(self, sample: Sample) -> None:
         for item in sample.images:
-            img = item.pil
-            if max(img.size) > self.max_side:
-                img = img.copy()
-                img.thumbnail((self.max_side, self.max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
-            elif item.meta["format"] == self.format and item.meta["mode"] == "RGB":
+            too_large = max(item.meta["width"], item.meta["height"]) > self.max_side  # as stored
+            if not too_large and item.meta["format"] == self.format and item.meta["mode"] == "RGB":
                 item.pil = None
                 continue
+            img = item.pil  # may already be smaller than stored: see DecodeVerifyStage.keep_side
+            if max(img.size) > self.max_side:
+                img.thumbnail((self.max_side, self.max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
             options = {"quality": self.quality} if self.format == "jpg" else {"compress_level": 6}
             buf = io.BytesIO()
             img.save(buf, _PIL_FORMAT[self.format], **options)

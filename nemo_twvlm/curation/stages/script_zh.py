@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from nemo_curator.stages.base import ProcessingStage
 
 from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch
+from nemo_twvlm.curation.stages.base import LoadOnFirstUse
 from nemo_twvlm.curation.zh import ScriptDetector
 
 
 @dataclass
-class ScriptStage(ProcessingStage[SampleBatch, SampleBatch]):
+class ScriptStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch]):
     simplified: str = "convert"  # convert | drop
     name: str = "script_zh"
 
@@ -22,10 +23,11 @@ class ScriptStage(ProcessingStage[SampleBatch, SampleBatch]):
     def outputs(self) -> tuple[list[str], list[str]]:
         return ["data"], []
 
-    def setup(self, worker_metadata=None) -> None:
+    def load(self) -> None:
         self._detector = ScriptDetector()
 
     def process(self, batch: SampleBatch) -> SampleBatch:
+        self.ensure_loaded()
         converted = Counter()
 
         def check(sample: Sample) -> None:

@@ -21,11 +21,10 @@ from nemo_twvlm.curation.stages.checkpoint import quarantine_members
 from nemo_twvlm.curation.storage import atomic_write, atomic_write_json, read_json, read_part_rows, sha256, tar_bytes
 
 
-def output_parts(row: dict, kind: str) -> dict[str, bytes]:
+def output_parts(row: dict, meta: dict, kind: str) -> dict[str, bytes]:
     """A kept row as WebDataset parts: pairs `<ext>` + `txt` + `json`; documents `json` + `<i>.<ext>`."""
     doc = json.loads(row["doc"])
-    meta = json.loads(row["meta"]) | {"key": row["key"], "text_tokens": row["text_tokens"],
-                                      "image_tokens": row["image_tokens"]}
+    meta = meta | {"key": row["key"], "text_tokens": row["text_tokens"], "image_tokens": row["image_tokens"]}
     if kind == "pairs":
         return {row["image_exts"][0]: row["images"][0], "txt": doc[1].encode("utf-8"),
                 "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")}
@@ -37,8 +36,7 @@ def output_parts(row: dict, kind: str) -> dict[str, bytes]:
     return parts
 
 
-def _observations(row: dict) -> dict[str, list[float]]:
-    meta = json.loads(row["meta"])
+def _observations(row: dict, meta: dict) -> dict[str, list[float]]:
     sizes = [(m["width"], m["height"]) for m in meta["images"]]
     return {
         "image_side": [max(w, h) for w, h in sizes],
@@ -90,20 +88,20 @@ class ShardWriterStage(ProcessingStage[SourceDecision, SourceDecision]):
         observations: dict[str, list[float]] = {name: [] for name in HISTOGRAMS}
         for part in range(task.num_parts):
             for row in read_part_rows(part_table(self.work_dir, task.source, part)):
-                parts = output_parts(row, self.kind)
+                meta = json.loads(row["meta"])
+                parts = output_parts(row, meta, self.kind)
                 if row["index"] in task.data:
                     reason, detail = task.data[row["index"]]
                     dropped.append(Rejection(row["key"], row["index"], "dedup", reason, detail, parts))
                     continue
                 kept.append((f"{task.source}-{row['index']:07d}", parts))
-                meta = json.loads(row["meta"])
                 totals["kept"] += 1
                 totals["text_tokens"] += row["text_tokens"]
                 totals["image_tokens"] += row["image_tokens"]
                 langs[meta.get("lang")] += 1
                 scripts[meta.get("script") or "n/a"] += 1
                 converted[meta.get("converted") or "none"] += 1
-                for name, values in _observations(row).items():
+                for name, values in _observations(row, meta).items():
                     observations[name].extend(values)
 
         shards = []

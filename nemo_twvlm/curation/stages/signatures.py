@@ -9,11 +9,12 @@ from nemo_curator.stages.base import ProcessingStage
 
 from nemo_twvlm.curation.hashing import TextMinHasher, phash, pixel_hash
 from nemo_twvlm.curation.sample import Sample, SampleBatch
+from nemo_twvlm.curation.stages.base import LoadOnFirstUse
 from nemo_twvlm.curation.zh import dedup_normalise, shingles
 
 
 @dataclass
-class SignatureStage(ProcessingStage[SampleBatch, SampleBatch]):
+class SignatureStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch]):
     shingle: int = 3
     num_perm: int = 64
     name: str = "signatures"
@@ -24,10 +25,11 @@ class SignatureStage(ProcessingStage[SampleBatch, SampleBatch]):
     def outputs(self) -> tuple[list[str], list[str]]:
         return ["data"], []
 
-    def setup(self, worker_metadata=None) -> None:
+    def load(self) -> None:
         self._minhash = TextMinHasher(self.num_perm)
 
     def process(self, batch: SampleBatch) -> SampleBatch:
+        self.ensure_loaded()
         return batch.apply(self.name, self._sign)
 
     def _sign(self, sample: Sample) -> None:

@@ -1,0 +1,27 @@
+"""What stages that load something (a model, a tokenizer, converters) share.
+
+Ray Data runs a stage that overrides `setup()` as an actor pool holding a CPU per actor: four such
+stages on a 2-core laptop reserve every CPU and the pipeline deadlocks (measured with Ray 2.60),
+and actors stop Ray from fusing the per-sample stages into one task that never serialises a batch.
+These stages are cheap to load, so they run as tasks and load on first use; executors that do
+call `setup()` (actors, Xenna, in-process) load them there, once.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class LoadOnFirstUse:
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def setup(self, worker_metadata: Any = None) -> None:
+        self.load()
+        self._loaded = True
+
+    def ensure_loaded(self) -> None:
+        if not getattr(self, "_loaded", False):
+            self.setup()
+
+    def ray_stage_spec(self) -> dict[str, Any]:
+        return {**super().ray_stage_spec(), "is_actor_stage": False}

@@ -1,0 +1,48 @@
+"""The executor is chosen last: Curator's Ray Data executor and the in-process one run the same
+stages to byte-identical outputs, and Ray leaves no process behind."""
+from __future__ import annotations
+
+import numpy as np
+import psutil
+import pytest
+from curation_inputs import assert_contract, curate, good_pairs, write_tar
+
+
+def _outputs(out) -> dict[str, bytes]:
+    names = ["manifest.json", "stats.json", "quarantine/index.jsonl"]
+    names += [str(p.relative_to(out)) for p in sorted((out / "shards").glob("*.tar"))]
+    return {name: (out / name).read_bytes() for name in names}
+
+
+def _ray_processes() -> list[str]:
+    names = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            names.append(" ".join(proc.cmdline())[:80])
+        except psutil.Error:
+            pass
+    return [n for n in names if "ray" in n]
+
+
+@pytest.fixture
+def ray_cleanup():
+    yield
+    import ray
+
+    ray.shutdown()  # in case the run failed before the executor's own shutdown
+
+
+def test_ray_data_matches_in_process(tmp_path, langid_model, ray_cleanup):
+    rng = np.random.default_rng(9)
+    samples = good_pairs(rng, 12)
+    samples.append(("dup", dict(samples[2][1])))
+    samples.append(("empty", {"png": b"", "txt": "沒有圖片".encode()}))
+    write_tar(tmp_path / "in" / "a.tar", samples[:7])
+    write_tar(tmp_path / "in" / "b.tar", samples[7:])
+    overrides = ("input.batch_samples=4", "shards.samples_per_shard=3")
+    curate(tmp_path / "in", tmp_path / "local", *overrides)
+    stats = curate(tmp_path / "in", tmp_path / "ray", *overrides, executor="ray_data")
+    assert assert_contract(tmp_path / "ray") == stats
+    assert stats["dropped"] == {"exact_duplicate": 1} and stats["quarantined"] == {"empty_image": 1}
+    assert _outputs(tmp_path / "ray") == _outputs(tmp_path / "local")
+    assert _ray_processes() == []
