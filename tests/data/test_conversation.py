@@ -79,3 +79,18 @@ def test_image_count_mismatch_is_a_named_skip(tokenizer):
     encoder = LlavaTaskEncoder(tokenizer, PRESETS["debug"], 256)
     with pytest.raises(BadSample, match="image_count_mismatch"):
         encoder.encode_sample(_sample([{"from": "human", "value": "<image> hi"}, {"from": "gpt", "value": "x"}], []))
+
+
+def test_text_only_conversations_train_without_images(tokenizer, debug_model):
+    # Text-only instruction data can be blended into SFT (it protects the LM's text ability).
+    from nemo_twvlm.training.step import model_inputs
+
+    encoder = LlavaTaskEncoder(tokenizer, PRESETS["debug"], 256)
+    sample = _sample([{"from": "human", "value": "你好"}, {"from": "gpt", "value": "不客氣。"}], [])
+    encoded = encoder.encode_sample(sample)
+    assert encoded.images.shape[0] == 0 and encoded.seq_lengths == [len(encoded.tokens)]
+    batch = encoder.batch([encoded, encoded])
+    losses, mask = debug_model(**model_inputs(batch, image_token_index=5, num_image_tokens=16, use_te=False))
+    assert losses.shape == mask.shape == batch.tokens.shape
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    assert mask.sum() == 2 * len(tokenizer.encode("不客氣。", add_special_tokens=False) + [eot])
