@@ -48,6 +48,8 @@ class TableReaderStage(ProcessingStage[FileGroupTask, SampleBatch]):
     key_column: str = "key"
     batch_samples: int = 256
     name: str = "read"
+    # The member name that keeps the row itself, for the quarantine.
+    raw_name = "row.json"
 
     def inputs(self) -> tuple[list[str], list[str]]:
         return ["data"], []
@@ -69,7 +71,7 @@ class TableReaderStage(ProcessingStage[FileGroupTask, SampleBatch]):
         base = str(Path(path).parent)
         for index, row in enumerate(rows):
             key = str(row.get(self.key_column) or f"{source}-{index:07d}") if row else f"{source}-{index:07d}"
-            raw = {"row.json": json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")}
+            raw = {self.raw_name: json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")}
             try:
                 samples.append(Sample(key=key, index=index, segments=self._segments(row, base), raw=raw))
             except Reject as r:
