@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from nemo_curator.stages.base import ProcessingStage
 from nemo_curator.stages.resources import Resources
 
+from nemo_twvlm.curation.config import DownloadConfig
 from nemo_twvlm.curation.sample import ImageItem, Reject, Sample, SampleBatch
 
 _EXT_OF = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
@@ -37,13 +38,14 @@ class _SchemeGuard(urllib.request.HTTPRedirectHandler):
 
 @dataclass
 class DownloadStage(ProcessingStage[SampleBatch, SampleBatch]):
-    schemes: list[str] = field(default_factory=lambda: ["http", "https"])
-    allow_local_paths: bool = True
-    max_bytes: int = 20_000_000
-    timeout_s: float = 10.0
-    retries: int = 2
-    backoff_s: float = 0.5
-    threads: int = 8
+    # Defaults (and their meaning) live once, in the pipeline config.
+    schemes: list[str] = field(default_factory=lambda: DownloadConfig().schemes)
+    allow_local_paths: bool = DownloadConfig.allow_local_paths
+    max_bytes: int = DownloadConfig.max_bytes
+    timeout_s: float = DownloadConfig.timeout_s
+    retries: int = DownloadConfig.retries
+    backoff_s: float = DownloadConfig.backoff_s
+    threads: int = DownloadConfig.threads
     name: str = "download"
     # Threads wait on sockets, not on the CPU.
     resources: Resources = field(default_factory=lambda: Resources(cpus=0.5))
