@@ -125,6 +125,7 @@ def preset_from_dict(raw: dict) -> ModelPreset:
 
 def save_preset(preset: ModelPreset, directory: str | Path) -> Path:
     path = Path(directory, PRESET_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(preset_to_dict(preset), indent=2) + "\n", encoding="utf-8")
     return path
 

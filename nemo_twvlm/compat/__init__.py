@@ -1,7 +1,9 @@
-"""Workarounds for megatron-core / megatron.training on machines without a GPU or Transformer Engine.
+"""Workarounds for megatron-core / megatron.training: on machines without a GPU or Transformer Engine
+(`cpu`), and for megatron.training paths this project uses that it does not handle (`megatron`).
 
 Everything that bends a library lives here, so the rest of the package reads as if it ran on a GPU cluster.
 """
 from nemo_twvlm.compat.cpu import apply_cpu_workarounds, cuda_available, te_available
+from nemo_twvlm.compat.megatron import apply_megatron_fixes
 
-__all__ = ["apply_cpu_workarounds", "cuda_available", "te_available"]
+__all__ = ["apply_cpu_workarounds", "apply_megatron_fixes", "cuda_available", "te_available"]

@@ -28,7 +28,7 @@ from nemo_twvlm.conversion.sources import (
     HUB_NAMING, TOKENIZER_FILES, HFSource, SourceSpec, llava_canonical_name, open_source, reopen,
 )
 from nemo_twvlm.presets import ModelPreset
-from nemo_twvlm.training.pretrain import _free_port
+from nemo_twvlm.training.pretrain import free_port
 
 # Buffers some checkpoints carry (older transformers saved them); the model recomputes them.
 _BUFFER_SUFFIXES = (".position_ids", ".rotary_emb.inv_freq")
@@ -51,7 +51,7 @@ def import_hf(src, dst, *, tp: int = 1, pp: int = 1, preset: ModelPreset | str |
     dst = prepare_destination(dst)
 
     job = RankJob(source.spec, chosen, tp, pp, dtype_name(dtype), image_token_index,
-                  str(iteration_dir(dst)), _free_port(), seed)
+                  str(iteration_dir(dst)), free_port(), seed)
     if tp * pp == 1:
         megatron_io.init_single()
         convert_rank(job, source)

@@ -109,12 +109,17 @@ def build_llava(
     add_decoder: bool = True,
     pg_collection=None,
     vp_stage: int | None = None,
+    max_sequence_length: int | None = None,
 ) -> LLaVAModel:
     """Build the LLaVA model for `preset`.
 
     `base_config` carries the run's non-architectural settings (parallelism, precision, fusions): the
     training loop passes the config megatron.training derived from its arguments; single-process users
     leave it out and get `cpu_base_config()`.
+
+    `max_sequence_length` is the longest combined (image + text) sequence; with pipeline parallelism
+    megatron pads every micro-batch to it, since stages exchange fixed-shape tensors. Training passes its
+    sequence length; inference leaves it at the preset's max_position_embeddings.
     """
     apply_cpu_workarounds()
     base = base_config if base_config is not None else cpu_base_config()
@@ -136,7 +141,7 @@ def build_llava(
         language_transformer_config=_language_config(preset, base),
         language_transformer_layer_spec=lm_spec,
         language_vocab_size=lm.vocab_size,
-        language_max_sequence_length=lm.max_position_embeddings,
+        language_max_sequence_length=max_sequence_length or lm.max_position_embeddings,
         vision_transformer_config=_vision_config(preset, base),
         vision_transformer_layer_spec=vit_spec,
         drop_vision_class_token=preset.vision.drop_class_token,

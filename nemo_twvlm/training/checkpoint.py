@@ -48,12 +48,12 @@ def init_single_process(seed: int = 1234) -> None:
 
     apply_cpu_workarounds()
     if not torch.distributed.is_initialized():
-        from nemo_twvlm.training.pretrain import _free_port
+        from nemo_twvlm.training.pretrain import free_port
 
         # A tcp:// address, not MASTER_PORT in the environment: child processes (megatron.training runs)
         # would inherit the variable and collide on the port.
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
+        torch.distributed.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0,
                                              world_size=1)
     if not parallel_state.model_parallel_is_initialized():
         parallel_state.initialize_model_parallel(1, 1)

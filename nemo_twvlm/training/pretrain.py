@@ -32,7 +32,7 @@ def config_from_json(text: str) -> PretrainConfig:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -48,7 +48,7 @@ def run_pretrain(cfg: PretrainConfig, *, nproc: int = 1) -> None:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             f.write(config_to_json(cfg))
         torchrun = Path(sys.executable).with_name("torchrun")
-        subprocess.run([str(torchrun), f"--nproc_per_node={nproc}", f"--master_port={_free_port()}",
+        subprocess.run([str(torchrun), f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
                         "-m", "nemo_twvlm.training.pretrain", f.name], check=True)
         return
     _train(cfg)
@@ -58,7 +58,7 @@ def _train(cfg: PretrainConfig) -> None:
     # Outside torchrun/srun this process is the whole world.
     for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
         os.environ.setdefault(key, value)
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    os.environ.setdefault("MASTER_PORT", str(free_port()))
     # Megatron requires it with tensor/context parallelism (communication overlaps compute in order).
     os.environ.setdefault("CUDA_DEVICE_MAX_CONNECTIONS", "1")
     import torch
@@ -67,7 +67,7 @@ def _train(cfg: PretrainConfig) -> None:
     from megatron.training.argument_utils import pretrain_cfg_container_from_args
     from megatron.training.arguments import parse_and_validate_args
 
-    from nemo_twvlm.compat import apply_cpu_workarounds
+    from nemo_twvlm.compat import apply_cpu_workarounds, apply_megatron_fixes
     from nemo_twvlm.training import provider
     from nemo_twvlm.training.arguments import add_twvlm_arguments, megatron_args
     from nemo_twvlm.training.checkpoint import save_run_config
@@ -76,6 +76,7 @@ def _train(cfg: PretrainConfig) -> None:
         # Gloo on a small box: one intra-op thread per rank keeps ranks from fighting over cores.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("WORLD_SIZE", "1"))))
     apply_cpu_workarounds()
+    apply_megatron_fixes()
     provider.set_run_config(cfg)
     if cfg.checkpoint.save and int(os.environ.get("RANK", "0")) == 0:
         save_run_config(cfg, cfg.checkpoint.save)

@@ -63,6 +63,7 @@ def model_provider(pre_process=True, post_process=True, vp_stage=None, config=No
         add_encoder=pre_process,
         pg_collection=pg_collection,
         vp_stage=vp_stage,
+        max_sequence_length=cfg.data.seq_length,
     )
     apply_freeze_plan(model, cfg.model.freeze_plan, cfg.model.train_vision)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -107,8 +108,10 @@ def datasets_provider(train_val_test_num_samples, vp_stage=None):
         num_workers=cfg.data.num_workers, seed=cfg.data.seed,
     )
     if args.iteration > 0 and args.load and not args.finetune:
+        # Where megatron's maybe_save_dataloader_state wrote it: the TP0/PP0 directory of this DP rank.
         state_path = get_checkpoint_name(
             os.path.join(args.load, "dataloader"), args.iteration, pipeline_rank=0, tensor_rank=0,
+            pipeline_parallel=args.pipeline_model_parallel_size > 1,
             basename=f"train_dataloader_dprank{dp_rank:03d}.pt",
         )
         if os.path.exists(state_path):
@@ -133,5 +136,8 @@ def forward_step(data_iterator, model, return_schedule_plan=False):
     return step.forward_step(
         data_iterator, model, image_token_index=image_token_id(_tokenizer()),
         num_image_tokens=_preset().num_image_tokens, use_te=args.transformer_impl == "transformer_engine",
+        seq_length=cfg.data.seq_length,
+        # Pipeline stages exchange fixed-shape activations, so the model pads every row to seq_length.
+        fixed_length=args.pipeline_model_parallel_size > 1,
         sample_log=sample_log, iteration=args.curr_iteration if hasattr(args, "curr_iteration") else 0,
     )

@@ -11,14 +11,24 @@ from nemo_twvlm.data.packing import block_causal_mask, cu_seqlens
 from nemo_twvlm.data.task_encoder import LlavaBatch
 
 
-def model_inputs(batch: LlavaBatch, *, image_token_index: int, num_image_tokens: int, use_te: bool) -> dict:
+def model_inputs(batch: LlavaBatch, *, image_token_index: int, num_image_tokens: int, use_te: bool,
+                 seq_length: int | None = None, fixed_length: bool = False) -> dict:
     """Keyword arguments for LLaVAModel.forward that keep packed samples from attending to each other.
 
     Transformer Engine takes the packed layout directly (THD, cu_seqlens); megatron's local attention
     takes an explicit block-diagonal causal mask instead.
+
+    `seq_length` is the model's max_sequence_length: megatron cuts combined rows to it, and with
+    `fixed_length` (pipeline parallelism) pads them to it. None: rows are as long as the batch needs.
     """
     images_per_row = (batch.tokens == image_token_index).sum(dim=1)
     total = int((batch.tokens.shape[1] + images_per_row * (num_image_tokens - 1)).max())
+    if seq_length is not None:
+        # Rows are padded text plus expanded images; only that padding may fall past the cut.
+        longest = max(sum(lengths) for lengths in batch.seq_lengths)
+        if longest > seq_length:
+            raise ValueError(f"a packed row holds {longest} positions, more than the model's sequence length {seq_length}")
+        total = seq_length if fixed_length else min(total, seq_length)
     kwargs = dict(
         images=batch.images,
         input_ids=batch.tokens,
@@ -67,9 +77,11 @@ class SampleLog:
 
 
 def forward_step(data_iterator, model, *, image_token_index: int, num_image_tokens: int, use_te: bool,
-                 sample_log: SampleLog | None = None, iteration: int = 0):
+                 seq_length: int | None = None, fixed_length: bool = False, sample_log: SampleLog | None = None,
+                 iteration: int = 0):
     batch: LlavaBatch = next(data_iterator)
     output, loss_mask = model(**model_inputs(batch, image_token_index=image_token_index,
-                                             num_image_tokens=num_image_tokens, use_te=use_te))
+                                             num_image_tokens=num_image_tokens, use_te=use_te, seq_length=seq_length,
+                                             fixed_length=fixed_length))
     on_loss = partial(sample_log.record, iteration, batch.keys) if sample_log else None
     return output, partial(masked_token_loss, loss_mask, on_loss=on_loss)
