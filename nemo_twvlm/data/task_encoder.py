@@ -86,8 +86,15 @@ class LlavaBatch(Batch):
 
 
 class LlavaTaskEncoder(DefaultTaskEncoder[Sample, EncodedSample, LlavaBatch, LlavaBatch]):
-    def __init__(self, tokenizer, preset: ModelPreset, seq_length: int, *, image_placeholder_id: Optional[int] = None):
+    def __init__(self, tokenizer, preset: ModelPreset, seq_length: int, *, image_placeholder_id: Optional[int] = None,
+                 segment_multiple: int = 1):
+        """`segment_multiple`: pad every sample (untrained pad ids at its end) to an expanded length
+        divisible by it; context parallelism needs 2 x its size. seq_length must then be a multiple too."""
         super().__init__()
+        if seq_length % segment_multiple:
+            raise ValueError(f"data.seq_length={seq_length} must be a multiple of {segment_multiple} "
+                             f"(2 x parallel.context_parallel)")
+        self.segment_multiple = segment_multiple
         self.tokenizer = tokenizer
         self.preset = preset
         self.seq_length = seq_length
@@ -140,6 +147,9 @@ class LlavaTaskEncoder(DefaultTaskEncoder[Sample, EncodedSample, LlavaBatch, Lla
         ids = [i for seg, _ in segments for i in seg]
         trained = [t for seg, t in segments for _ in seg]
         ids, trained, images = self._truncate(ids, trained, images, sample.__key__)
+        # Causal attention: pad ids at the end of a sample are seen by no real token of it.
+        padding = -(len(ids) - 1 + len(images) * self.extra_per_image) % self.segment_multiple
+        ids, trained = ids + [self.pad_id] * padding, trained + [False] * padding
         tokens = torch.tensor(ids[:-1], dtype=torch.long)
         return EncodedSample.derive_from(
             sample,

@@ -2,7 +2,7 @@
 
     nemo twvlm pretrain --factory twvlm_debug trainer.max_steps=20 --yes      # in-process
     nemo twvlm pretrain --factory twvlm_debug run.executor=local --yes        # venv subprocess
-    nemo twvlm pretrain --factory twvlm_70b_cpt run.executor=slurm_h100 run.executor.nodes=16 --dryrun
+    nemo twvlm pretrain --factory twvlm_70b_cpt_128gpu run.executor=slurm_h100 --dryrun      # 16 nodes
     nemo twvlm pretrain --factory twvlm_debug data.seq_length=512 --to-yaml cfg.yaml
     python -m nemo_twvlm.launch.cli pretrain ...                              # same, without `nemo`
 
@@ -43,12 +43,25 @@ def pretrain(cfg: PretrainConfig, nproc: int = 1) -> None:
     run_pretrain(cfg, nproc=nproc)
 
 
-def check_pretrain(task: run.Partial, executor: run.Executor) -> None:
-    """Validate the config against the world the executor will start, before the job waits in a queue."""
-    from nemo_twvlm.training.validate import validate
+def check_pretrain(task: run.Partial, executor: run.Executor, nodes_given: bool) -> None:
+    """Size the allocation from the recipe and validate the config against the world the executor will
+    start, before the job waits in a queue.
 
-    # Transformer Engine (for fp8) is the container's business, not the login node's.
-    validate(fdl.build(task.cfg), world_size=executor.nnodes() * executor.nproc_per_node(), te_available=True)
+    Nodes: `run.executor.nodes=N` if given, else the recipe's `parallel.num_gpus` / gpus per node, else
+    the cluster file's.
+    """
+    from nemo_twvlm.training.validate import ConfigError, validate
+
+    cfg = fdl.build(task.cfg)
+    num_gpus = cfg.parallel.num_gpus
+    if num_gpus and not nodes_given and isinstance(executor, run.SlurmExecutor):
+        per_node = executor.nproc_per_node()
+        if num_gpus % per_node:
+            raise ConfigError([f"parallel.num_gpus={num_gpus}: not a whole number of nodes of {per_node} GPUs "
+                               f"per node; set run.executor.nodes"])
+        executor.nodes = num_gpus // per_node
+    # Transformer Engine (fp8, context parallelism) is the container's business, not the login node's.
+    validate(cfg, world_size=executor.nnodes() * executor.nproc_per_node(), te_available=True)
 
 
 def demo(out_dir: str = "runs/demo") -> None:
@@ -84,13 +97,13 @@ def chat(ckpt: str, image: str, prompt: str = "", max_new_tokens: int = 64, temp
 def plan(cfg: PretrainConfig, num_gpus: int = 0, mfu: float = 0.4) -> None:
     """Parameters, FLOPs per token, memory per GPU and run time of a recipe (`--factory <recipe>`).
 
-    `num_gpus=0` means the smallest world the parallel layout allows (data parallel 1).
+    `num_gpus=0` means the recipe's parallel.num_gpus, or the smallest world its layout allows.
     """
     from nemo_twvlm.planner import format_plan, plan_from_config
     from nemo_twvlm.training.validate import validate
 
     par = cfg.parallel
-    world = num_gpus or par.tensor_parallel * par.pipeline_parallel * par.context_parallel
+    world = num_gpus or par.num_gpus or par.tensor_parallel * par.pipeline_parallel * par.context_parallel
     validate(cfg, world_size=world, te_available=True)  # the plan is for the GPU container
     print(format_plan(plan_from_config(cfg, num_gpus=world, mfu=mfu)))
 
@@ -156,7 +169,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
 }
 
 # Run before submitting to a remote executor; local runs validate as they start.
-REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor], None]] = {"pretrain": check_pretrain}
+REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor, bool], None]] = {"pretrain": check_pretrain}
 
 # What `--factory NAME` builds for each command: a task per recipe.
 COMMAND_RECIPES: dict[str, dict[str, Callable[[], Any]]] = {"pretrain": RECIPES, "plan": RECIPES}
@@ -180,7 +193,8 @@ class TwvlmRunContext(run.cli.RunContext):
     - Bare overrides (`trainer.max_steps=20`) are read as `cfg.trainer.max_steps=20`.
     - Without `--name`, the run (experiment directory, Slurm job) is named after the config's
       `name`, i.e. the recipe, rather than after the command.
-    - Before a remote executor launches (or dry-runs), REMOTE_CHECKS[command] checks the task.
+    - Before a remote executor launches (or dry-runs), REMOTE_CHECKS[command] checks the task (and,
+      for pretrain, sizes the Slurm allocation from the recipe's parallel.num_gpus).
     - An unknown `run.executor=NAME` lists the executors that exist.
     - `--dryrun` with `run.executor=...` also prints what the executor would launch (for Slurm,
       the sbatch script); NeMo-Run's task dry run shows only the arguments and executor fields.
@@ -195,10 +209,11 @@ class TwvlmRunContext(run.cli.RunContext):
             self.name = getattr(getattr(self._task, root), "name", self.name)
         check = REMOTE_CHECKS.get(fn.__name__)
         if check and self.executor is not None and not isinstance(self.executor, run.LocalExecutor):
-            check(self._task, self.executor)
+            check(self._task, self.executor, getattr(self, "_nodes_given", False))
         return self._task
 
     def parse_executor(self, name, *args):
+        self._nodes_given = any(arg.split("=", 1)[0].strip() == "nodes" for arg in args)
         try:
             return super().parse_executor(name, *args)
         except ValueError:

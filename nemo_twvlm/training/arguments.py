@@ -63,7 +63,7 @@ def megatron_args(cfg: PretrainConfig) -> list[str]:
     if t.precision in ("bf16", "fp8"):
         args.append("--bf16")
     if t.precision == "fp8":
-        args += ["--fp8-format", "hybrid", "--fp8-recipe", "delayed"]
+        args += ["--fp8-format", "hybrid", "--fp8-recipe", t.fp8_recipe]
     args += ["--transformer-impl", "transformer_engine" if te_available() else "local"]
     if not cuda_available():
         args += _CPU_ONLY_FLAGS

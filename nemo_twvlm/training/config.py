@@ -33,6 +33,9 @@ class DataConfig:
     seed: int = 1234
     # Append one JSON line per micro-batch (iteration, sample keys, loss) here; empty = off.
     sample_log: str = ""
+    # Random full-length rows instead of `path` (throughput runs: no storage, no decoding).
+    mock: bool = False
+    mock_images_per_sample: int = 1
 
 @dataclass
 class ParallelConfig:
@@ -43,6 +46,9 @@ class ParallelConfig:
     sequence_parallel: bool = False
     distributed_optimizer: bool = False
     recompute: Optional[str] = None  # None | "selective" | "full"
+    # GPUs the layout and batch sizes were chosen for; launchers size the allocation from it
+    # (Slurm nodes = num_gpus / gpus_per_node). None: whatever the launcher provides.
+    num_gpus: Optional[int] = None
 
 @dataclass
 class TrainerConfig:
@@ -56,6 +62,9 @@ class TrainerConfig:
     adam_beta2: float = 0.95
     seed: int = 1234
     precision: str = "fp32"  # fp32 | bf16 | fp8 (fp8 needs Transformer Engine)
+    # FP8 scaling (hybrid format: E4M3 forward, E5M2 gradients): "delayed" (amax history) or
+    # "tensorwise" (per-tensor current scaling).
+    fp8_recipe: str = "delayed"
     log_interval: int = 10
     eval_interval: int = 0
     eval_iters: int = 0

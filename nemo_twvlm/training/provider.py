@@ -16,6 +16,7 @@ from megatron.training.checkpointing import get_checkpoint_name
 
 from nemo_twvlm.data.loader import train_loader, val_loader
 from nemo_twvlm.data.loader_state import decode_state, encode_state
+from nemo_twvlm.data.mock import MockBatches
 from nemo_twvlm.data.task_encoder import LlavaTaskEncoder
 from nemo_twvlm.data.tokenizer import load_tokenizer
 from nemo_twvlm.model import apply_freeze_plan, build_llava, image_token_id
@@ -96,11 +97,20 @@ def _load_loader_state(path: str):
 
 def _encoder() -> LlavaTaskEncoder:
     cfg = run_config()
-    return LlavaTaskEncoder(_tokenizer(), _preset(), cfg.data.seq_length)
+    cp = cfg.parallel.context_parallel
+    # Context parallelism splits every packed segment into 2*cp chunks, so each must divide evenly.
+    return LlavaTaskEncoder(_tokenizer(), _preset(), cfg.data.seq_length, segment_multiple=2 * cp if cp > 1 else 1)
 
 
 def datasets_provider(train_val_test_num_samples, vp_stage=None):
     args, cfg = get_args(), run_config()
+    if cfg.data.mock:
+        # Every rank of a data-parallel replica must see the same rows: seed by the DP rank.
+        return MockBatches(
+            _preset(), seq_length=cfg.data.seq_length, micro_batch_size=cfg.data.micro_batch_size,
+            images_per_sample=cfg.data.mock_images_per_sample, image_token_index=image_token_id(_tokenizer()),
+            seed=cfg.data.seed + parallel_state.get_data_parallel_rank(),
+        ), None, None
     dp_rank, dp_size = parallel_state.get_data_parallel_rank(), parallel_state.get_data_parallel_world_size()
     loader = train_loader(
         cfg.data.path, _encoder(), micro_batch_size=cfg.data.micro_batch_size, packing=cfg.data.packing,
@@ -139,5 +149,8 @@ def forward_step(data_iterator, model, return_schedule_plan=False):
         seq_length=cfg.data.seq_length,
         # Pipeline stages exchange fixed-shape activations, so the model pads every row to seq_length.
         fixed_length=args.pipeline_model_parallel_size > 1,
+        shard_factor=step.shard_factor(tensor_parallel=args.tensor_model_parallel_size,
+                                       context_parallel=args.context_parallel_size,
+                                       sequence_parallel=args.sequence_parallel),
         sample_log=sample_log, iteration=args.curr_iteration if hasattr(args, "curr_iteration") else 0,
     )

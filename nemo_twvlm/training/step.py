@@ -12,7 +12,7 @@ from nemo_twvlm.data.task_encoder import LlavaBatch
 
 
 def model_inputs(batch: LlavaBatch, *, image_token_index: int, num_image_tokens: int, use_te: bool,
-                 seq_length: int | None = None, fixed_length: bool = False) -> dict:
+                 seq_length: int | None = None, fixed_length: bool = False, shard_factor: int = 1) -> dict:
     """Keyword arguments for LLaVAModel.forward that keep packed samples from attending to each other.
 
     Transformer Engine takes the packed layout directly (THD, cu_seqlens); megatron's local attention
@@ -20,6 +20,8 @@ def model_inputs(batch: LlavaBatch, *, image_token_index: int, num_image_tokens:
 
     `seq_length` is the model's max_sequence_length: megatron cuts combined rows to it, and with
     `fixed_length` (pipeline parallelism) pads them to it. None: rows are as long as the batch needs.
+    `shard_factor` is what megatron then pads the combined length to a multiple of, so sequence or
+    context parallel ranks get equal shares (`shard_factor(...)`).
     """
     images_per_row = (batch.tokens == image_token_index).sum(dim=1)
     total = int((batch.tokens.shape[1] + images_per_row * (num_image_tokens - 1)).max())
@@ -29,6 +31,7 @@ def model_inputs(batch: LlavaBatch, *, image_token_index: int, num_image_tokens:
         if longest > seq_length:
             raise ValueError(f"a packed row holds {longest} positions, more than the model's sequence length {seq_length}")
         total = seq_length if fixed_length else min(total, seq_length)
+    total = -(-total // shard_factor) * shard_factor
     kwargs = dict(
         images=batch.images,
         input_ids=batch.tokens,
@@ -45,13 +48,22 @@ def model_inputs(batch: LlavaBatch, *, image_token_index: int, num_image_tokens:
             lengths.append(total - sum(lengths))  # the padding tail is its own segment
         cu = cu_seqlens(lengths).to(batch.tokens.device)
         kwargs["attention_mask"] = None
+        # Segments carry their own padding (LlavaTaskEncoder's segment_multiple), so the padded
+        # boundaries context parallelism splits on are the boundaries themselves.
         kwargs["packed_seq_params"] = PackedSeqParams(
-            qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
+            qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu, cu_seqlens_q_padded=cu, cu_seqlens_kv_padded=cu,
             max_seqlen_q=max(lengths), max_seqlen_kv=max(lengths),
         )
     else:
         kwargs["attention_mask"] = block_causal_mask(batch.seq_lengths, total).to(batch.tokens.device)
     return kwargs
+
+
+def shard_factor(*, tensor_parallel: int, context_parallel: int, sequence_parallel: bool) -> int:
+    """The multiple megatron's LLaVA pads the combined sequence to (its _process_embedding_token_parallel)."""
+    if context_parallel > 1:
+        return 2 * context_parallel * (tensor_parallel if sequence_parallel else 1)
+    return tensor_parallel if sequence_parallel else 1
 
 
 def masked_token_loss(loss_mask: torch.Tensor, output_tensor: torch.Tensor, *, on_loss=None):
@@ -77,11 +89,11 @@ class SampleLog:
 
 
 def forward_step(data_iterator, model, *, image_token_index: int, num_image_tokens: int, use_te: bool,
-                 seq_length: int | None = None, fixed_length: bool = False, sample_log: SampleLog | None = None,
-                 iteration: int = 0):
+                 seq_length: int | None = None, fixed_length: bool = False, shard_factor: int = 1,
+                 sample_log: SampleLog | None = None, iteration: int = 0):
     batch: LlavaBatch = next(data_iterator)
     output, loss_mask = model(**model_inputs(batch, image_token_index=image_token_index,
                                              num_image_tokens=num_image_tokens, use_te=use_te, seq_length=seq_length,
-                                             fixed_length=fixed_length))
+                                             fixed_length=fixed_length, shard_factor=shard_factor))
     on_loss = partial(sample_log.record, iteration, batch.keys) if sample_log else None
     return output, partial(masked_token_loss, loss_mask, on_loss=on_loss)

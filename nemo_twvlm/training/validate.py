@@ -12,6 +12,7 @@ from nemo_twvlm.presets import PRESETS, get_preset
 from nemo_twvlm.training.config import PretrainConfig
 
 PRECISIONS = ("fp32", "bf16", "fp8")
+FP8_RECIPES = ("delayed", "tensorwise")
 FREEZE_PLANS = ("align", "cpt", "sft")
 RECOMPUTE_MODES = (None, "selective", "full")
 
@@ -55,6 +56,8 @@ def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional
         err("model.freeze_plan", m.freeze_plan, f"expected one of {list(FREEZE_PLANS)}")
     if tr.precision not in PRECISIONS:
         err("trainer.precision", tr.precision, f"expected one of {list(PRECISIONS)}")
+    if tr.fp8_recipe not in FP8_RECIPES:
+        err("trainer.fp8_recipe", tr.fp8_recipe, f"expected one of {list(FP8_RECIPES)}")
     if par.recompute not in RECOMPUTE_MODES:
         err("parallel.recompute", par.recompute, f"expected one of {list(RECOMPUTE_MODES)}")
 
@@ -73,6 +76,12 @@ def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional
             err(field, value, "expected a positive integer")
             sizes_ok = False
     vp = par.virtual_pipeline_parallel
+    if d.mock and not _positive_int(d.mock_images_per_sample):
+        err("data.mock_images_per_sample", d.mock_images_per_sample, "expected a positive integer")
+        sizes_ok = False
+    if par.num_gpus is not None and not _positive_int(par.num_gpus):
+        err("parallel.num_gpus", par.num_gpus, "expected None or a positive integer")
+        sizes_ok = False
     if vp is not None and not _positive_int(vp):
         err("parallel.virtual_pipeline_parallel", vp, "expected None or a positive integer")
         sizes_ok = False
@@ -92,6 +101,10 @@ def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional
 
         # --- parallel layout vs the world -----------------------------------------------------------
         model_parallel = tp * pp * cp
+        if par.num_gpus is not None and par.num_gpus % model_parallel:
+            err("parallel.num_gpus", par.num_gpus,
+                f"expected a multiple of tensor_parallel*pipeline_parallel*context_parallel = {tp}*{pp}*{cp} = "
+                f"{model_parallel}")
         if world_size % model_parallel:
             err("world_size", world_size,
                 f"expected a multiple of tensor_parallel*pipeline_parallel*context_parallel = "
@@ -131,6 +144,10 @@ def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional
                 err("data.seq_length", d.seq_length,
                     f"must exceed the {preset.num_image_tokens} image tokens of model.preset={m.preset!r} "
                     f"so a sequence holds an image plus text")
+            if d.mock and d.seq_length <= d.mock_images_per_sample * preset.num_image_tokens:
+                err("data.mock_images_per_sample", d.mock_images_per_sample,
+                    f"{d.mock_images_per_sample} x {preset.num_image_tokens} image tokens leave no text in "
+                    f"data.seq_length={d.seq_length}")
             if d.seq_length > lm.max_position_embeddings:
                 err("data.seq_length", d.seq_length,
                     f"must be <= max_position_embeddings={lm.max_position_embeddings} "
@@ -140,13 +157,24 @@ def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional
                 f"with parallel.context_parallel={cp} it must be divisible by 2*context_parallel = {2 * cp} "
                 f"(load-balanced causal chunks)")
 
-    # --- precision needs ------------------------------------------------------------------------------
+        if cp > 1 and d.micro_batch_size != 1:
+            err("data.micro_batch_size", d.micro_batch_size,
+                f"context parallelism splits packed (THD) rows, one per micro-batch; expected 1 with "
+                f"parallel.context_parallel={cp}")
+
+    # --- Transformer Engine needs ---------------------------------------------------------------------
+    needs_te = []
     if tr.precision == "fp8":
+        needs_te.append(("trainer.precision", tr.precision, "fp8 needs Transformer Engine"))
+    if _positive_int(par.context_parallel) and par.context_parallel > 1:
+        needs_te.append(("parallel.context_parallel", par.context_parallel,
+                         "context parallelism needs Transformer Engine's attention"))
+    if needs_te:
         if te_available is None:
             te_available = transformer_engine_available()
         if not te_available:
-            err("trainer.precision", tr.precision,
-                "fp8 needs Transformer Engine, which is not importable here; use 'bf16' or a TE container")
+            for field, value, why in needs_te:
+                err(field, value, f"{why}, which is not importable here; run in a TE container")
 
     if errors:
         raise ConfigError(errors)

@@ -3,6 +3,7 @@
 `run_pretrain` is replaced by a stub that records what it was given, so nothing here imports
 megatron or trains. Subprocess tests go through the installed `nemo` entry point.
 """
+import io
 import json
 import os
 import subprocess
@@ -174,6 +175,8 @@ def test_to_yaml_exports_the_overridden_config(in_process, tmp_path):
     (["--factory", "twvlm_debug", "run.executor=nowhere"], "run.executor='nowhere' is not an executor"),
     # 2 nodes x 8 GPUs cannot hold TP 8 x PP 4: refused before anything is submitted.
     (["--factory", "twvlm_70b_cpt", "run.executor=slurm_h100", "run.executor.nodes=2"], "world_size=16"),
+    (["--factory", "twvlm_70b_cpt_cp2", "run.executor=slurm_h100", "data.seq_length=8190"], "data.seq_length=8190"),
+    (["--factory", "twvlm_70b_cpt", "run.executor=slurm_h100", "trainer.fp8_recipe=mx"], "trainer.fp8_recipe='mx'"),
 ])
 def test_errors_are_reported_before_launch(in_process, capsys, args, message):
     assert cli.main(["pretrain", *args, "--dryrun"]) == 1
@@ -198,10 +201,49 @@ def test_every_recipe_is_a_factory():
 
 # --- executors from cluster files -------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [n for n in sorted(all_recipes()) if not n.startswith("twvlm_debug")])
-def test_cluster_recipes_fit_the_example_cluster(name):
-    task = run.Partial(cli.pretrain, cfg=cli.to_config(all_recipes()[name]()))
-    cli.check_pretrain(task, fdl.build(load_executor(SLURM_YAML)))
+CLUSTER_RECIPES = sorted(name for name, recipe in all_recipes().items() if recipe().parallel.num_gpus)
+
+
+def test_every_gpu_recipe_says_its_cluster_size():
+    assert {n for n in all_recipes() if not n.startswith("twvlm_debug")} == set(CLUSTER_RECIPES)
+    sizes = {get_recipe(n).parallel.num_gpus for n in CLUSTER_RECIPES if n.startswith("twvlm_70b")}
+    assert {32, 64, 128, 256} <= sizes
+
+
+@pytest.mark.parametrize("name", CLUSTER_RECIPES)
+def test_slurm_dryrun_sbatch_matches_the_recipe(in_process, capsys, monkeypatch, name):
+    """The job is sized from the recipe: nodes x GPUs per node = parallel.num_gpus, one torchrun per node."""
+    monkeypatch.setenv("COLUMNS", "2000")
+    monkeypatch.setenv("USER", "tester")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # NeMo-Run's experiment reads it from a thread
+    spec = yaml.safe_load(SLURM_YAML.read_text())
+    cfg = get_recipe(name)
+    nodes = cfg.parallel.num_gpus // spec["gpus_per_node"]
+    assert cli.main(["pretrain", "--factory", name, "run.executor=slurm_h100", "--dryrun", "--yes"]) == 0
+    assert in_process == []
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    sbatch = {line for line in lines if line.startswith("#SBATCH")}
+    assert f"#SBATCH --nodes={nodes}" in sbatch
+    assert f"#SBATCH --gpus-per-node={spec['gpus_per_node']}" in sbatch
+    assert f"#SBATCH --job-name=tester-{name}" in sbatch
+    (srun,) = [line for line in lines if line.startswith("srun") and "--container-image" in line]
+    assert f"--container-image {spec['container_image']}" in srun
+    assert f"--nnodes {nodes} --nproc-per-node {spec['gpus_per_node']}" in srun
+    assert srun.endswith(f"fdl_runner -n {name} /nemo_run/configs/{name}_fn_or_script")
+
+
+def test_nodes_on_the_command_line_win_over_the_recipe(in_process, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "2000")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli.main(["pretrain", "--factory", "twvlm_70b_cpt", "run.executor=slurm_h100", "run.executor.nodes=16",
+                     "--dryrun", "--yes"]) == 0
+    assert "#SBATCH --nodes=16" in capsys.readouterr().out
+
+
+def test_a_recipe_size_that_is_not_whole_nodes_is_refused(in_process, capsys):
+    assert cli.main(["pretrain", "--factory", "twvlm_70b_cpt", "run.executor=slurm_h100", "parallel.num_gpus=36",
+                     "--dryrun"]) == 1
+    assert "parallel.num_gpus=36" in capsys.readouterr().err
 
 
 def test_conf_dir_follows_TWVLM_CONF(monkeypatch, tmp_path):
