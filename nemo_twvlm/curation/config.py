@@ -94,6 +94,11 @@ class TokenConfig:
 class ModelScoreConfig:
     clip_model: str | None = None  # local Hugging Face CLIP directory; None skips the stage with a warning
     min_clip_score: float = 0.2
+    embedding_model: str | None = None  # local CLIP ViT-L/14 directory: the embeddings both heads below read
+    aesthetic_model: str | None = None  # LAION aesthetic head (.safetensors/.pth); None skips the stage with a warning
+    min_aesthetic_score: float = 4.5
+    nsfw_model: str | None = None  # LAION CLIP NSFW head (.pth/.safetensors); None skips the stage with a warning
+    max_nsfw_score: float = 0.5
 
 
 @dataclass
@@ -162,6 +167,10 @@ class CurationConfig:
         for name in ("input_dir", "output_dir", "lang.model_path", "tokens.tokenizer"):
             if not _get(self, name):
                 raise ValueError(f"{name} is empty; it must name a path")
+        for head in ("models.aesthetic_model", "models.nsfw_model"):
+            if _get(self, head) and not self.models.embedding_model:
+                raise ValueError(f"{head}={_get(self, head)!r} needs models.embedding_model: the local CLIP ViT-L/14 "
+                                 "directory whose image embeddings the head was trained on")
         if self.dedup.image_hamming is not None and not 0 <= self.dedup.image_hamming < self.dedup.image_bands:
             raise ValueError(f"dedup.image_hamming={self.dedup.image_hamming} must be in [0, dedup.image_bands="
                              f"{self.dedup.image_bands}) so that banded LSH finds every near-duplicate")
