@@ -28,6 +28,8 @@ class DownloadConfig:
     retries: int = 2
     backoff_s: float = 0.5
     threads: int = 8
+    allow_private_addresses: bool = False  # else hosts resolving to private/loopback/link-local/... are refused
+    max_requests_per_host_per_s: float | None = None  # per worker process; None = no limit
 
 
 @dataclass
@@ -176,6 +178,9 @@ class CurationConfig:
                              f"{self.dedup.image_bands}) so that banded LSH finds every near-duplicate")
         if 64 % self.dedup.image_bands:
             raise ValueError(f"dedup.image_bands={self.dedup.image_bands} must divide the 64 pHash bits")
+        rate = self.download.max_requests_per_host_per_s
+        if rate is not None and not rate > 0:
+            raise ValueError(f"download.max_requests_per_host_per_s={rate} must be > 0, or null for no limit")
         for name in ("input.batch_samples", "shards.samples_per_shard", "dedup.num_perm", "dedup.shingle"):
             if _get(self, name) < 1:
                 raise ValueError(f"{name}={_get(self, name)} must be >= 1")

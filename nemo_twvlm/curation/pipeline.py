@@ -114,7 +114,8 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
         d = cfg.download
         stages.append(DownloadStage(schemes=d.schemes, allow_local_paths=d.allow_local_paths, max_bytes=d.max_bytes,
                                     timeout_s=d.timeout_s, retries=d.retries, backoff_s=d.backoff_s,
-                                    threads=d.threads))
+                                    threads=d.threads, allow_private_addresses=d.allow_private_addresses,
+                                    max_requests_per_host_per_s=d.max_requests_per_host_per_s))
     q = cfg.quality
     stages += [
         DecodeVerifyStage(formats=cfg.image.formats, max_pixels=cfg.image.max_pixels, min_side=cfg.image.min_side,
