@@ -302,3 +302,20 @@ def test_interleaved_pipeline_has_the_model_stages(clip_dir, tmp_path):
             f"models.nsfw_model={tmp_path / 'n.pth'}", f"models.aesthetic_model={tmp_path / 'a.safetensors'}"])
     names = [s.name for s in build_pipeline(CurationConfig.from_dict(OmegaConf.to_container(cfg, resolve=True))).stages]
     assert ["image_embed", "nsfw", "aesthetic"] == [n for n in names if n in ("image_embed", "nsfw", "aesthetic")]
+
+
+def test_reused_embeddings_give_the_same_clip_scores(clip_dir, source):
+    from nemo_twvlm.curation.stages.clip_score import ClipScoreStage
+
+    _, pngs = source
+
+    def batch() -> SampleBatch:
+        samples = [Sample(key=k, index=i, segments=[ImageItem("png", pil=Image.open(io.BytesIO(png)).convert("RGB")),
+                                                    f"第 {i} 張圖"]) for i, (k, png) in enumerate(sorted(pngs.items()))]
+        return SampleBatch(dataset_name="pairs", data=samples)
+
+    own = ClipScoreStage(str(clip_dir), min_score=-1.0).process(batch())
+    shared = ClipScoreStage(str(clip_dir), min_score=-1.0, reuse_image_embeddings=True).process(
+        ImageEmbedStage(str(clip_dir)).process(batch()))
+    assert [s.meta["clip_score"] for s in shared.data] == pytest.approx([s.meta["clip_score"] for s in own.data],
+                                                                        abs=1e-4)
