@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nemo_curator.stages.base import ProcessingStage
 
 from nemo_twvlm.curation.sample import SampleBatch
 from nemo_twvlm.curation.stages.base import LoadOnFirstUse
+
+if TYPE_CHECKING:
+    import torch
 
 EMBEDDING = "clip_embedding"
 
@@ -27,7 +31,7 @@ def load_clip(path: str):
     return model, AutoImageProcessor.from_pretrained(path, local_files_only=True)
 
 
-def embed_images(model, processor, images) -> "torch.Tensor":  # noqa: F821 - torch is imported lazily
+def embed_images(model, processor, images) -> torch.Tensor:
     import torch
 
     pixels = processor(images=images, return_tensors="pt")
