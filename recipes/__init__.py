@@ -1,13 +1,15 @@
-"""Recipe registry: every named training configuration, discoverable by name.
+"""Recipe registries: every named configuration, discoverable by name.
 
-`nemo twvlm pretrain --factory <name>` resolves names from here; `all_recipes()` is what the
-tests iterate to build every recipe offline.
+`nemo twvlm pretrain --factory <name>` resolves names from RECIPES (training), `nemo twvlm curate
+--factory <name>` from CURATE_RECIPES (curation); `all_recipes()` is what the tests iterate to
+build every training recipe offline.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 from nemo_twvlm.training.config import PretrainConfig
+from recipes.curate import RECIPES as CURATE_RECIPES
 from recipes.pretrain import RECIPES
 
 
@@ -23,4 +25,4 @@ def get_recipe(name: str) -> PretrainConfig:
     return recipe()
 
 
-__all__ = ["RECIPES", "all_recipes", "get_recipe"]
+__all__ = ["CURATE_RECIPES", "RECIPES", "all_recipes", "get_recipe"]

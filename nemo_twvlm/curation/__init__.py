@@ -15,6 +15,14 @@ Modules:
     report.py     report.html
 """
 from nemo_twvlm.curation.config import CurationConfig
-from nemo_twvlm.curation.pipeline import build_pipeline, run_curation
 
 __all__ = ["CurationConfig", "build_pipeline", "run_curation"]
+
+
+def __getattr__(name: str):
+    # The pipeline imports NeMo Curator (~1 s); `nemo twvlm`, which imports the config, rarely needs it.
+    if name in ("build_pipeline", "run_curation"):
+        from nemo_twvlm.curation import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

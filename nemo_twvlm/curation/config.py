@@ -3,11 +3,11 @@
 Entry points merge the YAML (Hydra) and call `CurationConfig.from_dict`; package code only ever
 sees this dataclass. Unknown keys and bad values fail here, naming the field.
 """
-from __future__ import annotations
-
+# Real annotations, not `from __future__ import annotations`: NeMo-Run parses CLI overrides of a
+# recipe's fields (`nemo twvlm curate --factory ...`) by them.
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any, Optional, get_type_hints
 
 
 @dataclass
@@ -28,6 +28,8 @@ class DownloadConfig:
     retries: int = 2
     backoff_s: float = 0.5
     threads: int = 8
+    allow_private_addresses: bool = False  # else hosts resolving to private/loopback/link-local/... are refused
+    max_requests_per_host_per_s: Optional[float] = None  # per worker process; None = no limit
 
 
 @dataclass
@@ -68,9 +70,9 @@ class QualityConfig:
 @dataclass
 class DedupConfig:
     exact: bool = True
-    image_hamming: int | None = 6  # pHash bits; None turns near-dup images off
+    image_hamming: Optional[int] = 6  # pHash bits; None turns near-dup images off
     image_bands: int = 8           # LSH bands over the 64-bit pHash; > image_hamming guarantees recall
-    caption_jaccard: float | None = 0.85  # MinHash estimate; None turns near-dup text off
+    caption_jaccard: Optional[float] = 0.85  # MinHash estimate; None turns near-dup text off
     shingle: int = 3               # characters per shingle (Chinese has no word spaces)
     num_perm: int = 64
 
@@ -86,14 +88,19 @@ class ResizeConfig:
 class TokenConfig:
     tokenizer: str = "data/tokenizer"
     preset: str = "debug"          # image tokens per image come from nemo_twvlm.presets
-    max_per_sample: int | None = 8192
-    budget: int | None = None      # total text+image tokens to keep, in input order; None = all
+    max_per_sample: Optional[int] = 8192
+    budget: Optional[int] = None      # total text+image tokens to keep, in input order; None = all
 
 
 @dataclass
 class ModelScoreConfig:
-    clip_model: str | None = None  # local Hugging Face CLIP directory; None skips the stage with a warning
+    clip_model: Optional[str] = None  # local Hugging Face CLIP directory; None skips the stage with a warning
     min_clip_score: float = 0.2
+    embedding_model: Optional[str] = None  # local CLIP ViT-L/14 directory: the embeddings both heads below read
+    aesthetic_model: Optional[str] = None  # LAION aesthetic head (.safetensors/.pth); None skips the stage with a warning
+    min_aesthetic_score: float = 4.5
+    nsfw_model: Optional[str] = None  # LAION CLIP NSFW head (.pth/.safetensors); None skips the stage with a warning
+    max_nsfw_score: float = 0.5
 
 
 @dataclass
@@ -140,9 +147,11 @@ class CurationConfig:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> CurationConfig:
+    def from_dict(cls, values: dict[str, Any], *, check: bool = True) -> "CurationConfig":
+        """check=False: a recipe, whose input_dir and output_dir are given at launch (then checked)."""
         cfg = _build(cls, values, "")
-        cfg.check()
+        if check:
+            cfg.check()
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,11 +171,18 @@ class CurationConfig:
         for name in ("input_dir", "output_dir", "lang.model_path", "tokens.tokenizer"):
             if not _get(self, name):
                 raise ValueError(f"{name} is empty; it must name a path")
+        for head in ("models.aesthetic_model", "models.nsfw_model"):
+            if _get(self, head) and not self.models.embedding_model:
+                raise ValueError(f"{head}={_get(self, head)!r} needs models.embedding_model: the local CLIP ViT-L/14 "
+                                 "directory whose image embeddings the head was trained on")
         if self.dedup.image_hamming is not None and not 0 <= self.dedup.image_hamming < self.dedup.image_bands:
             raise ValueError(f"dedup.image_hamming={self.dedup.image_hamming} must be in [0, dedup.image_bands="
                              f"{self.dedup.image_bands}) so that banded LSH finds every near-duplicate")
         if 64 % self.dedup.image_bands:
             raise ValueError(f"dedup.image_bands={self.dedup.image_bands} must divide the 64 pHash bits")
+        rate = self.download.max_requests_per_host_per_s
+        if rate is not None and not rate > 0:
+            raise ValueError(f"download.max_requests_per_host_per_s={rate} must be > 0, or null for no limit")
         for name in ("input.batch_samples", "shards.samples_per_shard", "dedup.num_perm", "dedup.shingle"):
             if _get(self, name) < 1:
                 raise ValueError(f"{name}={_get(self, name)} must be >= 1")

@@ -3,7 +3,8 @@ last, then summarised into manifest.json, stats.json, quarantine/index.jsonl, En
 report.html.
 
     read -> [download] -> decode_verify -> clean_text -> language_id -> script_zh -> quality_zh
-         -> [clip_score] -> signatures -> resize -> token_count -> checkpoint -> dedup -> write_shards
+         -> [image_embed -> nsfw -> aesthetic] -> [clip_score] -> signatures -> resize -> token_count
+         -> checkpoint -> dedup -> write_shards
 
 Everything up to `checkpoint` works on one part of one input file at a time; `dedup` sees the
 signatures of all of them; `write_shards` works per input file again.
@@ -21,17 +22,20 @@ from nemo_curator.pipeline import Pipeline
 from nemo_curator.stages.base import ProcessingStage
 from nemo_curator.stages.file_partitioning import FilePartitioningStage
 
-from nemo_twvlm.curation.config import CurationConfig
+from nemo_twvlm.curation.config import CurationConfig, ModelScoreConfig
 from nemo_twvlm.curation.executors import make_executor
 from nemo_twvlm.curation.parts import done_parts, final_marker, part_marker
 from nemo_twvlm.curation.sample import disposition
+from nemo_twvlm.curation.stages.aesthetic import AestheticStage
 from nemo_twvlm.curation.stages.checkpoint import CheckpointStage
 from nemo_twvlm.curation.stages.clean_text import CleanTextStage
 from nemo_twvlm.curation.stages.clip_score import ClipScoreStage
 from nemo_twvlm.curation.stages.decode_verify import DecodeVerifyStage
 from nemo_twvlm.curation.stages.dedup import DedupStage
 from nemo_twvlm.curation.stages.download import DownloadStage
+from nemo_twvlm.curation.stages.image_embed import ImageEmbedStage
 from nemo_twvlm.curation.stages.language_id import LanguageIdStage
+from nemo_twvlm.curation.stages.nsfw import NsfwStage
 from nemo_twvlm.curation.stages.quality_zh import QualityStage
 from nemo_twvlm.curation.stages.read_documents import DocumentReaderStage
 from nemo_twvlm.curation.stages.read_table import TableReaderStage
@@ -110,7 +114,8 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
         d = cfg.download
         stages.append(DownloadStage(schemes=d.schemes, allow_local_paths=d.allow_local_paths, max_bytes=d.max_bytes,
                                     timeout_s=d.timeout_s, retries=d.retries, backoff_s=d.backoff_s,
-                                    threads=d.threads))
+                                    threads=d.threads, allow_private_addresses=d.allow_private_addresses,
+                                    max_requests_per_host_per_s=d.max_requests_per_host_per_s))
     q = cfg.quality
     stages += [
         DecodeVerifyStage(formats=cfg.image.formats, max_pixels=cfg.image.max_pixels, min_side=cfg.image.min_side,
@@ -122,11 +127,7 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
         QualityStage(min_chars=q.min_chars, max_chars=q.max_chars, min_cjk_ratio=q.min_cjk_ratio,
                      max_char_repetition=q.max_char_repetition, max_punctuation_ratio=q.max_punctuation_ratio),
     ]
-    if cfg.models.clip_model:
-        stages.append(ClipScoreStage(cfg.models.clip_model, min_score=cfg.models.min_clip_score))
-    else:
-        logger.warning("models.clip_model is not set: CLIP-score filtering is skipped "
-                       "(give a local CLIP directory to enable it)")
+    stages += model_stages(cfg.models)
     stages += [
         SignatureStage(shingle=cfg.dedup.shingle, num_perm=cfg.dedup.num_perm),
         ResizeStage(max_side=cfg.resize.max_side, format=cfg.resize.format, quality=cfg.resize.quality),
@@ -140,6 +141,47 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
                          samples_per_shard=cfg.shards.samples_per_shard, keep_dropped=cfg.quarantine.keep_dropped),
     ]
     return stages
+
+
+def model_stages(m: ModelScoreConfig) -> list[ProcessingStage]:
+    """The optional model-based filters; each one without a model is left out with a warning.
+
+    The heads need one image embedding each, CLIP score also a text pass, so the heads go first.
+    Paths are checked here, before an executor starts (Ray takes 20-30 s to), so a typo fails at
+    once and names its field.
+    """
+    stages: list[ProcessingStage] = []
+    embedding = None
+    if m.aesthetic_model or m.nsfw_model:
+        embedding = _local_model(m.embedding_model, "models.embedding_model", directory=True)
+        stages.append(ImageEmbedStage(embedding))
+    if m.nsfw_model:
+        stages.append(NsfwStage(_local_model(m.nsfw_model, "models.nsfw_model"), max_score=m.max_nsfw_score))
+    else:
+        logger.warning("models.nsfw_model is not set: NSFW filtering is skipped "
+                       "(give local LAION CLIP-NSFW head weights to enable it)")
+    if m.aesthetic_model:
+        stages.append(AestheticStage(_local_model(m.aesthetic_model, "models.aesthetic_model"),
+                                     min_score=m.min_aesthetic_score))
+    else:
+        logger.warning("models.aesthetic_model is not set: aesthetic filtering is skipped "
+                       "(give local LAION aesthetic-predictor weights to enable it)")
+    if m.clip_model:
+        clip = _local_model(m.clip_model, "models.clip_model", directory=True)
+        stages.append(ClipScoreStage(clip, min_score=m.min_clip_score, reuse_image_embeddings=clip == embedding))
+    else:
+        logger.warning("models.clip_model is not set: CLIP-score filtering is skipped "
+                       "(give a local CLIP directory to enable it)")
+    return stages
+
+
+def _local_model(path: str | None, field: str, *, directory: bool = False) -> str:
+    resolved = Path(path or "").expanduser().resolve()
+    if not path or not (resolved.is_dir() if directory else resolved.is_file()):
+        kind = "model directory" if directory else "weights file"
+        raise FileNotFoundError(f"{field}={path!r} is not a local {kind} (nothing is downloaded; "
+                                f"relative paths are relative to {Path.cwd()})")
+    return str(resolved)
 
 
 def build_pipeline(cfg: CurationConfig) -> Pipeline:

@@ -25,6 +25,8 @@ HISTOGRAMS: dict[str, list[float]] = {
 _TITLES = {"image_side": "Image size (longer side, px)", "aspect": "Aspect ratio (w/h)",
            "text_chars": "Text length (characters)", "tokens": "Tokens per sample (text + image)"}
 _IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+# Sample meta the optional model stages add, shown under each kept sample.
+_SCORES = (("clip_score", "clip"), ("aesthetic_score", "aesthetic"), ("nsfw_score", "nsfw"))
 
 
 def histogram(values: list[float], edges: list[float]) -> list[int]:
@@ -104,8 +106,10 @@ def kept_examples(out: Path, n: int, px: int, max_pixels: int) -> list[dict]:
             doc = json.loads(parts["json"])
             meta = doc.get("meta", doc)  # documents keep theirs beside the segments
             image = _image_part(parts)
+            scores = [f"{label} {meta[name]:g}" for name, label in _SCORES if name in meta]
             examples.append({"key": key, "img": _thumb(image, px, max_pixels) if image else None,
-                             "text": _text_of(parts), "note": f"{meta.get('lang')} · {meta.get('script') or ''}"})
+                             "text": _text_of(parts),
+                             "note": " · ".join([str(meta.get("lang")), meta.get("script") or "", *scores])})
         if len(examples) >= n:
             break
     return examples

@@ -24,7 +24,8 @@ QUARANTINE_REASONS = frozenset({
     "truncated_tar", "unreadable_tar", "unreadable_file", "bad_row",
     "missing_image", "missing_caption", "empty_image", "empty_caption", "caption_not_utf8", "bad_caption_json",
     "corrupt_image", "truncated_image", "decompression_bomb", "unsupported_image_format",
-    "download_failed", "download_too_large", "download_timeout", "download_bad_scheme", "missing_file",
+    "download_failed", "download_too_large", "download_timeout", "download_bad_scheme", "download_private_address",
+    "missing_file",
     "stage_error",
 })
 

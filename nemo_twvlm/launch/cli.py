@@ -4,9 +4,11 @@
     nemo twvlm pretrain --factory twvlm_debug run.executor=local --yes        # venv subprocess
     nemo twvlm pretrain --factory twvlm_70b_cpt_128gpu run.executor=slurm_h100 --dryrun      # 16 nodes
     nemo twvlm pretrain --factory twvlm_debug data.seq_length=512 --to-yaml cfg.yaml
+    nemo twvlm curate --factory curate_pairs_zh_tw input_dir=IN output_dir=OUT executor.name=xenna
     python -m nemo_twvlm.launch.cli pretrain ...                              # same, without `nemo`
 
-`--factory` takes any recipe name in `recipes.RECIPES`. Overrides address the config directly
+`--factory` takes any recipe name in `recipes.RECIPES` (pretrain, plan) or `recipes.CURATE_RECIPES`
+(curate). Overrides address the config directly
 (`trainer.max_steps=20` means `cfg.trainer.max_steps=20`). `run.executor=<name>` picks
 `<conf>/cluster/<name>.yaml`, where `<conf>` is `$TWVLM_CONF` or `./conf`; `local` always exists.
 Without `run.executor` the task runs in this process.
@@ -19,14 +21,15 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, get_type_hints
+from typing import Any, Callable, Optional, get_args, get_type_hints
 
 import fiddle as fdl
 import nemo_run as run
 
+from nemo_twvlm.curation.config import CurationConfig
 from nemo_twvlm.launch.executors import load_executor, local_executor
 from nemo_twvlm.training.config import PretrainConfig
-from recipes import RECIPES
+from recipes import CURATE_RECIPES, RECIPES
 
 NAMESPACE = "twvlm"
 
@@ -153,14 +156,23 @@ def export_trtllm(hf_dir: str, engine_dir: str, dtype: str = "bfloat16", tp: int
         raise SystemExit(f"export_trtllm: {error}") from None
 
 
-def curate(config: str = "pairs_zh_tw", input_dir: str = "", output_dir: str = "", overrides: str = "") -> None:
-    """Curate raw pairs / interleaved documents into Energon shards (conf/curation/<config>.yaml).
+def curate(config: str = "", input_dir: str = "", output_dir: str = "", overrides: str = "",
+           cfg: Optional[CurationConfig] = None) -> None:
+    """Curate raw pairs / interleaved documents into Energon shards, from a recipe or a YAML by name.
 
-    `overrides` holds Hydra overrides separated by spaces, e.g. "executor.name=xenna shards.samples_per_shard=500".
+    `--factory curate_pairs_zh_tw input_dir=IN output_dir=OUT executor.name=xenna`: a recipe, with
+    dotted overrides of its fields. `config=pairs_zh_tw input_dir=IN output_dir=OUT
+    overrides="executor.name=xenna"`: conf/curation/<config>.yaml with Hydra overrides (space-separated).
     """
-    from nemo_twvlm.curation.cli import curate as run_curate
+    from nemo_twvlm.curation.cli import curate as run_curate, run_config
 
-    run_curate(config, input_dir, output_dir, overrides.split())
+    if cfg is None:
+        run_curate(config or "pairs_zh_tw", input_dir, output_dir, overrides.split())
+        return
+    if config or overrides:
+        raise ValueError(f"curate: config={config!r} / overrides={overrides!r} do not combine with --factory, "
+                         "which gives the whole config; override its fields directly (executor.name=xenna)")
+    run_config(dataclasses.replace(cfg, input_dir=input_dir or cfg.input_dir, output_dir=output_dir or cfg.output_dir))
 
 
 COMMANDS: dict[str, Callable[..., Any]] = {
@@ -172,7 +184,9 @@ COMMANDS: dict[str, Callable[..., Any]] = {
 REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor, bool], None]] = {"pretrain": check_pretrain}
 
 # What `--factory NAME` builds for each command: a task per recipe.
-COMMAND_RECIPES: dict[str, dict[str, Callable[[], Any]]] = {"pretrain": RECIPES, "plan": RECIPES}
+COMMAND_RECIPES: dict[str, dict[str, Callable[[], Any]]] = {
+    "pretrain": RECIPES, "plan": RECIPES, "curate": CURATE_RECIPES,
+}
 
 
 def conf_dir() -> Path:
@@ -235,16 +249,24 @@ class TwvlmRunContext(run.cli.RunContext):
 
 
 def config_arg(fn: Callable) -> str | None:
-    """The name of `fn`'s one dataclass-typed argument, if it has exactly one."""
+    """The name of `fn`'s one dataclass-typed (or Optional dataclass) argument, if it has exactly one."""
     hints = get_type_hints(fn)
-    configs = [name for name in inspect.signature(fn).parameters if dataclasses.is_dataclass(hints.get(name))]
+    configs = [name for name in inspect.signature(fn).parameters if config_type(hints.get(name))]
     return configs[0] if len(configs) == 1 else None
+
+
+def config_type(hint: Any) -> type | None:
+    """The dataclass a hint names, `Optional[...]` unwrapped."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    args = [a for a in get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 and dataclasses.is_dataclass(args[0]) else None
 
 
 def qualify_overrides(root: str, fn: Callable, args: list[str]) -> list[str]:
     """Prefix `<root>.` to overrides whose first segment is a field of that config, not an argument of `fn`."""
     params = inspect.signature(fn).parameters
-    fields = {f.name for f in dataclasses.fields(get_type_hints(fn)[root])}
+    fields = {f.name for f in dataclasses.fields(config_type(get_type_hints(fn)[root]))}
     qualified = []
     for arg in args:
         head = re.match(r"[A-Za-z_]\w*", arg)

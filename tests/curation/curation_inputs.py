@@ -70,6 +70,21 @@ def good_pairs(rng: np.random.Generator, n: int, prefix: str = "good") -> list[t
     return [(f"{prefix}{i:04d}", {"png": encode(draw(rng)), "txt": zh_caption(rng).encode()}) for i in range(n)]
 
 
+def tiny_clip(path: Path, projection_dim: int = 16) -> Path:
+    """A random 1-layer CLIP saved like a real one (model, image processor, tokenizer): no hub.
+    projection_dim=768 gives embeddings of ViT-L/14's width, what the LAION heads read."""
+    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    text = dict(vocab_size=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                  num_attention_heads=2)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)).save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+    AutoTokenizer.from_pretrained(REPO / "data" / "tokenizer").save_pretrained(path)
+    return path
+
+
 def curate(input_dir: Path, output_dir: Path, *overrides: str, config: str = "pairs_zh_tw",
            executor: str = "in_process") -> dict:
     """`python -m nemo_twvlm.curation --config-name <config> input_dir=... output_dir=...` in this process."""

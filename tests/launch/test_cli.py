@@ -19,7 +19,7 @@ import yaml
 from nemo_twvlm.launch import cli
 from nemo_twvlm.launch.executors import ClusterSpecError, executor_from_spec, load_executor
 from nemo_twvlm.training.config import PretrainConfig
-from recipes import all_recipes, get_recipe
+from recipes import CURATE_RECIPES, all_recipes, get_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_YAML = REPO / "conf" / "cluster" / "slurm_h100.yaml"
@@ -106,7 +106,7 @@ def test_local_executor_runs_a_subprocess_of_the_venv_python(stub_env):
                 "--yes", env=stub_env)
     assert "SUCCEEDED" in proc.stdout
     run = recorded_run(stub_env)
-    assert Path(run["python"]).parent == Path(sys.executable).parent
+    assert Path(run["python"]).parent.resolve() == Path(sys.executable).parent.resolve()  # a venv may be a symlink
     assert run["cfg"]["name"] == "twvlm_debug_align" and run["cfg"]["trainer"]["max_steps"] == 3
 
 
@@ -184,10 +184,15 @@ def test_errors_are_reported_before_launch(in_process, capsys, args, message):
     assert in_process == []
 
 
-def test_help_lists_recipes_and_executors(in_process, capsys):
+def test_help_lists_recipes_and_executors(in_process, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich cuts long factory names short in narrow terminals
     cli.main(["pretrain", "--help"])
     out = capsys.readouterr().out
     for name in [*all_recipes(), "local", "slurm_h100"]:
+        assert name in out
+    cli.main(["curate", "--help"])
+    out = capsys.readouterr().out
+    for name in CURATE_RECIPES:
         assert name in out
 
 
@@ -273,3 +278,65 @@ def test_plan_prints_the_70b_cpt_budget_and_memory_margin(in_process, capsys):
 def test_plan_refuses_a_world_the_layout_does_not_divide(in_process, capsys):
     cli.main(["plan", "--factory", "twvlm_70b_cpt", "num_gpus=48", "--yes"])
     assert "world_size=48" in capsys.readouterr().err
+
+
+# --- curate: recipes and YAMLs by name ----------------------------------------------------------------
+
+LANGID_MODEL = REPO / ".venv" / "share" / "nemo_twvlm" / "lid.176.ftz"  # the recipes' default
+
+
+@pytest.fixture(scope="module")
+def raw_pairs(tmp_path_factory):
+    if not LANGID_MODEL.is_file():
+        pytest.skip(f"{LANGID_MODEL} is missing: run scripts/fetch_langid_model.sh (setup does)")
+    from nemo_twvlm.data.synthetic import write_dataset
+
+    root = tmp_path_factory.mktemp("raw")
+    write_dataset(root, train_pairs=12, val_pairs=1, interleaved_docs=1, instructions=1, samples_per_shard=6)
+    return root / "pairs"
+
+
+def curated_stats(out: Path) -> dict:
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["input"] == stats["kept"] + sum(stats["dropped"].values()) + sum(stats["quarantined"].values())
+    return stats
+
+
+def test_curate_runs_a_recipe_with_overrides(in_process, raw_pairs, tmp_path, capsys):
+    assert cli.main(["curate", "--factory", "curate_pairs_zh_tw", f"input_dir={raw_pairs}", f"output_dir={tmp_path}",
+                     "executor.name=in_process", "shards.samples_per_shard=4", "--yes"]) == 0
+    stats = curated_stats(tmp_path)
+    assert stats["input"] == 12 and stats["kept"] >= 1
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["kept"] == stats["kept"]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["shards"]
+    assert max(s["samples"] for s in manifest) <= 4
+
+
+def test_curate_by_config_name_still_works(in_process, raw_pairs, tmp_path):
+    assert cli.main(["curate", "config=pairs_zh_tw", f"input_dir={raw_pairs}", f"output_dir={tmp_path}",
+                     "overrides=executor.name=in_process shards.samples_per_shard=4", "--yes"]) == 0
+    assert curated_stats(tmp_path)["input"] == 12
+
+
+def test_curate_refuses_a_config_name_beside_a_recipe(in_process, capsys):
+    assert cli.main(["curate", "--factory", "curate_pairs_zh_tw", "config=interleaved_zh_tw", "input_dir=a",
+                     "output_dir=b", "--yes"]) == 1
+    assert "do not combine with --factory" in capsys.readouterr().err
+
+
+def test_every_curate_recipe_is_a_factory():
+    from nemo_run.cli.api import resolve_factory
+
+    for name, recipe in CURATE_RECIPES.items():
+        task = resolve_factory(cli.curate, name)()
+        assert fdl.build(task.cfg) == recipe()
+
+
+def test_curate_cluster_recipe_dry_runs_on_slurm(in_process, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))  # the git packager's subprocesses read it
+    assert cli.main(["curate", "--factory", "curate_pairs_zh_tw_cluster", "input_dir=/workspace/raw",
+                     "output_dir=/workspace/curated", "run.executor=slurm_h100", "run.executor.nodes=1",
+                     "run.executor.ntasks_per_node=1", "--dryrun"]) == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --nodes=1" in out and "nemo_run.core.runners.fdl_runner" in out
+    assert "name='xenna'" in out and "preset='70b'" in out and "'/workspace/raw'" in out

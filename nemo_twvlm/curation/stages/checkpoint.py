@@ -12,6 +12,7 @@ from nemo_curator.stages.base import ProcessingStage
 
 from nemo_twvlm.curation.parts import part_marker, part_table
 from nemo_twvlm.curation.sample import ImageItem, Rejection, Sample, SampleBatch, SignatureBatch
+from nemo_twvlm.curation.stages.image_embed import EMBEDDING
 from nemo_twvlm.curation.storage import (
     atomic_write,
     atomic_write_json,
@@ -21,6 +22,9 @@ from nemo_twvlm.curation.storage import (
 )
 
 _SIGNATURE_META = ("content_sha", "phash", "minhash", "text_tokens", "image_tokens")
+# Image meta that served the stages and is not the sample's: where it was read from, its pixel
+# hash (in content_sha already), its CLIP embedding (3 KB of floats per image).
+_TRANSIENT_IMAGE_META = ("base_dir", "sha", EMBEDDING)
 
 
 def quarantine_members(rejections: list[Rejection], keep_dropped: bool) -> list[tuple[str, dict[str, bytes]]]:
@@ -40,7 +44,7 @@ def _row(sample: Sample) -> dict:
     images = sample.images
     doc = [{"image": images.index(s)} if isinstance(s, ImageItem) else s for s in sample.segments]
     meta = {k: v for k, v in sample.meta.items() if k not in _SIGNATURE_META}
-    meta["images"] = [{k: v for k, v in item.meta.items() if k not in ("base_dir", "sha")} | {"ref": item.ref}
+    meta["images"] = [{k: v for k, v in item.meta.items() if k not in _TRANSIENT_IMAGE_META} | {"ref": item.ref}
                       for item in images]
     return {
         "index": sample.index, "key": sample.key, "doc": json.dumps(doc, ensure_ascii=False),

@@ -1,16 +1,19 @@
 """Optional image-text agreement filter: cosine similarity of CLIP embeddings from a local model
 directory (any Hugging Face model with get_image_features / get_text_features, e.g. a Chinese
 CLIP for zh captions). Nothing is downloaded: without `models.clip_model` the stage is left out
-with a warning. Documents are scored image by image against their whole text; the lowest counts."""
+with a warning. Documents are scored image by image against their whole text; the lowest counts.
+
+When the image-embedding stage ran with the same model (`models.embedding_model`), its
+embeddings are reused: each image goes through the vision tower once."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from nemo_curator.stages.base import ProcessingStage
 
 from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch
 from nemo_twvlm.curation.stages.base import LoadOnFirstUse
+from nemo_twvlm.curation.stages.image_embed import EMBEDDING, embed_images, load_clip
 
 
 @dataclass
@@ -18,6 +21,7 @@ class ClipScoreStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch]):
     model_path: str
     min_score: float = 0.2
     chunk: int = 32
+    reuse_image_embeddings: bool = False
     name: str = "clip_score"
 
     def inputs(self) -> tuple[list[str], list[str]]:
@@ -26,26 +30,21 @@ class ClipScoreStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch]):
     def outputs(self) -> tuple[list[str], list[str]]:
         return ["data"], []
 
-    def setup_on_node(self, node_info=None, worker_metadata=None) -> None:
-        if not Path(self.model_path).is_dir():
-            raise FileNotFoundError(f"models.clip_model={self.model_path!r} is not a local model directory")
-
     def load(self) -> None:
-        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        self._model = AutoModel.from_pretrained(self.model_path, local_files_only=True).eval()
-        self._images = AutoImageProcessor.from_pretrained(self.model_path, local_files_only=True)
+        self._model, self._images = load_clip(self.model_path)
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
         text_config = getattr(self._model.config, "text_config", self._model.config)
         self._max_tokens = getattr(text_config, "max_position_embeddings", 77)
 
     def process(self, batch: SampleBatch) -> SampleBatch:
         self.ensure_loaded()
-        pairs = [(sample, item.pil) for sample, item in batch.images()]
+        pairs = list(batch.images())
         scores: dict[int, float] = {}
         for k in range(0, len(pairs), self.chunk):
             chunk = pairs[k:k + self.chunk]
-            for (sample, _), score in zip(chunk, self._scores([img for _, img in chunk], [s.text for s, _ in chunk])):
+            for (sample, _), score in zip(chunk, self._scores([item for _, item in chunk], [s.text for s, _ in chunk])):
                 scores[id(sample)] = min(scores.get(id(sample), score), score)
 
         def check(sample: Sample) -> None:
@@ -56,17 +55,16 @@ class ClipScoreStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch]):
 
         return batch.apply(self.name, check)
 
-    def _scores(self, images, texts) -> list[float]:
+    def _scores(self, items, texts) -> list[float]:
+        import numpy as np
         import torch
 
-        pixels = self._images(images=images, return_tensors="pt")
+        if self.reuse_image_embeddings:
+            image = torch.from_numpy(np.stack([item.meta[EMBEDDING] for item in items]))
+        else:
+            image = embed_images(self._model, self._images, [item.pil for item in items])
         tokens = self._tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self._max_tokens)
         with torch.no_grad():
-            image = _features(self._model.get_image_features(**pixels))
-            text = _features(self._model.get_text_features(**tokens))
-        return torch.nn.functional.cosine_similarity(image, text).tolist()
-
-
-def _features(output):
-    """Newer transformers return a model output whose pooler_output is the projected embedding."""
-    return output if hasattr(output, "dim") else output.pooler_output
+            text = self._model.get_text_features(**tokens)
+        text = text if hasattr(text, "dim") else text.pooler_output  # as in embed_images
+        return torch.nn.functional.cosine_similarity(image, text.float()).tolist()

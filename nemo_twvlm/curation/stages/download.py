@@ -1,10 +1,19 @@
 """Fetch the images rows and documents name: http/https only, bounded in size and time, with retries.
 
 Local paths (relative to the input file's folder) are read when `allow_local_paths`; any other
-scheme (file:, ftp:, data:...) is refused, and so is a redirect to one.
+scheme (file:, ftp:, data:...) is refused, and so is a redirect to one. Unless
+`allow_private_addresses`, a host is resolved first and refused when any of its addresses is not
+public (private, loopback, link-local, multicast, reserved...), on every redirect too, so a table
+cannot make the downloader reach the cluster's own network. The connection resolves the name
+again: a DNS server that answers differently the second time (rebinding) is not caught here.
+`max_requests_per_host_per_s` spaces the requests each worker process sends to one host.
 """
 from __future__ import annotations
 
+import functools
+import ipaddress
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,14 +35,65 @@ class _Transient(Reject):
     """A failure worth retrying: a 5xx, 408 or 429 answer, a timeout, a dropped connection."""
 
 
-class _SchemeGuard(urllib.request.HTTPRedirectHandler):
-    def __init__(self, schemes: set[str]):
-        self.schemes = schemes
+class _RedirectGuard(urllib.request.HTTPRedirectHandler):
+    """A redirect target passes the checks the first url passed."""
+
+    def __init__(self, admit):
+        self.admit = admit
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urlsplit(newurl).scheme.lower() not in self.schemes:
-            raise Reject("download_bad_scheme", f"redirect to {newurl[:200]}")
+        self.admit(newurl, redirect=True)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def non_public(address: str) -> str | None:
+    """What makes an IP address one a downloader must not reach, or None for a public one."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # without an IPv6 zone ("fe80::1%eth0")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:  # ::ffff:127.0.0.1 is 127.0.0.1
+        ip = ip.ipv4_mapped
+    for kind in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):
+        if getattr(ip, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None if ip.is_global else "not global"  # e.g. 100.64.0.0/10, carrier-grade NAT
+
+
+def refused_host(host: str, port: int) -> str | None:
+    """Why `host` must not be fetched from (the first non-public address it resolves to), or None."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise _Transient("download_failed", f"cannot resolve {host!r}: {e}") from None
+    for *_, sockaddr in infos:
+        kind = non_public(sockaddr[0])
+        if kind:
+            return f"{host} resolves to {sockaddr[0]} ({kind})"
+    return None
+
+
+class HostRateLimiter:
+    """A token bucket per host holding one token, refilled `rate` times a second: requests to one
+    host leave 1/rate s apart, with no burst. Shared by every thread (and batch) of a process."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}  # host -> when its next token is there
+
+    def wait(self, host: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next.get(host, now))
+            self._next[host] = start + self.interval
+            if len(self._next) > 100_000:  # a crawl of many hosts: forget those whose bucket is full
+                self._next = {h: t for h, t in self._next.items() if t > now}
+        if start > now:
+            time.sleep(start - now)
+
+
+@functools.cache
+def host_limiter(rate: float) -> HostRateLimiter:
+    """One limiter per rate and process, so the limit holds across batches, not only within one."""
+    return HostRateLimiter(rate)
 
 
 @dataclass
@@ -46,6 +106,8 @@ class DownloadStage(ProcessingStage[SampleBatch, SampleBatch]):
     retries: int = DownloadConfig.retries
     backoff_s: float = DownloadConfig.backoff_s
     threads: int = DownloadConfig.threads
+    allow_private_addresses: bool = DownloadConfig.allow_private_addresses
+    max_requests_per_host_per_s: float | None = DownloadConfig.max_requests_per_host_per_s
     name: str = "download"
     # Threads wait on sockets, not on the CPU.
     resources: Resources = field(default_factory=lambda: Resources(cpus=0.5))
@@ -58,7 +120,7 @@ class DownloadStage(ProcessingStage[SampleBatch, SampleBatch]):
 
     def process(self, batch: SampleBatch) -> SampleBatch:
         allowed = {s.lower() for s in self.schemes}
-        opener = urllib.request.build_opener(_SchemeGuard(allowed))
+        opener = urllib.request.build_opener(_RedirectGuard(functools.partial(self._admit, allowed=allowed)))
         pending = [(s, item) for s, item in batch.images() if item.data is None]
         with ThreadPoolExecutor(max_workers=max(1, self.threads)) as pool:
             results = dict(zip([id(item) for _, item in pending],
@@ -80,20 +142,40 @@ class DownloadStage(ProcessingStage[SampleBatch, SampleBatch]):
             return r
 
     def _get(self, item: ImageItem, allowed: set[str], opener) -> bytes:
-        scheme = urlsplit(item.ref).scheme.lower()
-        if len(scheme) <= 1:  # no scheme, or a Windows drive letter: a path
+        if len(urlsplit(item.ref).scheme) <= 1:  # no scheme, or a Windows drive letter: a path
             return self._read_local(item)
-        if scheme not in allowed:
-            raise Reject("download_bad_scheme", f"{scheme}: not in {sorted(allowed)}")
         last: _Transient | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
+                self._admit(item.ref, allowed=allowed)
                 return self._http(item, opener)
             except _Transient as t:
                 last = t
         raise Reject(last.reason, f"{last.detail} (after {self.retries + 1} tries)")
+
+    def _admit(self, url: str, *, allowed: set[str], redirect: bool = False) -> None:
+        """Refuse a url (or redirect target) by scheme or address; wait for its host's rate limit."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in allowed:
+            raise Reject("download_bad_scheme",
+                         f"redirect to {url[:200]}" if redirect else f"{scheme}: not in {sorted(allowed)}")
+        try:
+            host, port = parts.hostname, parts.port or (443 if scheme == "https" else 80)
+        except ValueError as e:  # a port that is not a number, or out of range
+            raise Reject("download_failed", f"{e}: {url[:200]}") from None
+        if not host:
+            raise Reject("download_failed", f"no host in {url[:200]}")
+        if not self.allow_private_addresses:
+            refused = refused_host(host, port)
+            if refused:
+                raise Reject("download_private_address",
+                             f"{refused}{f' (redirect to {url[:200]})' if redirect else ''}; "
+                             "download.allow_private_addresses=true allows it")
+        if self.max_requests_per_host_per_s:
+            host_limiter(self.max_requests_per_host_per_s).wait(host)
 
     def _http(self, item: ImageItem, opener) -> bytes:
         deadline = time.monotonic() + self.timeout_s
