@@ -3,7 +3,7 @@ last, then summarised into manifest.json, stats.json, quarantine/index.jsonl, En
 report.html.
 
     read -> [download] -> decode_verify -> clean_text -> language_id -> script_zh -> quality_zh
-         -> [clip_score] -> signatures -> resize -> token_count -> checkpoint -> dedup -> write_shards
+         -> [clip_score] -> resize -> signatures -> token_count -> checkpoint -> dedup -> write_shards
 
 Everything up to `checkpoint` works on one part of one input file at a time; `dedup` sees the
 signatures of all of them; `write_shards` works per input file again.
@@ -128,8 +128,8 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
         logger.warning("models.clip_model is not set: CLIP-score filtering is skipped "
                        "(give a local CLIP directory to enable it)")
     stages += [
-        SignatureStage(shingle=cfg.dedup.shingle, num_perm=cfg.dedup.num_perm),
         ResizeStage(max_side=cfg.resize.max_side, format=cfg.resize.format, quality=cfg.resize.quality),
+        SignatureStage(shingle=cfg.dedup.shingle, num_perm=cfg.dedup.num_perm),
         TokenCountStage(cfg.tokens.tokenizer, get_preset(cfg.tokens.preset).num_image_tokens,
                         max_per_sample=cfg.tokens.max_per_sample),
         CheckpointStage(work, str(layout.quarantine), keep_dropped=cfg.quarantine.keep_dropped),

@@ -47,7 +47,7 @@ class ImageItem:
     ref: str                       # the part name in a tar ("jpg", "0.png") or the url/path a row names
     data: bytes | None = None      # encoded bytes: as read, then as re-encoded
     ext: str = ""
-    pil: Image.Image | None = None  # decoded pixels, held only between decode and re-encode
+    pil: Image.Image | None = None  # decoded (then resized) pixels, held from decode to signatures
     meta: dict[str, Any] = field(default_factory=dict)
 
 
