@@ -73,6 +73,7 @@ class DedupConfig:
     caption_jaccard: float | None = 0.85  # MinHash estimate; None turns near-dup text off
     shingle: int = 3               # characters per shingle (Chinese has no word spaces)
     num_perm: int = 64
+    shards: int = 1                # > 1: candidate search split by LSH band key into this many tasks, same result
 
 
 @dataclass
@@ -167,7 +168,8 @@ class CurationConfig:
                              f"{self.dedup.image_bands}) so that banded LSH finds every near-duplicate")
         if 64 % self.dedup.image_bands:
             raise ValueError(f"dedup.image_bands={self.dedup.image_bands} must divide the 64 pHash bits")
-        for name in ("input.batch_samples", "shards.samples_per_shard", "dedup.num_perm", "dedup.shingle"):
+        for name in ("input.batch_samples", "shards.samples_per_shard", "dedup.num_perm", "dedup.shingle",
+                     "dedup.shards"):
             if _get(self, name) < 1:
                 raise ValueError(f"{name}={_get(self, name)} must be >= 1")
 

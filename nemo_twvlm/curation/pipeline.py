@@ -6,7 +6,9 @@ report.html.
          -> [clip_score] -> resize -> signatures -> token_count -> checkpoint -> dedup -> write_shards
 
 Everything up to `checkpoint` works on one part of one input file at a time; `dedup` sees the
-signatures of all of them; `write_shards` works per input file again.
+signatures of all of them (or, with `dedup.shards > 1`, dedup_partition -> dedup_fanout ->
+dedup_shard -> dedup_merge split that search by LSH band key); `write_shards` works per input file
+again.
 """
 from __future__ import annotations
 
@@ -29,7 +31,12 @@ from nemo_twvlm.curation.stages.checkpoint import CheckpointStage
 from nemo_twvlm.curation.stages.clean_text import CleanTextStage
 from nemo_twvlm.curation.stages.clip_score import ClipScoreStage
 from nemo_twvlm.curation.stages.decode_verify import DecodeVerifyStage
+from nemo_twvlm.curation.sharded_dedup import Banding
 from nemo_twvlm.curation.stages.dedup import DedupStage
+from nemo_twvlm.curation.stages.dedup_fanout import DedupFanoutStage
+from nemo_twvlm.curation.stages.dedup_merge import DedupMergeStage
+from nemo_twvlm.curation.stages.dedup_partition import DedupPartitionStage
+from nemo_twvlm.curation.stages.dedup_shard import DedupShardStage
 from nemo_twvlm.curation.stages.download import DownloadStage
 from nemo_twvlm.curation.stages.language_id import LanguageIdStage
 from nemo_twvlm.curation.stages.quality_zh import QualityStage
@@ -133,13 +140,25 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
         TokenCountStage(cfg.tokens.tokenizer, get_preset(cfg.tokens.preset).num_image_tokens,
                         max_per_sample=cfg.tokens.max_per_sample),
         CheckpointStage(work, str(layout.quarantine), keep_dropped=cfg.quarantine.keep_dropped),
-        DedupStage(exact=cfg.dedup.exact, image_hamming=cfg.dedup.image_hamming, image_bands=cfg.dedup.image_bands,
-                   caption_jaccard=cfg.dedup.caption_jaccard, num_perm=cfg.dedup.num_perm,
-                   token_budget=cfg.tokens.budget),
+        *dedup_stages(cfg),
         ShardWriterStage(work, str(layout.shards), str(layout.quarantine), kind=cfg.kind,
                          samples_per_shard=cfg.shards.samples_per_shard, keep_dropped=cfg.quarantine.keep_dropped),
     ]
     return stages
+
+
+def dedup_stages(cfg: CurationConfig) -> list[ProcessingStage]:
+    """One fan-in stage, or with `dedup.shards > 1` the sharded form: the same decisions, with the
+    candidate search in independent tasks (nemo_twvlm.curation.sharded_dedup)."""
+    d, work = cfg.dedup, str(Layout(cfg.output_dir).work)
+    if d.shards == 1:
+        return [DedupStage(exact=d.exact, image_hamming=d.image_hamming, image_bands=d.image_bands,
+                           caption_jaccard=d.caption_jaccard, num_perm=d.num_perm, token_budget=cfg.tokens.budget)]
+    banding = Banding(exact=d.exact, image_hamming=d.image_hamming, image_bands=d.image_bands,
+                      caption_jaccard=d.caption_jaccard, num_perm=d.num_perm)
+    return [DedupPartitionStage(work, d.shards, banding), DedupFanoutStage(d.shards),
+            DedupShardStage(work, image_hamming=d.image_hamming, caption_jaccard=d.caption_jaccard),
+            DedupMergeStage(work, token_budget=cfg.tokens.budget)]
 
 
 def build_pipeline(cfg: CurationConfig) -> Pipeline:
