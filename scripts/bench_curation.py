@@ -1,12 +1,14 @@
 """Curation throughput on one core: the pairs pipeline vs the raw floor (tar read + decode + pixel
 hash alone) on the same data, a per-stage breakdown, and caption near-dup scaling 10k -> 100k.
 
-    .venv/bin/python scripts/bench_curation.py [--pairs 2000] [--size 256] [--captions 10000 30000 100000]
+    .venv/bin/python scripts/bench_curation.py [--size 256 512 1024 1500] [--pairs 2000 1000 1000 500]
+                                               [--captions 10000 30000 100000]
 
 Everything runs in this process with the in-process executor (one core: thread pools are pinned
 to one thread), so samples/s is per core. Both sides are timed warm: the pipeline first runs once
 on one tar to pay its one-off imports and model loads (~2 s, printed as pipeline_cold_first_tar).
-Prints one JSON line per measurement, then a summary.
+Prints one JSON line per measurement, then a summary line per image size. The sharded dedup's
+scaling is scripts/bench_dedup.py's.
 """
 from __future__ import annotations
 
@@ -121,19 +123,24 @@ def stage_breakdown(folder: Path, out: Path) -> dict[str, float]:
     return seconds
 
 
+def near_dup_captions(n: int, rng: np.random.Generator) -> list[str]:
+    """Two zh lines and a number; ~5% copy an earlier caption with its last character changed."""
+    captions: list[str] = []
+    for i in range(n):
+        if captions and rng.random() < 0.05:
+            captions.append(captions[int(rng.integers(len(captions)))][:-1] + "。")
+        else:
+            captions.append("".join(ZH[j] for j in rng.choice(len(ZH), 2, replace=False)) + f"第{i}張")
+    return captions
+
+
 def caption_scaling(sizes: list[int]) -> list[dict]:
     """MinHash signatures and LSH dedup of n captions, ~5% of them near-duplicates of another."""
     rng = np.random.default_rng(1)
     hasher = TextMinHasher(num_perm=64)
     results = []
     for n in sizes:
-        captions = []
-        for i in range(n):
-            if captions and rng.random() < 0.05:
-                base = captions[int(rng.integers(len(captions)))]
-                captions.append(base[:-1] + "。")
-            else:
-                captions.append("".join(ZH[j] for j in rng.choice(len(ZH), 2, replace=False)) + f"第{i}張")
+        captions = near_dup_captions(n, rng)
         start = time.perf_counter()
         signatures = [hasher(shingles(dedup_normalise(c), 3)) for c in captions]
         sign_s = time.perf_counter() - start
@@ -151,16 +158,11 @@ def caption_scaling(sizes: list[int]) -> list[dict]:
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=2000)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--captions", type=int, nargs="*", default=[10_000, 30_000, 100_000])
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+def image_size_run(pairs: int, size: int, repeat: int) -> str:
+    """Floor vs pipeline on `pairs` JPEGs of `size` px; returns the summary line."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "in"
-        write_input(folder, args.pairs, args.size)
+        write_input(folder, pairs, size)
         raw_floor(folder)  # warm the page cache and imports before either timing
         warm = Path(tmp) / "warm"
         warm.mkdir()
@@ -170,11 +172,11 @@ def main() -> None:
         # The CPU is shared: alternate the two and keep each one's best of `repeat`, by wall time
         # and by CPU time (samples per CPU-second is samples/s per core, whatever else runs).
         floors, runs = [], []
-        for r in range(args.repeat):
+        for r in range(repeat):
             n, floor_s, floor_cpu = raw_floor(folder)
             floors.append((floor_s, floor_cpu))
             runs.append(pipeline_rate(folder, Path(tmp) / f"out{r}"))
-            print(json.dumps({"raw_floor_s": round(floor_s, 3), "raw_floor_cpu_s": round(floor_cpu, 3),
+            print(json.dumps({"size": size, "raw_floor_s": round(floor_s, 3), "raw_floor_cpu_s": round(floor_cpu, 3),
                               "pipeline": runs[-1]}))
         floor = n / min(f[0] for f in floors)
         floor_cpu = n / min(f[1] for f in floors)
@@ -182,19 +184,33 @@ def main() -> None:
         rate = run["input"] / run["stages_s"]
         rate_cpu = run["input"] / min(r["stages_cpu_s"] for r in runs)
         breakdown = stage_breakdown(folder, Path(tmp) / "out_stages")
-        print(json.dumps({"stage_s": {k: round(v, 2) for k, v in breakdown.items()}}))
-    summary = (f"bench_curation: pairs={n} size={args.size}px jpeg (best of {args.repeat}) "
-               f"wall: floor={floor:.0f}/s pipeline={rate:.0f}/s ratio={rate / floor:.2f}; "
-               f"per CPU-s: floor={floor_cpu:.0f} pipeline={rate_cpu:.0f} ratio={rate_cpu / floor_cpu:.2f} "
-               f"(goal >= 0.5); with finalize={run['input'] / run['with_finalize_s']:.0f}/s")
+        print(json.dumps({"size": size, "stage_s": {k: round(v, 2) for k, v in breakdown.items()}}))
+    return (f"bench_curation: pairs={n} size={size}px jpeg (best of {repeat}) "
+            f"wall: floor={floor:.0f}/s pipeline={rate:.0f}/s ratio={rate / floor:.2f}; "
+            f"per CPU-s: floor={floor_cpu:.0f} pipeline={rate_cpu:.0f} ratio={rate_cpu / floor_cpu:.2f} "
+            f"(goal >= 0.5); with finalize={run['input'] / run['with_finalize_s']:.0f}/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, nargs="+", default=[256])
+    parser.add_argument("--pairs", type=int, nargs="+", default=[2000], help="one count, or one per --size")
+    parser.add_argument("--captions", type=int, nargs="*", default=[10_000, 30_000, 100_000])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if len(args.pairs) not in (1, len(args.size)):
+        raise SystemExit(f"--pairs has {len(args.pairs)} values for {len(args.size)} sizes; give 1 or one per size")
+    pairs = args.pairs * len(args.size) if len(args.pairs) == 1 else args.pairs
+    lines = [image_size_run(n, size, args.repeat) for n, size in zip(pairs, args.size)]
     scaling = caption_scaling(args.captions)
     if len(scaling) > 1:
         first, last = scaling[0], scaling[-1]
         cost = (last["minhash_s"] + last["lsh_dedup_s"]) / (first["minhash_s"] + first["lsh_dedup_s"])
         exponent = np.log(cost) / np.log(last["captions"] / first["captions"])
-        summary += (f"; caption near-dup {first['captions']}->{last['captions']}: {first['us_per_caption']}->"
-                    f"{last['us_per_caption']} us/caption, time ~ n^{exponent:.2f}")
-    print(summary)
+        lines.append(f"caption near-dup {first['captions']}->{last['captions']}: {first['us_per_caption']}->"
+                     f"{last['us_per_caption']} us/caption, time ~ n^{exponent:.2f}")
+    print("\n".join(lines))
+
 
 if __name__ == "__main__":
     main()

@@ -75,6 +75,7 @@ class DedupConfig:
     caption_jaccard: Optional[float] = 0.85  # MinHash estimate; None turns near-dup text off
     shingle: int = 3               # characters per shingle (Chinese has no word spaces)
     num_perm: int = 64
+    shards: int = 1                # > 1: candidate search split by LSH band key into this many tasks, same result
 
 
 @dataclass
@@ -183,7 +184,8 @@ class CurationConfig:
         rate = self.download.max_requests_per_host_per_s
         if rate is not None and not rate > 0:
             raise ValueError(f"download.max_requests_per_host_per_s={rate} must be > 0, or null for no limit")
-        for name in ("input.batch_samples", "shards.samples_per_shard", "dedup.num_perm", "dedup.shingle"):
+        for name in ("input.batch_samples", "shards.samples_per_shard", "dedup.num_perm", "dedup.shingle",
+                     "dedup.shards"):
             if _get(self, name) < 1:
                 raise ValueError(f"{name}={_get(self, name)} must be >= 1")
 

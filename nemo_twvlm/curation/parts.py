@@ -25,6 +25,11 @@ def part_marker(work_dir: str | Path, source: str, part: int) -> Path:
     return analysed_dir(work_dir, source) / f"part-{part:05d}.json"
 
 
+def dedup_partition(work_dir: str | Path, num_shards: int, source: str, part: int) -> Path:
+    """A part's band keys for the sharded dedup (see nemo_twvlm.curation.sharded_dedup)."""
+    return Path(work_dir) / "dedup" / f"shards-{num_shards}" / source / f"part-{part:05d}.parquet"
+
+
 def final_marker(work_dir: str | Path, source: str) -> Path:
     return Path(work_dir) / "final" / f"{source}.json"
 
@@ -35,6 +40,17 @@ def done_parts(work_dir: str | Path, source: str) -> tuple[set[int], int | None]
     counts = {read_json(m)["num_parts"] for m in markers}
     parts = {int(m.stem.split("-")[1]) for m in markers}
     return parts, (counts.pop() if len(counts) == 1 else None)
+
+
+def require_every_part(parts: list[tuple[str, int, int]], stage: str) -> None:
+    """A fan-in stage must see every part of every source: (source, part, num_parts) triples."""
+    by_source: dict[str, list[tuple[int, int]]] = {}
+    for source, part, num_parts in parts:
+        by_source.setdefault(source, []).append((part, num_parts))
+    for source, got in by_source.items():
+        if sorted(p for p, _ in got) != list(range(got[0][1])):
+            raise RuntimeError(f"{stage} got parts {sorted(p for p, _ in got)} of {got[0][1]} for source {source!r}: "
+                               "the executor split the fan-in batch")
 
 
 def resumed_batches(work_dir: str | Path, source: str, dataset_name: str) -> list[SampleBatch] | None:

@@ -3,11 +3,13 @@ last, then summarised into manifest.json, stats.json, quarantine/index.jsonl, En
 report.html.
 
     read -> [download] -> decode_verify -> clean_text -> language_id -> script_zh -> quality_zh
-         -> [image_embed -> nsfw -> aesthetic] -> [clip_score] -> signatures -> resize -> token_count
+         -> [image_embed -> nsfw -> aesthetic] -> [clip_score] -> resize -> signatures -> token_count
          -> checkpoint -> dedup -> write_shards
 
 Everything up to `checkpoint` works on one part of one input file at a time; `dedup` sees the
-signatures of all of them; `write_shards` works per input file again.
+signatures of all of them (or, with `dedup.shards > 1`, dedup_partition -> dedup_fanout ->
+dedup_shard -> dedup_merge split that search by LSH band key); `write_shards` works per input file
+again.
 """
 from __future__ import annotations
 
@@ -26,12 +28,17 @@ from nemo_twvlm.curation.config import CurationConfig, ModelScoreConfig
 from nemo_twvlm.curation.executors import make_executor
 from nemo_twvlm.curation.parts import done_parts, final_marker, part_marker
 from nemo_twvlm.curation.sample import disposition
+from nemo_twvlm.curation.sharded_dedup import Banding
 from nemo_twvlm.curation.stages.aesthetic import AestheticStage
 from nemo_twvlm.curation.stages.checkpoint import CheckpointStage
 from nemo_twvlm.curation.stages.clean_text import CleanTextStage
 from nemo_twvlm.curation.stages.clip_score import ClipScoreStage
 from nemo_twvlm.curation.stages.decode_verify import DecodeVerifyStage
 from nemo_twvlm.curation.stages.dedup import DedupStage
+from nemo_twvlm.curation.stages.dedup_fanout import DedupFanoutStage
+from nemo_twvlm.curation.stages.dedup_merge import DedupMergeStage
+from nemo_twvlm.curation.stages.dedup_partition import DedupPartitionStage
+from nemo_twvlm.curation.stages.dedup_shard import DedupShardStage
 from nemo_twvlm.curation.stages.download import DownloadStage
 from nemo_twvlm.curation.stages.image_embed import ImageEmbedStage
 from nemo_twvlm.curation.stages.language_id import LanguageIdStage
@@ -129,14 +136,12 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
     ]
     stages += model_stages(cfg.models)
     stages += [
-        SignatureStage(shingle=cfg.dedup.shingle, num_perm=cfg.dedup.num_perm),
         ResizeStage(max_side=cfg.resize.max_side, format=cfg.resize.format, quality=cfg.resize.quality),
+        SignatureStage(shingle=cfg.dedup.shingle, num_perm=cfg.dedup.num_perm),
         TokenCountStage(cfg.tokens.tokenizer, get_preset(cfg.tokens.preset).num_image_tokens,
                         max_per_sample=cfg.tokens.max_per_sample),
         CheckpointStage(work, str(layout.quarantine), keep_dropped=cfg.quarantine.keep_dropped),
-        DedupStage(exact=cfg.dedup.exact, image_hamming=cfg.dedup.image_hamming, image_bands=cfg.dedup.image_bands,
-                   caption_jaccard=cfg.dedup.caption_jaccard, num_perm=cfg.dedup.num_perm,
-                   token_budget=cfg.tokens.budget),
+        *dedup_stages(cfg),
         ShardWriterStage(work, str(layout.shards), str(layout.quarantine), kind=cfg.kind,
                          samples_per_shard=cfg.shards.samples_per_shard, keep_dropped=cfg.quarantine.keep_dropped),
     ]
@@ -182,6 +187,20 @@ def _local_model(path: str | None, field: str, *, directory: bool = False) -> st
         raise FileNotFoundError(f"{field}={path!r} is not a local {kind} (nothing is downloaded; "
                                 f"relative paths are relative to {Path.cwd()})")
     return str(resolved)
+
+
+def dedup_stages(cfg: CurationConfig) -> list[ProcessingStage]:
+    """One fan-in stage, or with `dedup.shards > 1` the sharded form: the same decisions, with the
+    candidate search in independent tasks (nemo_twvlm.curation.sharded_dedup)."""
+    d, work = cfg.dedup, str(Layout(cfg.output_dir).work)
+    if d.shards == 1:
+        return [DedupStage(exact=d.exact, image_hamming=d.image_hamming, image_bands=d.image_bands,
+                           caption_jaccard=d.caption_jaccard, num_perm=d.num_perm, token_budget=cfg.tokens.budget)]
+    banding = Banding(exact=d.exact, image_hamming=d.image_hamming, image_bands=d.image_bands,
+                      caption_jaccard=d.caption_jaccard, num_perm=d.num_perm)
+    return [DedupPartitionStage(work, d.shards, banding), DedupFanoutStage(d.shards),
+            DedupShardStage(work, image_hamming=d.image_hamming, caption_jaccard=d.caption_jaccard),
+            DedupMergeStage(work, token_budget=cfg.tokens.budget)]
 
 
 def build_pipeline(cfg: CurationConfig) -> Pipeline:

@@ -48,7 +48,7 @@ class ImageItem:
     ref: str                       # the part name in a tar ("jpg", "0.png") or the url/path a row names
     data: bytes | None = None      # encoded bytes: as read, then as re-encoded
     ext: str = ""
-    pil: Image.Image | None = None  # decoded pixels, held only between decode and re-encode
+    pil: Image.Image | None = None  # decoded (then resized) pixels, held from decode to signatures
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -179,6 +179,39 @@ class SourceDecision(Task[dict[int, tuple[str, str]]]):
     @property
     def num_items(self) -> int:
         return len(self.data)
+
+    def validate(self) -> bool:
+        return True
+
+
+@dataclass
+class DedupShard(Task[list[tuple[str, int, int]]]):
+    """Shard `shard` of `num_shards` of the sharded dedup, over these parts: (source, part, num_parts)."""
+
+    data: list[tuple[str, int, int]] = field(default_factory=list)
+    shard: int = 0
+    num_shards: int = 1
+
+    @property
+    def num_items(self) -> int:
+        return len(self.data)
+
+    def validate(self) -> bool:
+        return True
+
+
+@dataclass
+class ShardCandidates(Task[Any]):
+    """What one dedup shard found (a `sharded_dedup.Candidates`), and the parts it covered."""
+
+    data: Any = None
+    parts: list[tuple[str, int, int]] = field(default_factory=list)
+    shard: int = 0
+    num_shards: int = 1
+
+    @property
+    def num_items(self) -> int:
+        return len(self.data.refs) if self.data is not None else 0
 
     def validate(self) -> bool:
         return True

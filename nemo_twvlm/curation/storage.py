@@ -8,6 +8,7 @@ Layout under OUT/:
     stats.json, report.html
     work/analysed/<source>/part-<p>.{parquet,json}   per-part results; the .json marks the part done
     work/final/<source>.json                         per-source shard list; marks the source written
+    work/dedup/shards-<N>/<source>/part-<p>.parquet  band keys of a part, by shard (dedup.shards > 1)
 
 A marker is written last, so a killed run leaves either a complete part (skipped on rerun) or
 none (redone); redoing a part writes the same bytes.

@@ -38,16 +38,18 @@ def source(tmp_path_factory, langid_model):
     return src, reference
 
 
-def _command(src, out) -> list[str]:
+def _command(src, out, *extra: str) -> list[str]:
     return [sys.executable, "-m", "nemo_twvlm.curation", "--config-name", "pairs_zh_tw", f"input_dir={src}",
             f"output_dir={out}", f"lang.model_path={LANGID_MODEL}", f"tokens.tokenizer={REPO / 'data' / 'tokenizer'}",
-            "executor.name=in_process", *OVERRIDES]
+            "executor.name=in_process", *OVERRIDES, *extra]
 
 
-def test_sigkill_mid_analysis_then_rerun(source, tmp_path):
+@pytest.mark.parametrize("dedup", [(), ("dedup.shards=3",)], ids=["dedup", "sharded_dedup"])
+def test_sigkill_mid_analysis_then_rerun(source, tmp_path, dedup):
+    """Sharded dedup too: killed and rerun, it gives the bytes of the uninterrupted single-process run."""
     src, reference = source
     out = tmp_path / "out"
-    proc = subprocess.Popen(_command(src, out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(_command(src, out, *dedup), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -62,7 +64,7 @@ def test_sigkill_mid_analysis_then_rerun(source, tmp_path):
     assert not (out / "stats.json").exists(), "killed after the run finished: nothing was tested"
     done_before = len(list((out / "work" / "analysed").glob("*/part-*.json")))
 
-    curate(src, out, *OVERRIDES)
+    curate(src, out, *OVERRIDES, *dedup)
     assert _outputs(out) == _outputs(reference)
     assert_contract(out)
     assert done_before < 20  # 4 sources x 5 parts: the rerun had work left

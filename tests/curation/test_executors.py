@@ -32,15 +32,17 @@ def ray_cleanup():
     ray.shutdown()  # in case the run failed before the executor's own shutdown
 
 
-def test_ray_data_matches_in_process(tmp_path, langid_model, ray_cleanup):
+@pytest.mark.parametrize("dedup", ["dedup.shards=1", "dedup.shards=3"])
+def test_ray_data_matches_in_process(tmp_path, langid_model, ray_cleanup, dedup):
+    """With `dedup.shards=3` Ray runs the fan-out, three shard tasks and the merge."""
     rng = np.random.default_rng(9)
     samples = good_pairs(rng, 12)
     samples.append(("dup", dict(samples[2][1])))
     samples.append(("empty", {"png": b"", "txt": "沒有圖片".encode()}))
     write_tar(tmp_path / "in" / "a.tar", samples[:7])
     write_tar(tmp_path / "in" / "b.tar", samples[7:])
-    overrides = ("input.batch_samples=4", "shards.samples_per_shard=3")
-    curate(tmp_path / "in", tmp_path / "local", *overrides)
+    overrides = ("input.batch_samples=4", "shards.samples_per_shard=3", dedup)
+    curate(tmp_path / "in", tmp_path / "local", *overrides[:-1])
     stats = curate(tmp_path / "in", tmp_path / "ray", *overrides, executor="ray_data")
     assert assert_contract(tmp_path / "ray") == stats
     assert stats["dropped"] == {"exact_duplicate": 1} and stats["quarantined"] == {"empty_image": 1}

@@ -72,7 +72,7 @@ def test_pipeline_is_curator_stages(langid_model, tmp_path):
     assert all(isinstance(s, ProcessingStage) for s in pipeline.stages)
     names = [s.name for s in pipeline.stages]
     assert names == ["file_partitioning", "read", "decode_verify", "clean_text", "language_id", "script_zh",
-                     "quality_zh", "signatures", "resize", "token_count", "checkpoint", "dedup", "write_shards"]
+                     "quality_zh", "resize", "signatures", "token_count", "checkpoint", "dedup", "write_shards"]
     assert "Stage 12: dedup" in pipeline.describe()
 
 

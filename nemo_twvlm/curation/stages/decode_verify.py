@@ -65,7 +65,7 @@ class DecodeVerifyStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch
     max_pixels: int = 40_000_000
     min_side: int = 32
     max_aspect: float = 3.0
-    # Decoded images live until `resize`, a batch at a time. Without Pillow's block cache every
+    # Decoded images live until `signatures`, a batch at a time. Without Pillow's block cache every
     # image is fresh mmap'd memory, page-faulted in: +50% decode time, measured on 256 px JPEGs.
     # Cached blocks never exceed what one batch already held at its peak.
     cache_blocks: int = 256
