@@ -6,6 +6,7 @@ argument namespace has no field for: the preset, the freeze plan, the Energon da
 from __future__ import annotations
 
 import functools
+import glob
 import os
 
 import torch
@@ -124,6 +125,12 @@ def datasets_provider(train_val_test_num_samples, vp_stage=None):
             pipeline_parallel=args.pipeline_model_parallel_size > 1,
             basename=f"train_dataloader_dprank{dp_rank:03d}.pt",
         )
+        saved_ranks = len(glob.glob(os.path.join(os.path.dirname(state_path), "train_dataloader_dprank*.pt")))
+        if saved_ranks and saved_ranks != dp_size:
+            raise RuntimeError(
+                f"{args.load} was saved at data-parallel size {saved_ranks} and this run has {dp_size}: the "
+                f"data-loader state is per data-parallel rank, so resume at the size the run started with, or "
+                f"start a new run from it with model.init_from={args.load}")
         if os.path.exists(state_path):
             loader.restore_state_rank(_load_loader_state(state_path))
             print_rank_0(f"nemo_twvlm: restored data loader state from {state_path}")

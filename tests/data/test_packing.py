@@ -13,7 +13,7 @@ from nemo_twvlm.data.loader import train_loader
 from nemo_twvlm.data.packing import block_causal_mask, cu_seqlens, pack_by_length, packing_efficiency
 from nemo_twvlm.data.task_encoder import LlavaTaskEncoder
 from nemo_twvlm.presets import PRESETS
-from nemo_twvlm.training.step import model_inputs
+from nemo_twvlm.training.step import model_inputs, shard_factor
 
 DEBUG = PRESETS["debug"]
 IMAGE_ID, PAD = 5, 6
@@ -210,3 +210,41 @@ def test_packing_efficiency_on_the_synthetic_blend(synthetic_blend, encoder):
           f"one sample per row {naive:.4f}")
     assert packed >= 0.97
     assert naive < 0.3 and packed > naive + 0.6
+
+
+# ------------------------------------------------------------------------ context parallelism
+
+
+def test_context_parallel_segments_are_padded_to_2cp_without_training_the_padding(tokenizer):
+    plain = LlavaTaskEncoder(tokenizer, DEBUG, 256)
+    cp2 = LlavaTaskEncoder(tokenizer, DEBUG, 256, segment_multiple=4)
+    for sample in (_caption("a", "紅色的珍珠奶茶在左上。", seed=1), _doc("b", seed=2)):
+        before, after = plain.encode_sample(sample), cp2.encode_sample(sample)
+        assert after.seq_lengths[0] % 4 == 0 and 0 <= after.seq_lengths[0] - before.seq_lengths[0] < 4
+        pad = after.seq_lengths[0] - before.seq_lengths[0]
+        assert after.loss_mask.sum() == before.loss_mask.sum()
+        assert torch.equal(after.tokens[:len(before.tokens)], before.tokens)
+        assert len(after.tokens) - len(before.tokens) == pad
+        assert torch.equal(after.labels[:len(before.labels)], before.labels)
+        assert (after.labels[len(before.labels):] == tokenizer.pad_token_id).all()
+        assert (after.loss_mask[len(before.loss_mask):] == 0).all()
+    with pytest.raises(ValueError, match="multiple of 4"):
+        LlavaTaskEncoder(tokenizer, DEBUG, 258, segment_multiple=4)
+
+
+def test_thd_boundaries_follow_megatrons_shard_padding(tokenizer):
+    """Megatron pads the combined row to a multiple of the shard factor; the last segment absorbs it,
+    and every boundary stays a multiple of 2*CP so Transformer Engine can split segments evenly."""
+    encoder = LlavaTaskEncoder(tokenizer, DEBUG, 256, segment_multiple=4)
+    a = encoder.encode_sample(_caption("a", "紅色的珍珠奶茶在左上。", seed=1))
+    b = encoder.encode_sample(_doc("b", seed=2))
+    batch = encoder.batch([encoder.pack_selected_samples([b, a])])
+    factor = shard_factor(tensor_parallel=2, context_parallel=2, sequence_parallel=True)
+    assert factor == 8 and shard_factor(tensor_parallel=4, context_parallel=1, sequence_parallel=True) == 4
+    assert shard_factor(tensor_parallel=4, context_parallel=1, sequence_parallel=False) == 1
+    params = model_inputs(batch, image_token_index=IMAGE_ID, num_image_tokens=DEBUG.num_image_tokens, use_te=True,
+                          seq_length=256, shard_factor=factor)["packed_seq_params"]
+    bounds = params.cu_seqlens_q.tolist()
+    assert bounds[:3] == [0, b.seq_lengths[0], b.seq_lengths[0] + a.seq_lengths[0]]
+    assert bounds[-1] % factor == 0 and all(x % 4 == 0 for x in bounds)
+    assert params.cu_seqlens_q_padded.tolist() == bounds

@@ -36,7 +36,7 @@ def test_sequence_parallel_with_tp1_is_allowed():
 def test_context_parallel_valid():
     cfg = cfg_70b()
     cfg.parallel.context_parallel = 2
-    validate(cfg, world_size=128)
+    validate(cfg, world_size=128, te_available=True)
 
 
 def _fails(cfg: PretrainConfig, *needles: str, world_size: int = 1, te_available=None) -> str:
@@ -175,3 +175,40 @@ def test_warmup_longer_than_training_names_the_field():
     cfg.trainer.max_steps, cfg.trainer.warmup_steps = 5, 10
     with pytest.raises(ConfigError, match=r"trainer\.warmup_steps=10"):
         validate(cfg)
+
+
+# --- scale fields: FP8 scaling, cluster size, context parallelism, mock data -------------------------
+
+def test_fp8_recipe_must_be_known():
+    cfg = cfg_70b()
+    cfg.trainer.precision, cfg.trainer.fp8_recipe = "fp8", "mxfp8"
+    _fails(cfg, "trainer.fp8_recipe='mxfp8'", "delayed", "tensorwise", world_size=64, te_available=True)
+    cfg.trainer.fp8_recipe = "tensorwise"
+    validate(cfg, world_size=64, te_available=True)
+
+
+def test_num_gpus_must_hold_whole_model_replicas():
+    cfg = cfg_70b()
+    cfg.parallel.num_gpus = 48  # TP8 x PP4 = 32 per replica
+    _fails(cfg, "parallel.num_gpus=48", "8*4*1 = 32", world_size=64)
+    cfg.parallel.num_gpus = 0
+    _fails(cfg, "parallel.num_gpus=0", "positive integer", world_size=64)
+
+
+def test_context_parallel_needs_transformer_engine_and_one_row_per_micro_batch():
+    cfg = cfg_70b()
+    cfg.parallel.tensor_parallel, cfg.parallel.context_parallel = 4, 2
+    validate(cfg, world_size=64, te_available=True)
+    _fails(cfg, "parallel.context_parallel=2", "Transformer Engine", world_size=64, te_available=False)
+    cfg.data.micro_batch_size, cfg.data.global_batch_size = 2, 128
+    _fails(cfg, "data.micro_batch_size=2", "context_parallel=2", world_size=64, te_available=True)
+
+
+def test_mock_images_must_leave_room_for_text():
+    cfg = PretrainConfig()  # debug: 16 image tokens, seq 256
+    cfg.data.mock, cfg.data.mock_images_per_sample = True, 16
+    _fails(cfg, "data.mock_images_per_sample=16", "data.seq_length=256")
+    cfg.data.mock_images_per_sample = 0
+    _fails(cfg, "data.mock_images_per_sample=0", "positive integer")
+    cfg.data.mock_images_per_sample = 15
+    validate(cfg)
