@@ -40,7 +40,8 @@ class MockBatches:
         image_at = torch.linspace(0, n - 1, k + 1)[:-1].long()
         ids[:, image_at] = self.image_token_index
         tokens, labels = ids[:, :-1], ids[:, 1:]
-        loss_mask = (labels != self.image_token_index).float()
+        # As megatron's LLaVA trains: neither a target that is an image nor the position an image fills.
+        loss_mask = ((labels != self.image_token_index) & (tokens != self.image_token_index)).float()
         size = self.preset.vision.image_size
         keys = [[f"mock{self.step:07d}_{row}"] for row in range(b)]
         self.step += 1
