@@ -427,6 +427,25 @@ class Plan:
         lm_tokens = self.images * self.image_tokens + self.text_tokens
         return math.ceil(lm_tokens / self.tokens_per_step)
 
+    @property
+    def microbatches_per_rank(self) -> int:
+        return self.global_batch_size // (self.micro_batch_size * self.dp)
+
+    @property
+    def pipeline_bubble(self) -> float:
+        """Idle share of a step relative to its compute: (pp - 1) / (vp x micro-batches per rank) for the
+        (interleaved) 1F1B schedule (Narayanan et al. 2021)."""
+        return (self.pp - 1) / ((self.vp or 1) * self.microbatches_per_rank)
+
+    @property
+    def step_seconds(self) -> float:
+        """One step's model FLOPs (this data mix) at `mfu` of the peak; the bubble is part of what MFU loses."""
+        return self.total_flops / self.steps / (self.num_gpus * self.peak_flops * self.mfu)
+
+    @property
+    def tokens_per_second_per_gpu(self) -> float:
+        return self.tokens_per_step / self.step_seconds / self.num_gpus
+
 
 def make_plan(
     preset: Union[ModelPreset, str],
@@ -546,7 +565,9 @@ def format_plan(plan: Plan) -> str:
          f"optimizer {_bytes(m['optimizer'])} + activations {_bytes(m['activations'])}"),
         ("margin vs GPU", f"{_bytes(margin)} of {_bytes(plan.gpu_memory_bytes)}: {verdict}"),
         ("tokens/step", f"{plan.tokens_per_step:,}  (GBS {plan.global_batch_size} x seq {plan.seq_length}; "
-                        f"MBS {plan.micro_batch_size})"),
+                        f"MBS {plan.micro_batch_size}; {plan.microbatches_per_rank} micro-batches per rank)"),
+        ("step time", f"{plan.step_seconds:.1f} s at MFU {plan.mfu:.0%} = {plan.tokens_per_second_per_gpu:,.0f} "
+                      f"tokens/s/GPU; pipeline bubble {plan.pipeline_bubble:.1%}"),
         ("data budget", f"{_human(plan.images)} images + {_human(plan.text_tokens)} text tokens "
                         f"= {plan.steps:,} steps"),
         ("total compute", f"{plan.total_flops:.3g} FLOP"),
@@ -558,3 +579,19 @@ def format_plan(plan: Plan) -> str:
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     rule = "-" * max(len(line) for line in lines)
     return "\n".join([rule, *lines, rule])
+
+
+def plan_table(configs: dict[str, "PretrainConfig"], *, mfu: float = DEFAULT_MFU) -> str:
+    """A Markdown table of each named config's plan at its `parallel.num_gpus` (BENCHMARKS.md)."""
+    rows = ["| recipe | GPUs | layout | memory/GPU (worst stage) | margin of 80 GiB | bubble | step @ MFU "
+            f"{mfu:.0%} | tokens/s/GPU | days for 50M images + 3B tokens |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name, cfg in configs.items():
+        plan = plan_from_config(cfg, num_gpus=cfg.parallel.num_gpus, mfu=mfu)
+        layout = (f"TP{plan.tp} PP{plan.pp}" + (f" VP{plan.vp}" if plan.vp else "")
+                  + (f" CP{plan.cp}" if plan.cp > 1 else "") + f" DP{plan.dp}")
+        rows.append(
+            f"| `{name}` | {plan.num_gpus} | {layout} | {_bytes(plan.memory['total'])} ({plan.memory['stage']}) | "
+            f"{_bytes(plan.memory_margin_bytes)} | {plan.pipeline_bubble:.1%} | {plan.step_seconds:.1f} s | "
+            f"{plan.tokens_per_second_per_gpu:,.0f} | {plan.days:.1f} |")
+    return "\n".join(rows)
