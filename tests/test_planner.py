@@ -259,3 +259,36 @@ def test_plan_from_default_config_and_more_gpus_is_faster():
     assert "debug" in format_plan(small)
     with pytest.raises(ValueError, match="divisible"):
         plan_from_config(cfg, num_gpus=3)
+
+
+def test_benchmarks_lists_the_current_prediction_for_every_70b_recipe():
+    """BENCHMARKS.md section 6 is the output of scripts/plan_recipes.py: every row, as the planner says now."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    table = subprocess.run([sys.executable, str(repo / "scripts" / "plan_recipes.py")], capture_output=True,
+                           text=True, check=True, timeout=120).stdout.strip().splitlines()
+    names = {row.split("`")[1] for row in table[2:]}
+    from recipes import all_recipes
+
+    assert names == {n for n in all_recipes() if n.startswith("twvlm_70b")}
+    benchmarks = (repo / "BENCHMARKS.md").read_text()
+    missing = [row for row in table if row not in benchmarks]
+    assert not missing, f"BENCHMARKS.md section 6 is stale; rerun scripts/plan_recipes.py: {missing[:3]}"
+
+
+def test_step_time_and_bubble_follow_the_layout():
+    from recipes import get_recipe
+
+    plan = plan_from_config(get_recipe("twvlm_70b_cpt"), num_gpus=64, mfu=0.4)
+    assert plan.microbatches_per_rank == 64  # GBS 128 / (MBS 1 x DP 2)
+    assert plan.pipeline_bubble == pytest.approx(3 / (5 * 64))
+    flops_per_step = plan.total_flops / plan.steps
+    assert plan.step_seconds == pytest.approx(flops_per_step / (64 * 989e12 * 0.4))
+    assert plan.tokens_per_second_per_gpu * plan.step_seconds * 64 == pytest.approx(128 * 8192)
+    # Twice the GPUs, same global batch: half the step time, same tokens/s/GPU.
+    double = plan_from_config(get_recipe("twvlm_70b_cpt_128gpu"), num_gpus=128, mfu=0.4)
+    assert double.step_seconds == pytest.approx(plan.step_seconds / 2)
+    assert double.pipeline_bubble == pytest.approx(1 / (10 * 16))
