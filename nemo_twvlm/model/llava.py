@@ -50,7 +50,8 @@ def cpu_base_config(precision: str = "fp32") -> TransformerConfig:
     )
 
 
-def _language_config(preset: ModelPreset, base: TransformerConfig) -> TransformerConfig:
+def language_config(preset: ModelPreset, base: TransformerConfig) -> TransformerConfig:
+    """The language model's TransformerConfig (also what a text-only GPT of the same shape is built from)."""
     lm = preset.language
     return dataclasses.replace(
         base,
@@ -138,7 +139,7 @@ def build_llava(
         }
     lm = preset.language
     return LLaVAModel(
-        language_transformer_config=_language_config(preset, base),
+        language_transformer_config=language_config(preset, base),
         language_transformer_layer_spec=lm_spec,
         language_vocab_size=lm.vocab_size,
         language_max_sequence_length=max_sequence_length or lm.max_position_embeddings,
