@@ -13,7 +13,6 @@ import torch
 from megatron.core import parallel_state
 from megatron.training import get_args, print_rank_0
 from megatron.training.arguments import core_transformer_config_from_args
-from megatron.training.checkpointing import get_checkpoint_name
 
 from nemo_twvlm.data.loader import train_loader, val_loader
 from nemo_twvlm.data.loader_state import decode_state, encode_state
@@ -23,6 +22,7 @@ from nemo_twvlm.data.tokenizer import load_tokenizer
 from nemo_twvlm.model import apply_freeze_plan, build_llava, image_token_id
 from nemo_twvlm.presets import get_preset
 from nemo_twvlm.training import step
+from nemo_twvlm.training.checkpoint import iteration_dir
 from nemo_twvlm.training.config import PretrainConfig
 
 _RUN: PretrainConfig | None = None
@@ -96,6 +96,24 @@ def _load_loader_state(path: str):
     return decode_state(torch.load(path, weights_only=True)["dataloader_state_dict"])
 
 
+def _restore_loader_state(loader, load_dir: str, iteration: int, dp_rank: int, dp_size: int) -> None:
+    """Restore this DP rank's loader state from where megatron's maybe_save_dataloader_state wrote it: one
+    file per DP rank in the TP0/PP0 directory (`mp_rank_00` or, if saved under PP, `mp_rank_00_000`)."""
+    state_dir = iteration_dir(os.path.join(load_dir, "dataloader"), iteration)
+    saved = glob.glob(os.path.join(state_dir, "mp_rank_00*", "train_dataloader_dprank*.pt"))
+    if not saved:
+        print_rank_0(f"nemo_twvlm: WARNING no loader state in {state_dir}; data restarts from the beginning")
+        return
+    if len(saved) != dp_size:
+        raise RuntimeError(
+            f"{load_dir} was saved at data-parallel size {len(saved)} and this run has {dp_size}: the data-loader "
+            f"state is per data-parallel rank, so resume at the size the run started with, or start a new run "
+            f"from it with model.init_from={load_dir}")
+    (state_path,) = [p for p in saved if os.path.basename(p) == f"train_dataloader_dprank{dp_rank:03d}.pt"]
+    loader.restore_state_rank(_load_loader_state(state_path))
+    print_rank_0(f"nemo_twvlm: restored data loader state from {state_path}")
+
+
 def _encoder() -> LlavaTaskEncoder:
     cfg = run_config()
     cp = cfg.parallel.context_parallel
@@ -119,23 +137,7 @@ def datasets_provider(train_val_test_num_samples, vp_stage=None):
         num_workers=cfg.data.num_workers, seed=cfg.data.seed,
     )
     if args.iteration > 0 and args.load and not args.finetune:
-        # Where megatron's maybe_save_dataloader_state wrote it: the TP0/PP0 directory of this DP rank.
-        state_path = get_checkpoint_name(
-            os.path.join(args.load, "dataloader"), args.iteration, pipeline_rank=0, tensor_rank=0,
-            pipeline_parallel=args.pipeline_model_parallel_size > 1,
-            basename=f"train_dataloader_dprank{dp_rank:03d}.pt",
-        )
-        saved_ranks = len(glob.glob(os.path.join(os.path.dirname(state_path), "train_dataloader_dprank*.pt")))
-        if saved_ranks and saved_ranks != dp_size:
-            raise RuntimeError(
-                f"{args.load} was saved at data-parallel size {saved_ranks} and this run has {dp_size}: the "
-                f"data-loader state is per data-parallel rank, so resume at the size the run started with, or "
-                f"start a new run from it with model.init_from={args.load}")
-        if os.path.exists(state_path):
-            loader.restore_state_rank(_load_loader_state(state_path))
-            print_rank_0(f"nemo_twvlm: restored data loader state from {state_path}")
-        else:
-            print_rank_0(f"nemo_twvlm: WARNING no loader state at {state_path}; data restarts from the beginning")
+        _restore_loader_state(loader, args.load, args.iteration, dp_rank, dp_size)
     valid = None
     if cfg.data.val_path and args.eval_iters > 0:
         valid = SavableIterator(val_loader(cfg.data.val_path, _encoder(), micro_batch_size=cfg.data.micro_batch_size,
