@@ -333,11 +333,13 @@ def test_every_curate_recipe_is_a_factory():
 
 
 def test_curate_cluster_recipe_dry_runs_on_slurm(in_process, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "2000")  # rich wraps the sbatch script at the terminal width
     monkeypatch.setattr(sys, "stdin", open(os.devnull))  # the git packager's subprocesses read it
     assert cli.main(["curate", "--factory", "curate_pairs_zh_tw_cluster", "input_dir=/workspace/raw",
                      "output_dir=/workspace/curated", "run.executor=slurm_cpu", "--dryrun"]) == 0
     out = capsys.readouterr().out
     spec = yaml.safe_load((REPO / "conf" / "cluster" / "slurm_cpu.yaml").read_text())
     assert "#SBATCH --nodes=1" in out and f"#SBATCH --cpus-per-task={spec['cpus_per_task']}" in out
-    assert "nemo_run.core.runners.fdl_runner" in out and "torchrun" not in out  # one process per node
+    (srun,) = [line.strip() for line in out.splitlines() if line.strip().startswith("srun") and "--container-image" in line]
+    assert "fdl_runner" in srun and "torchrun" not in srun  # one process per node
     assert "name='xenna'" in out and "preset='70b'" in out and "'/workspace/raw'" in out
