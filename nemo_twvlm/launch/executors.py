@@ -3,7 +3,7 @@
 A cluster file names the executor kind and then sets that executor's own fields, so a reader of
 NeMo-Run's `SlurmExecutor` docs can read the file:
 
-    executor: slurm          # local | slurm
+    executor: slurm          # local | slurm | docker
     account: my_account
     nodes: 2
     gpus_per_node: 8
@@ -52,7 +52,9 @@ def executor_from_spec(spec: Mapping[str, Any], source: str = "cluster spec") ->
         return local_executor(**spec)
     if kind == "slurm":
         return _slurm_executor(spec, source)
-    raise ClusterSpecError(f"{source}: executor={kind!r} is not supported; expected 'local' or 'slurm'")
+    if kind == "docker":
+        return _docker_executor(spec, source)
+    raise ClusterSpecError(f"{source}: executor={kind!r} is not supported; expected 'local', 'slurm' or 'docker'")
 
 
 def local_executor(**fields: Any) -> run.Config[run.LocalExecutor]:
@@ -92,6 +94,15 @@ def _slurm_executor(spec: dict[str, Any], source: str) -> run.Config[run.SlurmEx
         packager=run.Config(PACKAGERS[packager]),
         **spec,
     )
+
+
+def _docker_executor(spec: dict[str, Any], source: str) -> run.Config[run.DockerExecutor]:
+    """A container on this machine's GPUs (an NGC image built from this repo's Dockerfile)."""
+    packager = spec.pop("packager", "none")
+    if packager not in PACKAGERS:
+        raise ClusterSpecError(f"{source}: packager={packager!r} is not supported; expected one of {sorted(PACKAGERS)}")
+    _check_fields(run.DockerExecutor, spec, source)
+    return run.Config(run.DockerExecutor, packager=run.Config(PACKAGERS[packager]), **spec)
 
 
 def _check_fields(cls: type, fields: Mapping[str, Any], source: str) -> None:

@@ -343,3 +343,16 @@ def test_curate_cluster_recipe_dry_runs_on_slurm(in_process, capsys, monkeypatch
     (srun,) = [line.strip() for line in out.splitlines() if line.strip().startswith("srun") and "--container-image" in line]
     assert "fdl_runner" in srun and "torchrun" not in srun  # one process per node
     assert "name='xenna'" in out and "preset='70b'" in out and "'/workspace/raw'" in out
+
+
+def test_docker_ngc_executor_runs_single_node_recipes_and_refuses_cluster_ones(in_process, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "2000")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    executor = fdl.build(load_executor(REPO / "conf" / "cluster" / "docker_ngc.yaml"))
+    assert isinstance(executor, run.DockerExecutor) and executor.nproc_per_node() == 8
+    assert cli.main(["pretrain", "--factory", "twvlm_8b_cpt", "run.executor=docker_ngc", "--dryrun", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "container_image: nemo_twvlm:latest" in out and "runtime: nvidia" in out
+    # TP 8 x PP 4 cannot fit one 8-GPU machine: refused before docker is asked for anything.
+    assert cli.main(["pretrain", "--factory", "twvlm_70b_cpt", "run.executor=docker_ngc", "--dryrun", "--yes"]) == 1
+    assert "world_size=8" in capsys.readouterr().err
