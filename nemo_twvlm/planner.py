@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Union
 
 from nemo_twvlm.presets import LanguagePreset, ModelPreset, VisionPreset, get_preset
+from nemo_twvlm.training.config import FREEZE_PLANS, PRECISIONS, RECOMPUTE_MODES
 
 if TYPE_CHECKING:  # pragma: no cover
     from nemo_twvlm.training.config import PretrainConfig
@@ -50,9 +51,6 @@ DEFAULT_IMAGES = 50_000_000        # the seed's data budget: 50M image-text pair
 DEFAULT_TEXT_TOKENS = 3_000_000_000  # ... plus 3B text tokens
 DEFAULT_MFU = 0.4
 
-FREEZE_PLANS = ("align", "cpt", "sft")
-PRECISIONS = ("fp32", "bf16", "fp8")
-RECOMPUTE_MODES = (None, "selective", "full")
 
 TRAIN_PASSES = 3  # forward + backward
 FLOPS_PER_MAC = 2
@@ -203,7 +201,7 @@ def count_parameters(preset: Union[ModelPreset, str]) -> dict[str, int]:
 
 def _check_freeze_plan(freeze_plan: str) -> None:
     if freeze_plan not in FREEZE_PLANS:
-        raise ValueError(f"model.freeze_plan={freeze_plan!r}; expected one of {FREEZE_PLANS}")
+        raise ValueError(f"model.freeze_plan={freeze_plan!r}; expected one of {list(FREEZE_PLANS)}")
 
 
 def trainable_parameters(preset: Union[ModelPreset, str], freeze_plan: str, train_vision: bool = False) -> int:

@@ -3,12 +3,8 @@ from __future__ import annotations
 
 from megatron.core.models.multimodal.llava_model import LLaVAModel
 
-# Stage name -> the submodules that keep requires_grad=True. `vision` joins any plan with train_vision.
-FREEZE_PLANS: dict[str, tuple[str, ...]] = {
-    "align": ("vision_projection",),
-    "cpt": ("vision_projection", "language_model"),
-    "sft": ("vision_projection", "language_model"),
-}
+from nemo_twvlm.training.config import FREEZE_PLANS
+
 
 
 def trainable_modules(plan: str, train_vision: bool = False) -> tuple[str, ...]:

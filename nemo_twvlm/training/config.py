@@ -7,6 +7,18 @@ Plain dataclasses so NeMo-Run can wrap them in `run.Config` and the CLI can over
 from dataclasses import dataclass, field
 from typing import Optional
 
+# The values a field may take, kept beside the fields (validation, the planner and the model read them
+# here, so none of them needs torch to know the names).
+# Stage -> the LLaVA submodules that train; `vision_model` joins any plan with model.train_vision.
+FREEZE_PLANS: dict[str, tuple[str, ...]] = {
+    "align": ("vision_projection",),
+    "cpt": ("vision_projection", "language_model"),
+    "sft": ("vision_projection", "language_model"),
+}
+PRECISIONS = ("fp32", "bf16", "fp8")
+FP8_RECIPES = ("delayed", "tensorwise")
+RECOMPUTE_MODES = (None, "selective", "full")
+
 
 @dataclass
 class ModelConfig:

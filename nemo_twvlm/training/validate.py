@@ -9,12 +9,8 @@ from typing import Optional
 
 from nemo_twvlm.compat import te_available as transformer_engine_available
 from nemo_twvlm.presets import PRESETS, get_preset
-from nemo_twvlm.training.config import PretrainConfig
+from nemo_twvlm.training.config import FP8_RECIPES, FREEZE_PLANS, PRECISIONS, RECOMPUTE_MODES, PretrainConfig
 
-PRECISIONS = ("fp32", "bf16", "fp8")
-FP8_RECIPES = ("delayed", "tensorwise")
-FREEZE_PLANS = ("align", "cpt", "sft")
-RECOMPUTE_MODES = (None, "selective", "full")
 
 
 class ConfigError(ValueError):
