@@ -44,6 +44,47 @@ def with_layout(cfg: PretrainConfig, num_gpus: int, layout: Optional[Layout] = N
     return cfg
 
 
+def cpt_stage(align: PretrainConfig, name: str) -> PretrainConfig:
+    """The CPT stage after an `align` recipe, in its layout: projector + LM on interleaved data from the
+    align checkpoint; seq 8192, GBS 128, lr 2e-5 -> 2e-6, distributed optimizer, selective recompute."""
+    cfg = align
+    cfg.name = name
+    cfg.model.freeze_plan = "cpt"
+    cfg.model.init_from = cfg.checkpoint.save  # where the align stage saves
+    cfg.data.path = "data/cpt/blend.yaml"
+    cfg.data.seq_length = 8192
+    cfg.data.micro_batch_size = 1
+    cfg.data.global_batch_size = 128
+    cfg.parallel.distributed_optimizer = True
+    cfg.parallel.recompute = "selective"
+    cfg.trainer.lr = 2e-5
+    cfg.trainer.min_lr = 2e-6
+    cfg.trainer.warmup_steps = 200
+    cfg.trainer.max_steps = 10000
+    cfg.trainer.weight_decay = 0.1
+    cfg.checkpoint.save = f"checkpoints/{name}"
+    cfg.checkpoint.save_interval = 250
+    return cfg
+
+
+def sft_stage(cpt: PretrainConfig, name: str) -> PretrainConfig:
+    """Visual instruction tuning after a `cpt` recipe, in its layout (LLaVA-1.5 stage 2: lr 2e-5, GBS
+    128, seq 4096), loss on assistant turns; the blend mixes Taiwan visual QA with text-only
+    instructions, which protects the LM's text ability (VILA)."""
+    cfg = cpt
+    cfg.name = name
+    cfg.model.freeze_plan = "sft"
+    cfg.model.init_from = cfg.checkpoint.save  # where the CPT stage saves
+    cfg.data.path = "data/sft/blend.yaml"
+    cfg.data.seq_length = 4096
+    cfg.trainer.lr = 2e-5
+    cfg.trainer.min_lr = 0.0
+    cfg.trainer.warmup_steps = 100
+    cfg.trainer.max_steps = 5000
+    cfg.checkpoint.save = f"checkpoints/{name}"
+    return cfg
+
+
 def twvlm_debug() -> PretrainConfig:
     """CPU-sized continual pre-training on the demo blend; what tests and the demo run."""
     cfg = PretrainConfig(name="twvlm_debug")
@@ -152,43 +193,15 @@ def twvlm_70b_cpt() -> PretrainConfig:
     on the first stage), data parallel 2: 64 micro-batches per rank per step. Planned at 50 GiB per
     GPU with selective recompute; not yet measured on a cluster.
     """
-    cfg = twvlm_70b_align()
-    cfg.name = "twvlm_70b_cpt"
-    cfg.model.freeze_plan = "cpt"
-    cfg.model.init_from = cfg.checkpoint.save  # where the align base saves
-    cfg.data.path = "data/cpt/blend.yaml"
-    cfg.data.seq_length = 8192
-    cfg.data.global_batch_size = 128
+    cfg = cpt_stage(twvlm_70b_align(), "twvlm_70b_cpt")
     cfg.parallel.pipeline_parallel = 4
     cfg.parallel.virtual_pipeline_parallel = 5
-    cfg.parallel.distributed_optimizer = True
-    cfg.parallel.recompute = "selective"
-    cfg.trainer.lr = 2e-5
-    cfg.trainer.min_lr = 2e-6
-    cfg.trainer.warmup_steps = 200
-    cfg.trainer.max_steps = 10000
-    cfg.trainer.weight_decay = 0.1
-    cfg.checkpoint.save = f"checkpoints/{cfg.name}"
-    cfg.checkpoint.save_interval = 250
     return cfg
 
 
 def twvlm_70b_sft() -> PretrainConfig:
-    """Visual instruction tuning of the 70B CPT model (LLaVA-1.5 stage 2: lr 2e-5, GBS 128), loss on
-    assistant turns; the blend mixes Taiwan visual QA with text-only instructions, which protects the
-    LM's text ability (VILA)."""
-    cfg = twvlm_70b_cpt()
-    cfg.name = "twvlm_70b_sft"
-    cfg.model.freeze_plan = "sft"
-    cfg.model.init_from = cfg.checkpoint.save  # where the CPT base saves
-    cfg.data.path = "data/sft/blend.yaml"
-    cfg.data.seq_length = 4096
-    cfg.trainer.lr = 2e-5
-    cfg.trainer.min_lr = 0.0
-    cfg.trainer.warmup_steps = 100
-    cfg.trainer.max_steps = 5000
-    cfg.checkpoint.save = f"checkpoints/{cfg.name}"
-    return cfg
+    """Visual instruction tuning of the 70B CPT model in the CPT layout."""
+    return sft_stage(twvlm_70b_cpt(), "twvlm_70b_sft")
 
 
 def twvlm_70b_cpt_fp8() -> PretrainConfig:
@@ -260,38 +273,12 @@ def twvlm_debug_perf() -> PretrainConfig:
 def twvlm_8b_cpt() -> PretrainConfig:
     """Continual pre-training of Llama-3-8B + projector on one 8-GPU node: TP 2 x DP 4, sequence
     parallel, selective recompute (planned 53 GiB per GPU), from the 8B align checkpoint."""
-    cfg = twvlm_8b_align()
-    cfg.name = "twvlm_8b_cpt"
-    cfg.model.freeze_plan = "cpt"
-    cfg.model.init_from = cfg.checkpoint.save  # where the align base saves
-    cfg.data.path = "data/cpt/blend.yaml"
-    cfg.data.seq_length = 8192
-    cfg.data.micro_batch_size = 1
-    cfg.data.global_batch_size = 128
-    cfg.parallel.distributed_optimizer = True
-    cfg.trainer.lr = 2e-5
-    cfg.trainer.min_lr = 2e-6
-    cfg.trainer.warmup_steps = 200
-    cfg.trainer.max_steps = 10000
-    cfg.trainer.weight_decay = 0.1
-    cfg.checkpoint.save = f"checkpoints/{cfg.name}"
-    cfg.checkpoint.save_interval = 250
-    return cfg
+    return cpt_stage(twvlm_8b_align(), "twvlm_8b_cpt")
 
 
 def twvlm_8b_sft() -> PretrainConfig:
-    """Visual instruction tuning of the 8B CPT model on one node (the 70B SFT schedule)."""
-    cfg = twvlm_8b_cpt()
-    cfg.name = "twvlm_8b_sft"
-    cfg.model.freeze_plan = "sft"
-    cfg.model.init_from = cfg.checkpoint.save  # where the CPT base saves
-    cfg.data.path = "data/sft/blend.yaml"
-    cfg.data.seq_length = 4096
-    cfg.trainer.min_lr = 0.0
-    cfg.trainer.warmup_steps = 100
-    cfg.trainer.max_steps = 5000
-    cfg.checkpoint.save = f"checkpoints/{cfg.name}"
-    return cfg
+    """Visual instruction tuning of the 8B CPT model on one node."""
+    return sft_stage(twvlm_8b_cpt(), "twvlm_8b_sft")
 
 
 # GPUs -> layout of the 70B cpt/sft stages (align keeps TP 8 and only adds data parallelism). PP 4
