@@ -40,25 +40,27 @@ def pixel_hash(img: Image.Image) -> str:
 def phash(img: Image.Image) -> int:
     """64-bit perceptual hash: signs of the 8x8 lowest DCT frequencies of a 32x32 grey thumbnail
     (above or below their median)."""
-    return phashes([img])[0]
+    return phashes([phash_thumbnail(img)])[0]
 
 
-def phashes(images: Sequence[Image.Image]) -> list[int]:
-    """`phash` of each image. The thumbnails are Pillow's work; the DCT, median and bit packing run
-    once for the whole batch: per image, those small numpy calls cost as much as the thumbnail."""
-    if not images:
-        return []
-    grey = np.frombuffer(b"".join(_thumbnail(img).tobytes() for img in images), np.uint8)
-    grey = grey.reshape(len(images), _PHASH_SIDE, _PHASH_SIDE).astype(np.float32)
-    low = (_DCT @ grey @ _DCT.T)[:, :8, :8].reshape(len(images), PHASH_BITS)
-    bits = np.packbits(low > np.median(low, axis=1, keepdims=True), axis=1)
-    return [int.from_bytes(row.tobytes(), "big") for row in bits]
-
-
-def _thumbnail(img: Image.Image) -> Image.Image:
+def phash_thumbnail(img: Image.Image) -> Image.Image:
+    """The 32x32 grey thumbnail `phash` transforms: Pillow's work, best done while the image's
+    pixels are still in cache from the pixel hash (taken a batch later, it took 1.7x as long here)."""
     factor = min(img.size) // (2 * _PHASH_SIDE)
     small = img.reduce(factor) if factor > 1 else img  # integer box-downscale first: half the cost
     return small.convert("L").resize((_PHASH_SIDE, _PHASH_SIDE), Image.Resampling.BOX)
+
+
+def phashes(thumbnails: Sequence[Image.Image]) -> list[int]:
+    """`phash` of each image, from its `phash_thumbnail`: the DCT, median and bit packing run once for
+    the whole batch; per image, those small numpy calls cost as much as the thumbnail."""
+    if not thumbnails:
+        return []
+    grey = np.frombuffer(b"".join(t.tobytes() for t in thumbnails), np.uint8)
+    grey = grey.reshape(len(thumbnails), _PHASH_SIDE, _PHASH_SIDE).astype(np.float32)
+    low = (_DCT @ grey @ _DCT.T)[:, :8, :8].reshape(len(thumbnails), PHASH_BITS)
+    bits = np.packbits(low > np.median(low, axis=1, keepdims=True), axis=1)
+    return [int.from_bytes(row.tobytes(), "big") for row in bits]
 
 
 class HammingLSH:

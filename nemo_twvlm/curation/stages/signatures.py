@@ -4,7 +4,8 @@ and a MinHash of the normalised text's character shingles. The dedup stage compa
 Images are hashed as shipped (after `resize`): two samples are exact duplicates when their shipped
 pixels and captions are, and a 1 MP original costs under half the hashing. The pHash is the same
 32x32 grey thumbnail either way. This is the last stage that needs pixels, so it lets them go.
-The pHash's DCT and the MinHash run once per batch (hashing.phashes, TextMinHasher.many)."""
+The pHash's DCT and the MinHash run once per batch (hashing.phashes, TextMinHasher.many); the
+pHash thumbnail is taken per sample, right after the pixel hash has read the pixels into cache."""
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from nemo_curator.stages.base import ProcessingStage
 from PIL import Image
 
-from nemo_twvlm.curation.hashing import TextMinHasher, phashes, pixel_hash
+from nemo_twvlm.curation.hashing import TextMinHasher, phash_thumbnail, phashes, pixel_hash
 from nemo_twvlm.curation.sample import Sample, SampleBatch
 from nemo_twvlm.curation.stages.base import LoadOnFirstUse
 from nemo_twvlm.curation.zh import dedup_normalise, shingles
@@ -36,7 +37,7 @@ class SignatureStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch]):
 
     def process(self, batch: SampleBatch) -> SampleBatch:
         self.ensure_loaded()
-        single: list[tuple[Sample, Image.Image]] = []  # samples with one image, for the pHash
+        thumbnails: list[tuple[Sample, Image.Image]] = []  # of samples with one image, for the pHash
         grams: list[tuple[Sample, set[str]]] = []
 
         def sign(sample: Sample) -> None:
@@ -49,16 +50,16 @@ class SignatureStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch]):
             sample.meta["content_sha"] = hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
             sample.meta["phash"] = sample.meta["minhash"] = None
             if len(images) == 1:
-                single.append((sample, images[0].pil))
+                thumbnails.append((sample, phash_thumbnail(images[0].pil)))
+            for item in images:
+                item.pil = None
             text_grams = shingles(text, self.shingle)
             if text_grams:
                 grams.append((sample, text_grams))
 
         batch.apply(self.name, sign)
-        for (sample, _), h in zip(single, phashes([pil for _, pil in single])):
+        for (sample, _), h in zip(thumbnails, phashes([t for _, t in thumbnails])):
             sample.meta["phash"] = h
         for (sample, _), m in zip(grams, self._minhash.many([g for _, g in grams])):
             sample.meta["minhash"] = m.tobytes()
-        for _, item in batch.images():
-            item.pil = None
         return batch
