@@ -106,6 +106,8 @@ class ScriptDetector:
 
 def _changed(text: str, convert, ignore: frozenset[str]) -> int:
     converted = convert(text)
+    if converted == text:  # the usual answer of one of the two directions: no per-character count
+        return 0
     if len(converted) != len(text):  # a phrase rule changed the length: compare per character
         converted = "".join(convert(ch) if is_cjk(ch) else ch for ch in text)
         if len(converted) != len(text):
