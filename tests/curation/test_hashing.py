@@ -1,15 +1,26 @@
 """Dedup signatures: pHash survives re-encoding and resizing, banded LSH finds every hash within
-the distance, MinHash LSH finds near-identical captions and not different ones."""
+the distance, MinHash LSH finds near-identical captions and not different ones; the batched pHash
+and MinHash equal the per-sample computations they replaced, bit for bit."""
 from __future__ import annotations
 
 import io
 
 import numpy as np
 from curation_inputs import ZH_LINES, draw, encode
+from datasketch import MinHash
 from PIL import Image
 
-from nemo_twvlm.curation.hashing import HammingLSH, MinHashIndex, TextMinHasher, phash, pixel_hash
-from nemo_twvlm.curation.zh import shingles
+from nemo_twvlm.curation import hashing
+from nemo_twvlm.curation.hashing import (
+    HammingLSH,
+    MinHashIndex,
+    TextMinHasher,
+    phash,
+    phash_thumbnail,
+    phashes,
+    pixel_hash,
+)
+from nemo_twvlm.curation.zh import dedup_normalise, shingles
 
 
 def _jpeg_roundtrip(img: Image.Image, size: int, quality: int) -> Image.Image:
@@ -54,3 +65,48 @@ def test_minhash_index():
     assert index.query(near)[0] == "a"
     other = hasher(shingles("".join(ZH_LINES[3:6]), 3))
     assert index.query(other) is None
+
+
+def _phash_per_image(img: Image.Image) -> int:
+    """The per-image pHash that `phashes` replaced."""
+    factor = min(img.size) // 64
+    small = img.reduce(factor) if factor > 1 else img
+    grey = np.asarray(small.convert("L").resize((32, 32), Image.Resampling.BOX), np.float32)
+    low = (hashing._DCT @ grey @ hashing._DCT.T)[:8, :8].ravel()
+    return int.from_bytes(np.packbits(low > np.median(low)).tobytes(), "big")
+
+
+def test_batched_phash_equals_per_image():
+    rng = np.random.default_rng(3)
+    sizes = [(64, 64), (31, 200), (129, 300), (640, 480), (1000, 333), (257, 257)]
+    images = [draw(rng, sizes[i % len(sizes)]) for i in range(60)]
+    images += [_jpeg_roundtrip(img, 150, 70) for img in images[:10]] + [Image.new("RGB", (80, 80), (7, 7, 7))]
+    expected = [_phash_per_image(img) for img in images]
+    assert len(set(expected)) > 50
+    assert phashes([phash_thumbnail(img) for img in images]) == expected
+    assert [phash(img) for img in images[:5]] == expected[:5]
+    assert phashes([]) == []
+
+
+def _datasketch_signature(grams: set[str], num_perm: int) -> np.ndarray:
+    """The per-caption MinHash that `TextMinHasher.many` replaced."""
+    m = MinHash(num_perm=num_perm, seed=1)
+    m.update_batch([s.encode("utf-8") for s in sorted(grams)])
+    return m.hashvalues.astype(np.uint32)
+
+
+def test_batched_minhash_equals_datasketch(monkeypatch):
+    rng = np.random.default_rng(4)
+    texts = ["".join(ZH_LINES[j] for j in rng.choice(len(ZH_LINES), int(rng.integers(1, 4)), replace=False))
+             for _ in range(200)]
+    sets = [shingles(dedup_normalise(t), 3) for t in texts] + [set(), {"x"}, {"Taipei 101", "台北"}, set()]
+    for num_perm in (64, 128):
+        expected = [_datasketch_signature(g, num_perm) for g in sets]
+        hasher = TextMinHasher(num_perm)
+        assert all(np.array_equal(got, want) for got, want in zip(hasher.many(sets), expected, strict=True))
+        assert np.array_equal(hasher(sets[0]), expected[0])
+        assert np.all(hasher(set()) == 2**32 - 1)
+        monkeypatch.setattr(hashing, "_CHUNK_SHINGLES", 50)  # many chunks of a few sets each
+        assert all(np.array_equal(got, want) for got, want in zip(hasher.many(sets), expected, strict=True))
+        monkeypatch.undo()
+    assert TextMinHasher(64).many([]) == []

@@ -3,15 +3,18 @@ and a MinHash of the normalised text's character shingles. The dedup stage compa
 
 Images are hashed as shipped (after `resize`): two samples are exact duplicates when their shipped
 pixels and captions are, and a 1 MP original costs under half the hashing. The pHash is the same
-32x32 grey thumbnail either way. This is the last stage that needs pixels, so it lets them go."""
+32x32 grey thumbnail either way. This is the last stage that needs pixels, so it lets them go.
+The pHash's DCT and the MinHash run once per batch (hashing.phashes, TextMinHasher.many); the
+pHash thumbnail is taken per sample, right after the pixel hash has read the pixels into cache."""
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 
 from nemo_curator.stages.base import ProcessingStage
+from PIL import Image
 
-from nemo_twvlm.curation.hashing import TextMinHasher, phash, pixel_hash
+from nemo_twvlm.curation.hashing import TextMinHasher, phash_thumbnail, phashes, pixel_hash
 from nemo_twvlm.curation.sample import Sample, SampleBatch
 from nemo_twvlm.curation.stages.base import LoadOnFirstUse
 from nemo_twvlm.curation.zh import dedup_normalise, shingles
@@ -34,18 +37,29 @@ class SignatureStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch]):
 
     def process(self, batch: SampleBatch) -> SampleBatch:
         self.ensure_loaded()
-        return batch.apply(self.name, self._sign)
+        thumbnails: list[tuple[Sample, Image.Image]] = []  # of samples with one image, for the pHash
+        grams: list[tuple[Sample, set[str]]] = []
 
-    def _sign(self, sample: Sample) -> None:
-        images = sample.images
-        for item in images:
-            item.meta["sha"] = pixel_hash(item.pil)
-        text = dedup_normalise(sample.text)
-        # A pair is a duplicate only if both its image and its caption are; a document, if all of it is.
-        key = "\x1f".join([item.meta["sha"] for item in images] + [text])
-        sample.meta["content_sha"] = hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
-        sample.meta["phash"] = phash(images[0].pil) if len(images) == 1 else None
-        for item in images:
-            item.pil = None
-        grams = shingles(text, self.shingle)
-        sample.meta["minhash"] = self._minhash(grams).tobytes() if grams else None
+        def sign(sample: Sample) -> None:
+            images = sample.images
+            for item in images:
+                item.meta["sha"] = pixel_hash(item.pil)
+            text = dedup_normalise(sample.text)
+            # A pair is a duplicate only if both its image and its caption are; a document, if all of it is.
+            key = "\x1f".join([item.meta["sha"] for item in images] + [text])
+            sample.meta["content_sha"] = hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
+            sample.meta["phash"] = sample.meta["minhash"] = None
+            if len(images) == 1:
+                thumbnails.append((sample, phash_thumbnail(images[0].pil)))
+            for item in images:
+                item.pil = None
+            text_grams = shingles(text, self.shingle)
+            if text_grams:
+                grams.append((sample, text_grams))
+
+        batch.apply(self.name, sign)
+        for (sample, _), h in zip(thumbnails, phashes([t for _, t in thumbnails])):
+            sample.meta["phash"] = h
+        for (sample, _), m in zip(grams, self._minhash.many([g for _, g in grams])):
+            sample.meta["minhash"] = m.tobytes()
+        return batch

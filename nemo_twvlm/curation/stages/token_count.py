@@ -32,7 +32,8 @@ class TokenCountStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch])
             return []
         backend = getattr(self._tokenizer, "backend_tokenizer", None)
         if backend is not None:  # a fast tokenizer: skip building a BatchEncoding (half the time)
-            return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)]
+            # encode_batch_fast skips the character offsets: the same ids, ~10% sooner.
+            return [len(e.ids) for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
         return list(map(len, self._tokenizer(texts, add_special_tokens=False)["input_ids"]))
 
     def process(self, batch: SampleBatch) -> SampleBatch:
