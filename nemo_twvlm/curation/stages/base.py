@@ -1,4 +1,4 @@
-"""What stages that load something (a model, a tokenizer, converters) share.
+"""What stages share: loading something (a model, a tokenizer, converters) on first use, and fanning in.
 
 Ray Data runs a stage that overrides `setup()` as an actor pool holding a CPU per actor: four such
 stages on a 2-core laptop reserve every CPU and the pipeline deadlocks (measured with Ray 2.60),
@@ -25,3 +25,18 @@ class LoadOnFirstUse:
 
     def ray_stage_spec(self) -> dict[str, Any]:
         return {**super().ray_stage_spec(), "is_actor_stage": False}
+
+
+# A batch size no input reaches, so every executor hands a fan-in stage all its tasks in one batch.
+ALL_AT_ONCE = 1 << 30
+
+
+class FanIn:
+    """A stage that needs every task of the stage before it at once: it works in `process_batch`, and
+    is not resumable, since no output descends from a single input."""
+
+    batch_size = ALL_AT_ONCE
+    is_resumable = False
+
+    def process(self, task: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} needs every task at once: it runs through process_batch")

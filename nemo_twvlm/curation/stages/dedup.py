@@ -20,12 +20,11 @@ from nemo_twvlm.curation.hashing import HammingLSH, MinHashIndex
 from nemo_twvlm.curation.parts import require_every_part
 from nemo_twvlm.curation.sample import SignatureBatch, SourceDecision
 from nemo_twvlm.curation.sharded_dedup import CAPTION, EXACT, IMAGE, TokenBudget, duplicate
-
-ALL_AT_ONCE = 1 << 30
+from nemo_twvlm.curation.stages.base import FanIn
 
 
 @dataclass
-class DedupStage(ProcessingStage[SignatureBatch, SourceDecision]):
+class DedupStage(FanIn, ProcessingStage[SignatureBatch, SourceDecision]):
     exact: bool = True
     image_hamming: int | None = 6
     image_bands: int = 8
@@ -33,17 +32,12 @@ class DedupStage(ProcessingStage[SignatureBatch, SourceDecision]):
     num_perm: int = 64
     token_budget: int | None = None
     name: str = "dedup"
-    batch_size: int = ALL_AT_ONCE
-    is_resumable: bool = False  # fan-in: no output descends from a single input
 
     def inputs(self) -> tuple[list[str], list[str]]:
         return ["data"], []
 
     def outputs(self) -> tuple[list[str], list[str]]:
         return ["data"], []
-
-    def process(self, task: SignatureBatch) -> SourceDecision:
-        raise NotImplementedError("DedupStage compares samples across parts: it runs through process_batch")
 
     def process_batch(self, tasks: list[SignatureBatch]) -> list[SourceDecision]:
         require_every_part([(t.source, t.part, t.num_parts) for t in tasks], self.name)

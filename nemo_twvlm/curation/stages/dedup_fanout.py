@@ -8,24 +8,19 @@ from nemo_curator.stages.base import ProcessingStage
 
 from nemo_twvlm.curation.parts import require_every_part
 from nemo_twvlm.curation.sample import DedupShard, SignatureBatch
-from nemo_twvlm.curation.stages.dedup import ALL_AT_ONCE
+from nemo_twvlm.curation.stages.base import FanIn
 
 
 @dataclass
-class DedupFanoutStage(ProcessingStage[SignatureBatch, DedupShard]):
+class DedupFanoutStage(FanIn, ProcessingStage[SignatureBatch, DedupShard]):
     num_shards: int
     name: str = "dedup_fanout"
-    batch_size: int = ALL_AT_ONCE
-    is_resumable: bool = False  # fan-in: no output descends from a single input
 
     def inputs(self) -> tuple[list[str], list[str]]:
         return ["data"], []
 
     def outputs(self) -> tuple[list[str], list[str]]:
         return ["data"], []
-
-    def process(self, task: SignatureBatch) -> DedupShard:
-        raise NotImplementedError("DedupFanoutStage waits for every part: it runs through process_batch")
 
     def process_batch(self, tasks: list[SignatureBatch]) -> list[DedupShard]:
         parts = sorted((t.source, t.part, t.num_parts) for t in tasks)

@@ -11,25 +11,20 @@ from nemo_curator.stages.base import ProcessingStage
 from nemo_twvlm.curation.parts import part_table
 from nemo_twvlm.curation.sample import ShardCandidates, SourceDecision
 from nemo_twvlm.curation.sharded_dedup import Merge, TokenBudget
-from nemo_twvlm.curation.stages.dedup import ALL_AT_ONCE
+from nemo_twvlm.curation.stages.base import FanIn
 
 
 @dataclass
-class DedupMergeStage(ProcessingStage[ShardCandidates, SourceDecision]):
+class DedupMergeStage(FanIn, ProcessingStage[ShardCandidates, SourceDecision]):
     work_dir: str
     token_budget: int | None = None
     name: str = "dedup_merge"
-    batch_size: int = ALL_AT_ONCE
-    is_resumable: bool = False  # fan-in: no output descends from a single input
 
     def inputs(self) -> tuple[list[str], list[str]]:
         return ["data"], []
 
     def outputs(self) -> tuple[list[str], list[str]]:
         return ["data"], []
-
-    def process(self, task: ShardCandidates) -> SourceDecision:
-        raise NotImplementedError("DedupMergeStage needs every shard: it runs through process_batch")
 
     def process_batch(self, tasks: list[ShardCandidates]) -> list[SourceDecision]:
         shards = sorted(t.shard for t in tasks)
