@@ -108,6 +108,20 @@ PRESETS: dict[str, ModelPreset] = {
 }
 
 
+def architecture_diff(a: ModelPreset, b: ModelPreset) -> list[str]:
+    """'field: a vs b' for every architecture field that differs (the name and reference are labels)."""
+    diffs = []
+    for part in ("vision", "language"):
+        left, right = getattr(a, part), getattr(b, part)
+        for f in dataclasses.fields(left):
+            x, y = getattr(left, f.name), getattr(right, f.name)
+            if x != y and not (isinstance(x, float) and isinstance(y, float) and abs(x - y) <= 1e-9 * max(abs(x), abs(y))):
+                diffs.append(f"{part}.{f.name}: {x!r} vs {y!r}")
+    if a.projector_type != b.projector_type:
+        diffs.append(f"projector_type: {a.projector_type!r} vs {b.projector_type!r}")
+    return diffs
+
+
 # Sizes that are not registered (e.g. an imported HF checkpoint) travel as this file beside the checkpoint.
 PRESET_FILE = "twvlm_preset.json"
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from nemo_twvlm.curation.cli import compose_config
 from nemo_twvlm.curation.config import CurationConfig
-from recipes.pretrain import twvlm_70b_cpt
+from nemo_twvlm.rundir import TOKENIZER_DIR
+from recipes.pretrain import BASE_70B, twvlm_70b_cpt
 
 
 def curate_pairs_zh_tw() -> CurationConfig:
@@ -29,7 +30,7 @@ def at_cluster_scale(cfg: CurationConfig) -> CurationConfig:
     cpt = twvlm_70b_cpt()
     cfg.executor.name = "xenna"
     cfg.input.batch_samples *= 4
-    cfg.tokens.tokenizer = cpt.data.tokenizer
+    cfg.tokens.tokenizer = f"{BASE_70B}/{TOKENIZER_DIR}"  # the import's tokenizer, which every stage uses
     cfg.tokens.preset = cpt.model.preset
     return cfg
 

@@ -4,9 +4,11 @@ Names read `twvlm_<size>_<stage>[_variant]`. Each variant calls its base and cha
 so a number is set once and every stage downstream inherits it. Architecture numbers (layers,
 heads, image tokens) are not here: they come from `nemo_twvlm.presets` through `model.preset`.
 
-Stages (LLaVA recipe): `align` trains the projector only on caption data; `cpt` continues
-pre-training projector + LM on interleaved Traditional-Chinese data, starting from the align
-checkpoint; `sft` tunes on visual instructions from the CPT checkpoint.
+Stages (LLaVA recipe): `align` trains the projector only on caption data, starting from the import
+of the published weights (`nemo twvlm import_hf clip=... llama=... dst=checkpoints/twvlm_70b_base`);
+`cpt` continues pre-training projector + LM on interleaved Traditional-Chinese data, starting from the
+align checkpoint; `sft` tunes on visual instructions from the CPT checkpoint. The 8B/70B stages leave
+`data.tokenizer` unset: each takes the tokenizer (with its `<image>`) of the checkpoint it starts from.
 
 Scale: the 70B stage recipes are laid out for 64 H100s (8 nodes); `_32gpu`, `_128gpu` and `_256gpu`
 variants keep every hyperparameter (global batch included, so the schedule does not depend on the
@@ -21,7 +23,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional
 
+from nemo_twvlm.rundir import TOKENIZER_DIR
 from nemo_twvlm.training.config import PretrainConfig
+
+# Where `nemo twvlm import_hf clip=... llama=... dst=...` puts the published weights (README, "Start from
+# the published weights"); the align stages start there.
+BASE_8B = "checkpoints/twvlm_8b_base"
+BASE_70B = "checkpoints/twvlm_70b_base"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,8 +154,9 @@ def twvlm_8b_align() -> PretrainConfig:
     cfg.model.preset = "8b"
     cfg.model.freeze_plan = "align"
     cfg.model.train_vision = False
+    cfg.model.init_from = BASE_8B  # CLIP ViT-L/14-336 + Meta-Llama-3-8B-Instruct
     cfg.data.path = "data/align/blend.yaml"
-    cfg.data.tokenizer = "meta-llama/Meta-Llama-3-8B"
+    cfg.data.tokenizer = ""  # the import's
     cfg.data.seq_length = 4096
     cfg.data.micro_batch_size = 4
     cfg.data.global_batch_size = 256
@@ -178,7 +187,7 @@ def twvlm_70b_align() -> PretrainConfig:
     cfg = twvlm_8b_align()
     cfg.name = "twvlm_70b_align"
     cfg.model.preset = "70b"
-    cfg.data.tokenizer = "yentinglin/Llama-3-Taiwan-70B-Instruct"
+    cfg.model.init_from = BASE_70B  # CLIP ViT-L/14-336 + Llama-3-Taiwan-70B-Instruct
     cfg.data.micro_batch_size = 1
     cfg.parallel.tensor_parallel = 8
     cfg.parallel.num_gpus = 64
@@ -247,6 +256,7 @@ def twvlm_70b_cpt_perf() -> PretrainConfig:
     cfg = twvlm_70b_cpt_fp8()
     cfg.name = "twvlm_70b_cpt_perf"
     cfg.model.init_from = None
+    cfg.data.tokenizer = f"{BASE_70B}/{TOKENIZER_DIR}"  # the import's; only its <image> id is used
     cfg.data.mock = True
     cfg.data.mock_images_per_sample = 4
     cfg.trainer.max_steps = 50

@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--pp", type=int, default=1)
     imp.add_argument("--preset", help="a registered preset the checkpoint must match")
     imp.add_argument("--tokenizer", help="tokenizer directory (default: the source's)")
+    imp.add_argument("--image-token", default="reserved", choices=("reserved", "append"),
+                     help="how <image> enters a tokenizer without one (default: a reserved special token)")
     exp = commands.add_parser("export-hf", help="our checkpoint -> HF LlavaForConditionalGeneration")
     exp.add_argument("src")
     exp.add_argument("dst")
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             if (args.src is None) == (args.clip is None or args.llama is None):
                 raise ConversionError("give either a llava directory or both --clip and --llama")
             src = args.src if args.src is not None else (args.clip, args.llama)
-            preset = import_hf(src, args.dst, tp=args.tp, pp=args.pp, preset=args.preset, tokenizer=args.tokenizer)
+            preset = import_hf(src, args.dst, tp=args.tp, pp=args.pp, preset=args.preset, tokenizer=args.tokenizer,
+                               image_token=args.image_token)
             print(f"import_hf: {args.dst} (preset {preset.name}, tp={args.tp}, pp={args.pp})")
         elif args.command == "export-hf":
             from nemo_twvlm.conversion import export_hf

@@ -28,8 +28,12 @@ from nemo_twvlm.conversion.layout import (
     latest_iteration, prepare_destination, read_source_record,
 )
 from nemo_twvlm.conversion.mapping import ConversionError, hf_names, match, to_hf
-from nemo_twvlm.conversion.sources import HUB_NAMING, TOKENIZER_FILES, output_name
+from nemo_twvlm.conversion.sources import HUB_NAMING, output_name
+from nemo_twvlm.data.tokenizer import (
+    GENERATION_CONFIG, IMAGE_TOKEN, TOKENIZER_FILES, image_token_id, load_tokenizer,
+)
 from nemo_twvlm.presets import ModelPreset
+from nemo_twvlm.rundir import read_run_record
 
 # Llama-3 turns; a message's content is a string or a list of {"type": "image"} / {"type": "text"} parts,
 # and an image part becomes the `<image>` placeholder the processor expands.
@@ -45,9 +49,6 @@ CHAT_TEMPLATE = (
 
 
 def export_hf(src, dst, *, max_shard_size: str | int = "5GB") -> Path:
-    from nemo_twvlm.data.tokenizer import load_tokenizer
-    from nemo_twvlm.model.llava import image_token_id
-
     src = Path(src)
     iteration = latest_iteration(src)
     preset = checkpoint_preset(src)
@@ -76,13 +77,26 @@ def export_hf(src, dst, *, max_shard_size: str | int = "5GB") -> Path:
     if record is not None:
         for path in sorted((src / HF_DIR / FILES_DIR).iterdir()):
             shutil.copyfile(path, dst / path.name)  # the source's own processor/generation configs win
+    _write_generation_config(tokenizer, dst)
     return dst
 
 
-def _training_dtype(src: Path) -> torch.dtype:
-    from nemo_twvlm.training.checkpoint import load_run_config
+def _write_generation_config(tokenizer, dst: Path) -> None:
+    """generation_config.json stops where chat and evaluation stop (inference.prompt.stop_ids); the
+    source's other settings (sampling defaults) are kept."""
+    from nemo_twvlm.inference.prompt import read_generation_config, stop_ids
 
-    return torch.bfloat16 if load_run_config(str(src)).trainer.precision in ("bf16", "fp8") else torch.float32
+    path = dst / GENERATION_CONFIG
+    config = json.loads(path.read_text(encoding="utf-8")) if path.exists() else read_generation_config(tokenizer)
+    stops = list(stop_ids(tokenizer))
+    config.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=stops if len(stops) > 1 else stops[0])
+    if tokenizer.pad_token_id is not None:
+        config["pad_token_id"] = tokenizer.pad_token_id
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _training_dtype(src: Path) -> torch.dtype:
+    return torch.bfloat16 if read_run_record(src)["trainer"]["precision"] in ("bf16", "fp8") else torch.float32
 
 
 def _plan(model, preset: ModelPreset, record: dict | None, sidecar: Path | None, dtype: torch.dtype):
@@ -137,10 +151,27 @@ def _write_tensors(model, checkpoint_dir: Path, preset: ModelPreset, dst: Path, 
     writer.close()
 
 
+def processor_chat_template(tokenizer) -> str:
+    """CHAT_TEMPLATE (images as content parts) where it renders text conversations exactly as the
+    tokenizer's own template does, which is what the model was trained on; else the tokenizer's own
+    (`<image>` then goes into the text)."""
+    from nemo_twvlm.data.conversation import render
+
+    if tokenizer.chat_template is None:
+        return CHAT_TEMPLATE
+    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": f"{IMAGE_TOKEN}\nq"},
+                {"role": "assistant", "content": "a"}, {"role": "user", "content": "q2"}]
+    ours = render(tokenizer, messages, generation_prompt=True)
+    theirs = tokenizer.apply_chat_template(messages, chat_template=CHAT_TEMPLATE, tokenize=True,
+                                           add_generation_prompt=True)
+    theirs = list(theirs["input_ids"] if hasattr(theirs, "keys") else theirs)
+    return CHAT_TEMPLATE if ours == theirs else tokenizer.chat_template
+
+
 def _write_processor(preset: ModelPreset, tokenizer, tokenizer_dir: Path, dst: Path) -> None:
     """A LlavaProcessor: CLIP image processing at the preset's size and statistics, the tokenizer, and a
-    chat template that places images; then the tokenizer's own files, verbatim (except a text-only
-    chat_template.jinja, which would replace the processor's)."""
+    chat template that places images (`processor_chat_template`); then the tokenizer's own files,
+    verbatim (except a text-only chat_template.jinja, which would replace the processor's)."""
     from transformers import CLIPImageProcessor, LlavaProcessor
 
     vision = preset.vision
@@ -150,7 +181,7 @@ def _write_processor(preset: ModelPreset, tokenizer, tokenizer_dir: Path, dst: P
     )
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=vision.patch_size,
                                vision_feature_select_strategy="default", num_additional_image_tokens=1,
-                               chat_template=CHAT_TEMPLATE, image_token="<image>")
+                               chat_template=processor_chat_template(tokenizer), image_token=IMAGE_TOKEN)
     processor.save_pretrained(str(dst))
     image_processor.save_pretrained(str(dst))  # preprocessor_config.json, for transformers 4.x readers
     for name in TOKENIZER_FILES:

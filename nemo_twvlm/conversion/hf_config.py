@@ -12,8 +12,8 @@ from pathlib import Path
 
 from nemo_twvlm.conversion.mapping import ConversionError
 from nemo_twvlm.presets import (  # noqa: F401  (preset files are part of this module's interface)
-    PRESET_FILE, PRESETS, LanguagePreset, ModelPreset, VisionPreset, get_preset, load_preset, preset_from_dict,
-    preset_to_dict, save_preset,
+    PRESET_FILE, PRESETS, LanguagePreset, ModelPreset, VisionPreset, architecture_diff, get_preset, load_preset,
+    preset_from_dict, preset_to_dict, save_preset,
 )
 
 _VISION_ACTIVATIONS = ("quick_gelu", "gelu")
@@ -96,20 +96,6 @@ def infer_preset(config: dict, *, image_mean=None, image_std=None, hf_reference:
 
 def tied_embeddings(config: dict) -> bool:
     return bool(config.get("tie_word_embeddings")) or bool(config.get("text_config", {}).get("tie_word_embeddings"))
-
-
-def architecture_diff(a: ModelPreset, b: ModelPreset) -> list[str]:
-    """'field: a vs b' for every architecture field that differs (the name and reference are labels)."""
-    diffs = []
-    for part in ("vision", "language"):
-        left, right = getattr(a, part), getattr(b, part)
-        for f in dataclasses.fields(left):
-            x, y = getattr(left, f.name), getattr(right, f.name)
-            if x != y and not (isinstance(x, float) and isinstance(y, float) and abs(x - y) <= 1e-9 * max(abs(x), abs(y))):
-                diffs.append(f"{part}.{f.name}: {x!r} vs {y!r}")
-    if a.projector_type != b.projector_type:
-        diffs.append(f"projector_type: {a.projector_type!r} vs {b.projector_type!r}")
-    return diffs
 
 
 def check_against(inferred: ModelPreset, preset: ModelPreset | str) -> ModelPreset:

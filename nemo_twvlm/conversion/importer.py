@@ -7,8 +7,10 @@ dist_checkpointing. Peak memory per rank is its model shard plus one source tens
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +20,17 @@ from safetensors.torch import save_file
 
 from nemo_twvlm.conversion import megatron_io
 from nemo_twvlm.conversion.hf_config import check_against, infer_preset, llava_config, save_preset
-from nemo_twvlm.presets import PRESETS
 from nemo_twvlm.conversion.hf_io import dtype_name
 from nemo_twvlm.conversion.layout import (
     FILES_DIR, HF_DIR, SIDECAR_FILE, SOURCE_FILE, TOKENIZER_DIR, TRACKER_FILE, iteration_dir, prepare_destination,
 )
 from nemo_twvlm.conversion.mapping import ConversionError, expected_hf_names, hf_names, match, to_megatron, tp_slice
-from nemo_twvlm.conversion.sources import (
-    HUB_NAMING, TOKENIZER_FILES, HFSource, SourceSpec, llava_canonical_name, open_source, reopen,
+from nemo_twvlm.conversion.sources import HUB_NAMING, HFSource, SourceSpec, llava_canonical_name, open_source, reopen
+from nemo_twvlm.conversion.vocab import ADDED_ROWS_FILE, VocabPlan, load_added_rows, plan_vocab, write_added_rows
+from nemo_twvlm.data.tokenizer import (
+    GENERATION_CONFIG, TokenizerError, add_image_token, check_chat_template, copy_tokenizer, load_tokenizer,
 )
-from nemo_twvlm.presets import ModelPreset
+from nemo_twvlm.presets import PRESETS, ModelPreset
 from nemo_twvlm.training.pretrain import free_port
 
 # Buffers some checkpoints carry (older transformers saved them); the model recomputes them.
@@ -35,31 +38,42 @@ _BUFFER_SUFFIXES = (".position_ids", ".rotary_emb.inv_freq")
 
 
 def import_hf(src, dst, *, tp: int = 1, pp: int = 1, preset: ModelPreset | str | None = None,
-              tokenizer: str | Path | None = None, seed: int = 1234) -> ModelPreset:
+              tokenizer: str | Path | None = None, image_token: str = "reserved", seed: int = 1234) -> ModelPreset:
     """Convert a llava-hf directory, or a (CLIP vision dir, Llama dir) pair, into a checkpoint at `dst`
     split `tp` x `pp` ways. Returns the preset the checkpoint records (inferred from the HF configs, or
-    `preset` if given and matching field for field)."""
+    `preset` if given and matching field for field).
+
+    `image_token` says how `<image>` enters a tokenizer that lacks it (the published Llama-3 ones):
+    "reserved" (a reserved special token, the vocabulary keeps its size) or "append" (a new id; the
+    embedding and output rows grow, see conversion.vocab). A tokenizer that has one keeps it."""
     source = open_source(src, seed=seed)
     chosen = _choose_preset(source, src, preset)
-    tokenizer_dir, image_token_index = _check_tokenizer(source, chosen, tokenizer)
-    sidecar = plan_tensors(source, chosen)
     megatron_io.check_parallel(chosen, tp, pp)
     dtype = source.dtype()
     if dtype not in megatron_io.DTYPES.values():
         raise ConversionError(f"language_model.embed_tokens.weight has dtype {dtype}; expected float32, bfloat16 "
                               f"or float16")
-    dst = prepare_destination(dst)
-
-    job = RankJob(source.spec, chosen, tp, pp, dtype_name(dtype), image_token_index,
-                  str(iteration_dir(dst)), free_port(), seed)
-    if tp * pp == 1:
-        megatron_io.init_single()
-        convert_rank(job, source)
-    else:
-        megatron_io.spawn(_rank_main, tp * pp, job)
-
-    _write_hf_record(source, dst, sidecar, image_token_index, dtype)
-    _write_run_files(chosen, dst, tokenizer_dir, tp, pp, dtype)
+    with tempfile.TemporaryDirectory(prefix="twvlm_import_") as staging:
+        staged_tokenizer = Path(staging, TOKENIZER_DIR)
+        vocab = _prepare_tokenizer(source, tokenizer, image_token, tp, staged_tokenizer)
+        if vocab.grows:
+            added_rows = Path(staging, ADDED_ROWS_FILE)
+            write_added_rows(source, vocab, added_rows, seed)
+            source.spec = dataclasses.replace(source.spec, added_rows=str(added_rows))
+            source.grow_vocab(load_added_rows(str(added_rows)))
+            chosen = dataclasses.replace(chosen.with_vocab_size(vocab.model_rows), name="imported")
+        sidecar = plan_tensors(source, chosen)
+        megatron_io.check_parallel(chosen, tp, pp)
+        dst = prepare_destination(dst)
+        job = RankJob(source.spec, chosen, tp, pp, dtype_name(dtype), vocab.record.id,
+                      str(iteration_dir(dst, 0)), free_port(), seed)
+        if tp * pp == 1:
+            megatron_io.init_single()
+            convert_rank(job, source)
+        else:
+            megatron_io.spawn(_rank_main, tp * pp, job)
+        _write_hf_record(source, dst, sidecar, vocab.record.id, dtype)
+        _write_run_files(chosen, dst, staged_tokenizer, tp, pp, dtype)
     (dst / TRACKER_FILE).write_text("0")  # last: a checkpoint without it is incomplete
     return chosen
 
@@ -75,27 +89,28 @@ def _choose_preset(source: HFSource, src, preset) -> ModelPreset:
     return check_against(inferred, preset) if preset is not None else inferred
 
 
-def _check_tokenizer(source: HFSource, preset: ModelPreset, tokenizer) -> tuple[Path, int]:
-    from nemo_twvlm.data.tokenizer import load_tokenizer
-    from nemo_twvlm.model.llava import image_token_id
-
+def _prepare_tokenizer(source: HFSource, tokenizer, image_token: str, tp: int, staged: Path) -> VocabPlan:
+    """The checkpoint's tokenizer, with `<image>`, written to `staged`; the vocabulary the model gets."""
     directory = Path(tokenizer) if tokenizer is not None else source.tokenizer_dir
     if directory is None:
         raise ConversionError(f"no tokenizer files in {', '.join(source.spec.paths)}; pass tokenizer=DIR")
-    tok = load_tokenizer(directory)
+    config_where = str(Path(source.spec.paths[-1]) / "config.json")
     try:
-        token_id = image_token_id(tok)
-    except ValueError as error:
-        raise ConversionError(f"tokenizer {directory}: {error}") from None
-    if source.spec.kind == "llava":
-        configured = source.config.get("image_token_index", source.config.get("image_token_id"))
-        if configured != token_id:
-            raise ConversionError(f"config.json image_token_index={configured} but tokenizer {directory} has "
-                                  f"<image>={token_id}")
-    if len(tok) > preset.language.vocab_size:
-        raise ConversionError(f"tokenizer {directory} has {len(tok)} tokens but text_config.vocab_size="
-                              f"{preset.language.vocab_size}")
-    return directory, token_id
+        record = add_image_token(directory, staged, image_token)
+        if source.spec.kind == "llava":
+            configured = source.config.get("image_token_index", source.config.get("image_token_id"))
+            if configured != record.id:
+                raise ConversionError(f"config.json image_token_index={configured} but tokenizer {directory} has "
+                                      f"<image>={record.id}")
+        check_chat_template(load_tokenizer(staged), str(directory), required=False)
+    except TokenizerError as error:
+        raise ConversionError(str(error)) from None
+    for name, path in source.side_files.items():
+        if name == GENERATION_CONFIG and not (staged / name).exists():
+            shutil.copyfile(path, staged / name)  # beside the tokenizer: inference reads its stop tokens there
+    rows = source.tensors["language_model.embed_tokens.weight"].shape[0] \
+        if "language_model.embed_tokens.weight" in source.tensors else source.config["text_config"]["vocab_size"]
+    return plan_vocab(record, rows, tp, tokenizer_dir=directory, config_where=config_where)
 
 
 def _hf_shapes(config: dict) -> dict[str, tuple[int, ...]]:
@@ -212,10 +227,7 @@ def _write_run_files(preset: ModelPreset, dst: Path, tokenizer_dir: Path, tp: in
     from nemo_twvlm.training.checkpoint import save_run_config
     from nemo_twvlm.training.config import DataConfig, ModelConfig, ParallelConfig, PretrainConfig, TrainerConfig
 
-    (dst / TOKENIZER_DIR).mkdir()
-    for name in TOKENIZER_FILES:
-        if (tokenizer_dir / name).exists():
-            shutil.copyfile(tokenizer_dir / name, dst / TOKENIZER_DIR / name)
+    copy_tokenizer(tokenizer_dir, dst / TOKENIZER_DIR)
     preset_path = save_preset(preset, dst)
     save_run_config(PretrainConfig(
         name=f"import_{preset.name}",

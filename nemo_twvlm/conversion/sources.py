@@ -20,10 +20,7 @@ from nemo_twvlm.conversion.mapping import ConversionError
 
 SUPPORTED_MODEL_TYPES = ("llava", "llama", "clip_vision_model", "clip")
 
-# Files copied verbatim from a source directory into our checkpoint, and from there into an export.
-# chat_template.jinja is the tokenizer's template in a Llama directory, the processor's in a llava one.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                   "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja")
+# Files copied verbatim from a source directory into the import record, and from there into an export.
 SIDE_FILES = ("preprocessor_config.json", "processor_config.json", "chat_template.json", "chat_template.jinja",
               "generation_config.json")
 
@@ -93,6 +90,8 @@ class SourceSpec:
     kind: str  # "llava" | "pair"
     paths: tuple[str, ...]
     seed: int = 1234
+    # A grown vocabulary (image_token=append): the file of the rows appended to the source's.
+    added_rows: str = ""
 
 
 @dataclass
@@ -105,15 +104,41 @@ class HFSource:
     side_files: dict[str, Path]
     dropped: list[str] = field(default_factory=list)  # CLIPModel text-tower tensors, not part of LLaVA
     _readers: list[TensorReader] = field(default_factory=list, repr=False)
+    # name -> (the source's tensor, the rows grown after it)
+    _added: dict[str, tuple[TensorInfo, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def read(self, name: str, dim: int | None = None, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        info = self.tensors[name]
+        if name in self._added:
+            return self._read_grown(name, dim, start, stop)
+        return self._read(name, self.tensors[name], dim, start, stop)
+
+    def _read(self, name: str, info: TensorInfo, dim: int | None, start: int, stop: int | None) -> torch.Tensor:
         if info.file == "":
             return _fresh_projector_tensor(name, info, self.spec.seed, dim, start, stop)
         for reader in self._readers:
             if reader.tensors.get(info.name) is info:
                 return reader.read(info.name, dim, start, stop)
         raise AssertionError(name)
+
+    def grow_vocab(self, added: dict[str, torch.Tensor]) -> None:
+        """Append rows to the vocabulary tensors (see conversion.vocab); the config follows."""
+        for name, rows in added.items():
+            info = self.tensors[name]
+            self._added[name] = (info, rows)
+            self.tensors[name] = TensorInfo(info.file, info.name, (info.shape[0] + rows.shape[0], *info.shape[1:]),
+                                            info.dtype)
+        self.config["text_config"]["vocab_size"] = self.tensors["language_model.embed_tokens.weight"].shape[0]
+
+    def _read_grown(self, name: str, dim: int | None, start: int, stop: int | None) -> torch.Tensor:
+        if dim not in (None, 0):
+            raise AssertionError(f"{name} is split along rows only")
+        original, added = self._added[name]
+        old_rows = original.shape[0]
+        start, stop = (0, self.tensors[name].shape[0]) if dim is None else (start, stop)
+        parts = [self._read(name, original, 0, start, min(stop, old_rows))] if start < old_rows else []
+        if stop > old_rows:
+            parts.append(added[max(0, start - old_rows): stop - old_rows])
+        return torch.cat(parts).contiguous()
 
     def dtype(self) -> torch.dtype:
         """The checkpoint's working dtype: that of the language model's embedding."""
@@ -165,7 +190,12 @@ def open_source(src, *, seed: int = 1234) -> HFSource:
 
 
 def reopen(spec: SourceSpec) -> HFSource:
-    return _open_llava(spec) if spec.kind == "llava" else _open_pair(spec)
+    source = _open_llava(spec) if spec.kind == "llava" else _open_pair(spec)
+    if spec.added_rows:
+        from nemo_twvlm.conversion.vocab import load_added_rows
+
+        source.grow_vocab(load_added_rows(spec.added_rows))
+    return source
 
 
 def _open_llava(spec: SourceSpec) -> HFSource:

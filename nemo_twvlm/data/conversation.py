@@ -24,7 +24,8 @@ def normalise_messages(conversation: list[dict]) -> list[dict]:
     return messages
 
 
-def _render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> list[int]:
+def render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> list[int]:
+    """The ids the chat template renders for `messages` (with the assistant header if asked)."""
     if not messages and not generation_prompt:
         return []
     ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt)
@@ -38,11 +39,11 @@ def encode_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], lis
     ids: list[int] = []
     trained: list[bool] = []
     for k, message in enumerate(messages):
-        full = _render(tokenizer, messages[: k + 1])
+        full = render(tokenizer, messages[: k + 1])
         if full[: len(ids)] != ids:
             raise ValueError("chat template does not render conversations prefix by prefix; cannot mask turns")
         if message["role"] == "assistant":
-            header = _render(tokenizer, messages[:k], generation_prompt=True)
+            header = render(tokenizer, messages[:k], generation_prompt=True)
             if full[: len(header)] != header:
                 raise ValueError("chat template's generation prompt is not a prefix of the assistant turn")
             trained += [False] * (len(header) - len(ids)) + [True] * (len(full) - len(header))
@@ -54,4 +55,4 @@ def encode_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], lis
 
 def generation_prompt(tokenizer, messages: list[dict]) -> list[int]:
     """Ids that end with the assistant header, ready for the model to answer."""
-    return _render(tokenizer, messages, generation_prompt=True)
+    return render(tokenizer, messages, generation_prompt=True)

@@ -18,7 +18,7 @@ from nemo_twvlm.data.conversation import IMAGE_PLACEHOLDER, encode_conversation,
 from nemo_twvlm.data.image import preprocess_image
 from nemo_twvlm.data.packing import pack_by_length
 from nemo_twvlm.data.samples import ConversationSample
-from nemo_twvlm.model.llava import image_token_id
+from nemo_twvlm.data.tokenizer import image_token_id
 from nemo_twvlm.presets import ModelPreset
 
 log = logging.getLogger(__name__)

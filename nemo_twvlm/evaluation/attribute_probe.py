@@ -75,7 +75,7 @@ def run_attribute_probe(model, tokenizer, preset: ModelPreset, samples, *, image
                 index.append((s, question))
     scores = continuation_logprobs(model, items, image_token_index=image_token_index,
                                    num_image_tokens=preset.num_image_tokens,
-                                   pad_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+                                   pad_id=tokenizer.pad_token_id or tokenizer.eos_token_id, num_tokens=len(tokenizer))
     by_question: dict[tuple[int, str], list[float]] = defaultdict(list)
     for key, score in zip(index, scores):
         by_question[key].append(score)

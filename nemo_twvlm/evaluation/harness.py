@@ -59,9 +59,9 @@ def user_text(question: str, options: Sequence[str] | None = None, labels: Seque
 def prompt_ids(tokenizer, text: str, *, image_token_index: int, prompt_style: str = "chat") -> list[int]:
     """Token ids ending where the model's answer starts; exactly one image id."""
     if prompt_style == "chat":
-        from nemo_twvlm.data.conversation import generation_prompt
+        from nemo_twvlm.inference.prompt import chat_prompt, image_turn
 
-        ids = generation_prompt(tokenizer, [{"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n{text}"}])
+        ids = chat_prompt(tokenizer, [{"role": "user", "content": image_turn(text)}])
     elif prompt_style == "plain":
         ids = [tokenizer.bos_token_id, image_token_index] + tokenizer.encode(f"\n{text}\n", add_special_tokens=False)
     else:
@@ -70,15 +70,6 @@ def prompt_ids(tokenizer, text: str, *, image_token_index: int, prompt_style: st
         raise ValueError(f"prompt holds {ids.count(image_token_index)} image ids; expected 1 "
                          f"(does the tokenizer map {IMAGE_PLACEHOLDER!r} to id {image_token_index}?)")
     return ids
-
-
-def stop_ids(tokenizer) -> tuple[int, ...]:
-    ids = {tokenizer.eos_token_id}
-    for token in ("<|eot_id|>", "<|end_of_text|>"):
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if token_id is not None and token_id != tokenizer.unk_token_id:
-            ids.add(token_id)
-    return tuple(sorted(i for i in ids if i is not None))
 
 
 def load_image(path):
@@ -100,10 +91,11 @@ def generate_answer(model, tokenizer, preset, image, text: str, *, image_token_i
     """(decoded greedy answer, number of tokens generated before a stop token or the limit)."""
     from nemo_twvlm.data.image import preprocess_image
     from nemo_twvlm.inference.generate import SamplingParams, generate
+    from nemo_twvlm.inference.prompt import sampling_params
 
     ids = prompt_ids(tokenizer, text, image_token_index=image_token_index, prompt_style=prompt_style)
     pixels = preprocess_image(image, preset.vision)[None]
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, stop_ids=stop_ids(tokenizer))
+    params = sampling_params(tokenizer, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0))
     out = generate(model, ids, pixels, image_token_index=image_token_index, num_image_tokens=preset.num_image_tokens,
                    params=params)
     return tokenizer.decode(out, skip_special_tokens=True).strip(), len(out)
@@ -160,7 +152,7 @@ def _mcq(ctx: _Context, items: list[MCQItem]) -> tuple[dict, list[dict]]:
                     owner.append(k)
             logprobs = continuation_logprobs(ctx.model, scoring, image_token_index=ctx.image_token_index,
                                              num_image_tokens=ctx.preset.num_image_tokens, pad_id=pad,
-                                             batch_size=ctx.batch_size)
+                                             batch_size=ctx.batch_size, num_tokens=len(ctx.tokenizer))
             per_item += [[] for _ in range(start, min(start + step, len(items)))]
             for k, value in zip(owner, logprobs):
                 per_item[k].append(value)

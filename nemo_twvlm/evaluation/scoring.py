@@ -15,8 +15,11 @@ class ScoringItem:
 
 @torch.no_grad()
 def continuation_logprobs(model, items: list[ScoringItem], *, image_token_index: int, num_image_tokens: int,
-                          pad_id: int, batch_size: int = 64) -> list[float]:
-    """Sum of log-probabilities of each item's continuation, in one causal forward per batch."""
+                          pad_id: int, batch_size: int = 64, num_tokens: int | None = None) -> list[float]:
+    """Sum of log-probabilities of each item's continuation, in one causal forward per batch.
+
+    `num_tokens`: the tokenizer's size; the distribution is over its ids only, not over padding rows
+    of the model's vocabulary (None: over every row)."""
     model.eval()
     scores: list[float] = []
     for start in range(0, len(items), batch_size):
@@ -29,7 +32,7 @@ def continuation_logprobs(model, items: list[ScoringItem], *, image_token_index:
         images = torch.stack([item.image for item in chunk])
         position_ids = torch.arange(width).expand(len(chunk), -1)
         logits, _ = model(images, tokens, position_ids, None)
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        logprobs = torch.log_softmax(logits[..., :num_tokens].float(), dim=-1)
         shift = num_image_tokens - 1
         for row, item in enumerate(chunk):
             if item.context.count(image_token_index) != 1:

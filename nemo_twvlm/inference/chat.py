@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nemo_twvlm.data.conversation import IMAGE_PLACEHOLDER, generation_prompt
 from nemo_twvlm.data.image import preprocess_image
 from nemo_twvlm.inference.generate import SamplingParams, generate
+from nemo_twvlm.inference.prompt import chat_prompt, image_turn, sampling_params
 from nemo_twvlm.training.checkpoint import LoadedModel
 
 
@@ -23,19 +23,27 @@ def load_image(path: str | Path) -> torch.Tensor:
 
 
 class ChatSession:
-    """A conversation about one image; the image is attached to the first user turn."""
+    """A conversation about one image; the image is attached to the first user turn. `system`: an optional
+    system prompt."""
 
-    def __init__(self, loaded: LoadedModel, image: torch.Tensor, params: SamplingParams):
+    def __init__(self, loaded: LoadedModel, image: torch.Tensor, params: SamplingParams | None = None,
+                 system: str | None = None):
         self.loaded = loaded
         self.pixels = preprocess_image(image, loaded.preset.vision)[None]
-        stop = [loaded.tokenizer.eos_token_id, loaded.tokenizer.convert_tokens_to_ids("<|eot_id|>")]
-        self.params = SamplingParams(**{**params.__dict__, "stop_ids": tuple(i for i in stop if i is not None)})
+        self.params = sampling_params(loaded.tokenizer, params)
+        self.system = system
         self.messages: list[dict] = []
 
+    def _user_turn(self, prompt: str) -> dict:
+        return {"role": "user", "content": image_turn(prompt) if not self.messages else prompt}
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The ids the model would answer `prompt` after (the conversation so far included)."""
+        return chat_prompt(self.loaded.tokenizer, [*self.messages, self._user_turn(prompt)], system=self.system)
+
     def ask(self, prompt: str) -> str:
-        content = f"{IMAGE_PLACEHOLDER}\n{prompt}" if not self.messages else prompt
-        self.messages.append({"role": "user", "content": content})
-        ids = generation_prompt(self.loaded.tokenizer, self.messages)
+        ids = self.prompt_ids(prompt)
+        self.messages.append(self._user_turn(prompt))
         reply_ids = generate(self.loaded.model, ids, self.pixels, image_token_index=self.loaded.image_token_index,
                              num_image_tokens=self.loaded.preset.num_image_tokens, params=self.params)
         reply = self.loaded.tokenizer.decode(reply_ids, skip_special_tokens=True).strip()

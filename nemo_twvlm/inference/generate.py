@@ -17,6 +17,8 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int = 0
     stop_ids: tuple[int, ...] = field(default_factory=tuple)
+    # Ids at or past this are never sampled (padding rows of the vocabulary); None = every logit.
+    num_tokens: int | None = None
 
 
 def _next_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
@@ -50,7 +52,7 @@ def generate(model, prompt_ids: list[int], images: torch.Tensor, *, image_token_
         tokens = torch.tensor([step_ids])
         positions = torch.arange(tokens.shape[1]).unsqueeze(0)
         logits, _ = model(step_images, tokens, positions, None, inference_context=context)
-        token = _next_token(logits[0, -1], params, generator)
+        token = _next_token(logits[0, -1, : params.num_tokens], params, generator)
         if token in params.stop_ids:
             break
         out.append(token)

@@ -46,25 +46,35 @@ def pretrain(cfg: PretrainConfig, nproc: int = 1) -> None:
     run_pretrain(cfg, nproc=nproc)
 
 
-def check_pretrain(task: run.Partial, executor: run.Executor, nodes_given: bool) -> None:
+def check_pretrain(task: run.Partial, executor: run.Executor | None, nodes_given: bool) -> None:
     """Size the allocation from the recipe and validate the config against the world the executor will
-    start, before the job waits in a queue.
+    start, before the job waits in a queue (or, without an executor, before a dry run says it is fine).
 
     Nodes: `run.executor.nodes=N` if given, else the recipe's `parallel.num_gpus` / gpus per node, else
-    the cluster file's.
+    the cluster file's. The checkpoint the run starts from is checked where it is on this machine: its
+    tokenizer and vocabulary become the run's (training.lineage).
     """
+    from nemo_twvlm.training.lineage import resolve_start
     from nemo_twvlm.training.validate import ConfigError, validate
 
     cfg = fdl.build(task.cfg)
-    num_gpus = cfg.parallel.num_gpus
-    if num_gpus and not nodes_given and isinstance(executor, run.SlurmExecutor):
-        per_node = executor.nproc_per_node()
-        if num_gpus % per_node:
-            raise ConfigError([f"parallel.num_gpus={num_gpus}: not a whole number of nodes of {per_node} GPUs "
-                               f"per node; set run.executor.nodes"])
-        executor.nodes = num_gpus // per_node
+    par = cfg.parallel
+    if executor is None:
+        world = par.num_gpus or par.tensor_parallel * par.pipeline_parallel * par.context_parallel
+    else:
+        if par.num_gpus and not nodes_given and isinstance(executor, run.SlurmExecutor):
+            per_node = executor.nproc_per_node()
+            if par.num_gpus % per_node:
+                raise ConfigError([f"parallel.num_gpus={par.num_gpus}: not a whole number of nodes of {per_node} "
+                                   f"GPUs per node; set run.executor.nodes"])
+            executor.nodes = par.num_gpus // per_node
+        world = executor.nnodes() * executor.nproc_per_node()
+    cfg = resolve_start(cfg, local=executor is None or isinstance(executor, run.LocalExecutor))
+    if cfg.model.init_from and cfg.data.tokenizer:
+        print(f"nemo_twvlm: starts from {cfg.model.init_from}: tokenizer {cfg.data.tokenizer}, "
+              f"model.preset {cfg.model.preset}")
     # Transformer Engine (fp8, context parallelism) is the container's business, not the login node's.
-    validate(cfg, world_size=executor.nnodes() * executor.nproc_per_node(), te_available=True)
+    validate(cfg, world_size=world, te_available=True)
 
 
 def demo(out_dir: str = "runs/demo") -> None:
@@ -75,14 +85,16 @@ def demo(out_dir: str = "runs/demo") -> None:
 
 
 def chat(ckpt: str, image: str, prompt: str = "", max_new_tokens: int = 64, temperature: float = 0.0,
-         top_p: float = 1.0) -> None:
-    """Ask about an image (`prompt=...`), or chat interactively when no prompt is given."""
+         top_p: float = 1.0, system: str = "") -> None:
+    """Ask about an image (`prompt=...`), or chat interactively when no prompt is given; `system=...` is an
+    optional system prompt."""
     from nemo_twvlm.inference.chat import ChatSession, load_image
     from nemo_twvlm.inference.generate import SamplingParams
     from nemo_twvlm.training.checkpoint import load_for_inference
 
     session = ChatSession(load_for_inference(ckpt), load_image(image),
-                          SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p))
+                          SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p),
+                          system=system or None)
     if prompt:
         print(session.ask(prompt))
         return
@@ -124,12 +136,16 @@ def evaluate(ckpt: str, tasks: str, out_dir: str = "runs/eval", limit: Optional[
 
 
 def import_hf(src: str = "", dst: str = "", tp: int = 1, pp: int = 1, preset: str = "", clip: str = "",
-              llama: str = "", tokenizer: str = "") -> None:
-    """HF LLaVA dir (or clip=DIR llama=DIR) -> our distributed checkpoint at dst, split tp x pp ways."""
+              llama: str = "", tokenizer: str = "", image_token: str = "reserved") -> None:
+    """HF LLaVA dir (or clip=DIR llama=DIR) -> our distributed checkpoint at dst, split tp x pp ways.
+
+    image_token: how <image> enters a tokenizer without one (Llama-3's): `reserved` (a reserved special
+    token; the vocabulary keeps its 128,256 ids) or `append` (a new id; rows grow to a multiple of 64)."""
     from nemo_twvlm.conversion import ConversionError, import_hf as run_import
 
     try:
-        run_import(src or (clip, llama), dst, tp=tp, pp=pp, preset=preset or None, tokenizer=tokenizer or None)
+        run_import(src or (clip, llama), dst, tp=tp, pp=pp, preset=preset or None, tokenizer=tokenizer or None,
+                   image_token=image_token)
     except ConversionError as error:
         raise SystemExit(f"import_hf: {error}") from None
 
@@ -180,7 +196,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "import_hf": import_hf, "export_hf": export_hf, "export_trtllm": export_trtllm, "curate": curate,
 }
 
-# Run before submitting to a remote executor; local runs validate as they start.
+# Run before submitting to a remote executor, and by dry runs; local runs validate as they start.
 REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor, bool], None]] = {"pretrain": check_pretrain}
 
 # What `--factory NAME` builds for each command: a task per recipe.
@@ -222,7 +238,8 @@ class TwvlmRunContext(run.cli.RunContext):
         if root is not None and self.name == fn.__name__:
             self.name = getattr(getattr(self._task, root), "name", self.name)
         check = REMOTE_CHECKS.get(fn.__name__)
-        if check and self.executor is not None and not isinstance(self.executor, run.LocalExecutor):
+        remote = self.executor is not None and not isinstance(self.executor, run.LocalExecutor)
+        if check and (remote or self.dryrun):
             check(self._task, self.executor, getattr(self, "_nodes_given", False))
         return self._task
 

@@ -26,16 +26,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 from nemo_twvlm.compat import apply_cpu_workarounds, te_available
 from nemo_twvlm.presets import ModelPreset
 
-IMAGE_TOKEN = "<image>"
-
 _ACTIVATIONS = {"quick_gelu": quick_gelu, "gelu": F.gelu}
-
-
-def image_token_id(tokenizer) -> int:
-    token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    if token_id is None or token_id == tokenizer.unk_token_id:
-        raise ValueError(f"tokenizer has no {IMAGE_TOKEN!r} token; add it as a special token")
-    return token_id
 
 
 def cpu_base_config(precision: str = "fp32") -> TransformerConfig:

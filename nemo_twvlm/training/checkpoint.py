@@ -1,15 +1,14 @@
 """Reading megatron.training checkpoints outside the training loop (evaluation, chat, conversion)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from nemo_twvlm import rundir
+from nemo_twvlm.rundir import RUN_CONFIG_FILE
 from nemo_twvlm.training.config import PretrainConfig
-
-RUN_CONFIG_FILE = "twvlm_config.json"
 
 
 def save_run_config(cfg: PretrainConfig, save_dir: str) -> None:
@@ -17,6 +16,23 @@ def save_run_config(cfg: PretrainConfig, save_dir: str) -> None:
 
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     Path(save_dir, RUN_CONFIG_FILE).write_text(config_to_json(cfg), encoding="utf-8")
+
+
+def save_run_files(cfg: PretrainConfig, save_dir: str) -> None:
+    """The run record, the model preset and the tokenizer beside the checkpoints (nemo_twvlm.rundir), so
+    that the next stage, chat and export need nothing but this directory."""
+    from nemo_twvlm.data.tokenizer import copy_tokenizer, load_tokenizer
+    from nemo_twvlm.presets import get_preset, save_preset
+
+    save_run_config(cfg, save_dir)
+    save_preset(get_preset(cfg.model.preset), save_dir)
+    source, target = rundir.resolve_local(cfg.data.tokenizer), Path(save_dir, rundir.TOKENIZER_DIR)
+    if Path(source).resolve() == target.resolve():
+        return  # a resumed run: the tokenizer is already here
+    if Path(source).is_dir():
+        copy_tokenizer(source, target)
+    else:  # a hub id
+        load_tokenizer(source).save_pretrained(str(target))
 
 
 def load_run_config(save_dir: str) -> PretrainConfig:
@@ -29,15 +45,11 @@ def load_run_config(save_dir: str) -> PretrainConfig:
 
 
 def latest_iteration(save_dir: str) -> int:
-    tracker = Path(save_dir, "latest_checkpointed_iteration.txt")
-    if not tracker.exists():
-        raise FileNotFoundError(f"{tracker} not found: no checkpoint was saved in {save_dir}")
-    return int(tracker.read_text().strip())
+    return rundir.latest_iteration(save_dir)
 
 
 def iteration_dir(save_dir: str, iteration: int | None = None) -> str:
-    iteration = latest_iteration(save_dir) if iteration is None else iteration
-    return os.path.join(save_dir, f"iter_{iteration:07d}")
+    return str(rundir.iteration_dir(save_dir, latest_iteration(save_dir) if iteration is None else iteration))
 
 
 def init_single_process(seed: int = 1234) -> None:
@@ -77,14 +89,6 @@ def load_model_weights(model, save_dir: str, iteration: int | None = None) -> in
     return iteration
 
 
-def _resolve_tokenizer(path: str) -> str:
-    """Recipes name the debug tokenizer relative to the repository; accept that from any directory."""
-    if Path(path).exists():
-        return path
-    in_repo = Path(__file__).resolve().parents[2] / path
-    return str(in_repo) if in_repo.exists() else path  # else a hub id, or a clear error from the loader
-
-
 @dataclass
 class LoadedModel:
     model: object
@@ -96,14 +100,13 @@ class LoadedModel:
 
 def load_for_inference(save_dir: str, iteration: int | None = None) -> LoadedModel:
     """The model of a training checkpoint with its tokenizer and preset, ready for generation/scoring."""
-    from nemo_twvlm.data.tokenizer import load_tokenizer
-    from nemo_twvlm.model import build_llava, image_token_id
-    from nemo_twvlm.presets import get_preset
+    from nemo_twvlm.data.tokenizer import image_token_id, load_tokenizer
+    from nemo_twvlm.model import build_llava
 
     cfg = load_run_config(save_dir)
     init_single_process(cfg.trainer.seed)
-    tokenizer = load_tokenizer(_resolve_tokenizer(cfg.data.tokenizer))
-    preset = get_preset(cfg.model.preset)
+    tokenizer = load_tokenizer(rundir.checkpoint_tokenizer(save_dir))
+    preset = rundir.checkpoint_preset(save_dir)
     image_id = image_token_id(tokenizer)
     model = build_llava(preset, image_token_index=image_id)
     load_model_weights(model, save_dir, iteration)

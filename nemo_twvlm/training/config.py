@@ -35,6 +35,8 @@ class DataConfig:
     path: str = ""
     # Held-out split for validation during training; empty = none.
     val_path: str = ""
+    # A tokenizer directory (or hub id). Empty: the tokenizer of the checkpoint the run starts from
+    # (model.init_from), which every stage after an import uses (training.lineage).
     tokenizer: str = "data/tokenizer"
     seq_length: int = 256
     micro_batch_size: int = 4

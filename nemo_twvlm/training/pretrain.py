@@ -39,10 +39,14 @@ def free_port() -> int:
 
 
 def run_pretrain(cfg: PretrainConfig, *, nproc: int = 1) -> None:
-    """Train `cfg`. With nproc > 1 (or under an existing torchrun/srun) every rank runs `main`."""
+    """Train `cfg`. With nproc > 1 (or under an existing torchrun/srun) every rank runs `main`.
+
+    The checkpoint the run starts from gives it its tokenizer and vocabulary first (training.lineage)."""
+    from nemo_twvlm.training.lineage import resolve_start
     from nemo_twvlm.training.validate import validate
 
     world_size = int(os.environ.get("WORLD_SIZE", nproc))
+    cfg = resolve_start(cfg)
     validate(cfg, world_size=world_size)
     if nproc > 1 and "RANK" not in os.environ:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -70,7 +74,7 @@ def _train(cfg: PretrainConfig) -> None:
     from nemo_twvlm.compat import apply_cpu_workarounds, apply_megatron_fixes
     from nemo_twvlm.training import provider
     from nemo_twvlm.training.arguments import add_twvlm_arguments, megatron_args
-    from nemo_twvlm.training.checkpoint import save_run_config
+    from nemo_twvlm.training.checkpoint import save_run_files
 
     if not torch.cuda.is_available():
         # Gloo on a small box: one intra-op thread per rank keeps ranks from fighting over cores.
@@ -79,7 +83,7 @@ def _train(cfg: PretrainConfig) -> None:
     apply_megatron_fixes()
     provider.set_run_config(cfg)
     if cfg.checkpoint.save and int(os.environ.get("RANK", "0")) == 0:
-        save_run_config(cfg, cfg.checkpoint.save)
+        save_run_files(cfg, cfg.checkpoint.save)
     # megatron parses sys.argv; swap ours in only for the parse so the caller's command line survives.
     caller_argv, sys.argv = sys.argv, [sys.argv[0], *megatron_args(cfg)]
     try:
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         sys.exit("usage: python -m nemo_twvlm.training.pretrain CONFIG.json")
-    _train(config_from_json(Path(argv[0]).read_text(encoding="utf-8")))
+    run_pretrain(config_from_json(Path(argv[0]).read_text(encoding="utf-8")))
 
 
 if __name__ == "__main__":

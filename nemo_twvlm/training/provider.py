@@ -18,9 +18,10 @@ from nemo_twvlm.data.loader import train_loader, val_loader
 from nemo_twvlm.data.loader_state import decode_state, encode_state
 from nemo_twvlm.data.mock import MockBatches
 from nemo_twvlm.data.task_encoder import LlavaTaskEncoder
-from nemo_twvlm.data.tokenizer import load_tokenizer
-from nemo_twvlm.model import apply_freeze_plan, build_llava, image_token_id
+from nemo_twvlm.data.tokenizer import image_token_id, load_tokenizer
+from nemo_twvlm.model import apply_freeze_plan, build_llava
 from nemo_twvlm.presets import get_preset
+from nemo_twvlm.rundir import resolve_local
 from nemo_twvlm.training import step
 from nemo_twvlm.training.checkpoint import iteration_dir
 from nemo_twvlm.training.config import PretrainConfig
@@ -41,7 +42,7 @@ def run_config() -> PretrainConfig:
 
 @functools.cache
 def _tokenizer():
-    return load_tokenizer(run_config().data.tokenizer)
+    return load_tokenizer(resolve_local(run_config().data.tokenizer))
 
 
 def _preset():

@@ -103,7 +103,7 @@ def ours_pair(hf_pair, tmp_path_factory) -> Path:
     return dst
 
 
-def load_ours(directory: Path):
+def load_ours(directory: Path, image_token_index: int = IMAGE_ID):
     """Our model (TP=1, fp32, local specs, eval) with the checkpoint's weights, and its preset."""
     from nemo_twvlm.conversion import megatron_io
     from nemo_twvlm.conversion.layout import checkpoint_preset
@@ -111,7 +111,7 @@ def load_ours(directory: Path):
 
     megatron_io.init_single()
     preset = checkpoint_preset(directory)
-    model = megatron_io.build_model(preset, dtype=torch.float32, image_token_index=IMAGE_ID)
+    model = megatron_io.build_model(preset, dtype=torch.float32, image_token_index=image_token_index)
     load_model_weights(model, str(directory))
     return model.eval(), preset
 
@@ -131,6 +131,8 @@ class Tiny:
 
     image_id = IMAGE_ID
     tokenizer_dir = TOKENIZER
+    VISION, TEXT = VISION, TEXT
+    randomize_ = staticmethod(randomize_)
     llava_config = staticmethod(llava_config)
     write_llava = staticmethod(write_llava)
     write_pair = staticmethod(write_pair)

@@ -28,7 +28,8 @@ def _save_random_checkpoint(directory: Path) -> None:
     from megatron.core.dist_checkpointing.strategies import filesystem_async
 
     from nemo_twvlm.data.tokenizer import load_tokenizer
-    from nemo_twvlm.model import build_llava, image_token_id
+    from nemo_twvlm.data.tokenizer import image_token_id
+    from nemo_twvlm.model import build_llava
     from nemo_twvlm.presets import PRESETS
     from nemo_twvlm.training.checkpoint import init_single_process, save_run_config
     from nemo_twvlm.training.config import DataConfig, ModelConfig, PretrainConfig

@@ -37,7 +37,10 @@ def test_cluster_variant_changes_executor_parts_and_tokens_only(base):
     cpt = get_recipe("twvlm_70b_cpt")
     assert cluster.executor.name == "xenna"
     assert cluster.input.batch_samples == 4 * plain.input.batch_samples
-    assert (cluster.tokens.tokenizer, cluster.tokens.preset) == (cpt.data.tokenizer, "70b")
+    # The CPT stage's tokenizer is the one its chain starts from: the import's (data.tokenizer unset).
+    assert cpt.data.tokenizer == ""
+    starts_from = f"{get_recipe('twvlm_70b_align').model.init_from}/tokenizer"
+    assert (cluster.tokens.tokenizer, cluster.tokens.preset) == (starts_from, cpt.model.preset)
     same = dataclasses.replace(
         cluster, executor=plain.executor,
         input=dataclasses.replace(cluster.input, batch_samples=plain.input.batch_samples),
