@@ -10,7 +10,7 @@ from benchmark_fixtures import (b64, png, struct, taiwanvqa_row, truncated_png, 
 
 from nemo_twvlm.evaluation import benchmarks
 from nemo_twvlm.evaluation.benchmarks import taiwanvqa, vistw, vlmeval
-from nemo_twvlm.evaluation.benchmarks.judge import parse_score
+from nemo_twvlm.evaluation.benchmarks.judge import judge_all, parse_score
 
 
 class ScriptedModel:
@@ -189,7 +189,7 @@ def test_dialogue_without_judge_writes_the_official_answers_file(tmp_path):
     import json
 
     path = write_parquet(tmp_path / "dialogue" / "test-0.parquet", [
-        {"thread_id": "t1", "question": "這是哪裡？", "ground_truth": "台北101", "image": struct(png())},
+        {"thread_id": "t1", "question": "<image>這是哪裡？", "ground_truth": "台北101", "image": struct(png())},
         {"thread_id": "t2", "question": "這是什麼？", "ground_truth": "鳳梨酥", "image": struct(None, None)}])
     task = benchmarks.read("vistw_dialogue", path)
     assert [i.id for i in task.items] == ["t1"] and task.problems[0].category == "image missing"
@@ -198,7 +198,9 @@ def test_dialogue_without_judge_writes_the_official_answers_file(tmp_path):
     assert "judge" not in scores and "no judge" in scores["note"]
     (line,) = Path(scores["answers_file"]).read_text(encoding="utf-8").splitlines()
     answer = json.loads(line)
-    assert (answer["question_id"], answer["llm_response"], answer["full_prompt"]) == ("t1", "這是台北101。", "這是哪裡？")
+    assert (answer["question_id"], answer["llm_response"]) == ("t1", "這是台北101。")
+    # The model gets one image, first: a literal placeholder in the question is not a second one.
+    assert answer["original_question"] == "<image>這是哪裡？" and ctx.asked == [(" 這是哪裡？", None)]
 
 
 def test_judge_score_parsing():
@@ -208,3 +210,31 @@ def test_judge_score_parsing():
     assert parse_score("[評分]: 7分") is None
     assert parse_score("[評分]: 11") is None
     assert parse_score("這個回答很好") is None
+
+
+class _FakeJudge:
+    votes, name = 3, "fake"
+
+    def __init__(self, replies):
+        self.replies, self.calls = list(replies), 0
+
+    def reply(self, prompt, image_path):
+        self.calls += 1
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+def test_judge_votes_and_an_unreachable_judge():
+    import urllib.error
+
+    records = [{"thread_id": f"t{i}", "question": "q", "generation": "g", "ground_truth": "gt", "image": "x.png"}
+               for i in range(3)]
+    # t0: votes 6, 8 and a reply without a score, then 10 (tries up to 1.5x the votes); t1: the judge is down.
+    judge = _FakeJudge(["[評分]: 6", "[評分]: 8", "不知道", "[評分]: 10", urllib.error.URLError("refused")])
+    board = judge_all(judge, records)
+    assert records[0]["judge_votes"] == [6, 8, 10] and records[0]["judge_score"] == 8.0
+    assert records[1]["judge_score"] is None and "URLError" in records[1]["judge_error"]
+    assert records[2]["judge_score"] is None and judge.calls == 5  # not asked again once down
+    assert [row["score"] for row in board] == [8.0, None, None]

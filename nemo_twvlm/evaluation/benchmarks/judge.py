@@ -142,10 +142,11 @@ class ModelJudge:
         self.loaded, self.name, self.max_new_tokens = loaded, name, max_new_tokens
 
     def reply(self, prompt: str, image_path: str) -> str:
+        from nemo_twvlm.evaluation.benchmarks.runner import model_text
         from nemo_twvlm.evaluation.harness import generate_text, load_image
 
         return generate_text(self.loaded.model, self.loaded.tokenizer, self.loaded.preset, load_image(image_path),
-                             prompt, image_token_index=self.loaded.image_token_index,
+                             model_text(prompt), image_token_index=self.loaded.image_token_index,
                              max_new_tokens=self.max_new_tokens)
 
 
@@ -160,7 +161,7 @@ def make_judge(spec: str, model: str | None = None):
 
 def judge_one(judge, record: dict) -> dict:
     """{"score": mean of the votes or None, "votes", "replies"}; tries up to 1.5x the votes, as the authors."""
-    prompt = RUBRIC.format(question=record["prompt"], response=record["generation"],
+    prompt = RUBRIC.format(question=record["question"], response=record["generation"],
                            ground_truth=record["ground_truth"])
     votes, replies = [], []
     for _ in range(int(judge.votes * 1.5) or 1):

@@ -15,10 +15,15 @@ GENERATE_ONLY = "scored by generation, as its authors score it; 'generate' is no
 def image_path(ctx, task_name: str, k: int, item: BenchItem) -> Path:
     """The item's image written under out_dir/images/<task>/, where the model and the report read it."""
     path = Path(ctx.out_dir) / "images" / task_name / f"{k:06d}.{item.image_format.lower()}"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(item.image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(item.image)  # always: an out_dir reused for other inputs must not show stale images
     return path
+
+
+def model_text(text: str) -> str:
+    """The text as the model may see it: the one image goes first, always, and a literal placeholder in
+    a question (or an answer being judged) would be a second one."""
+    return text.replace(IMAGE_PLACEHOLDER, " ")
 
 
 def base_record(item: BenchItem, image: Path, prompt: str) -> dict:
@@ -35,8 +40,7 @@ def generate_choices(ctx, task_name: str, items: list[BenchItem], prompt: Callab
     """One greedy answer per item; `extract` reads the label it picked (None: none), compared to the gold label."""
     records = []
     for k, item in enumerate(items):
-        # The one image goes first, always; a literal placeholder in the text would be a second one.
-        text = prompt(item).replace(IMAGE_PLACEHOLDER, " ")
+        text = model_text(prompt(item))
         record = base_record(item, image_path(ctx, task_name, k, item), text)
         answer = ctx.generate(record["image"], text, record, max_new_tokens=max_new_tokens)
         extracted = extract(answer, item)

@@ -28,7 +28,7 @@ from nemo_twvlm.evaluation.benchmarks.judge import judge_all
 from nemo_twvlm.evaluation.benchmarks.rows import (BenchItem, answer_label, image_from_struct, parquet_files,
                                                    read_parquet, text_field)
 from nemo_twvlm.evaluation.benchmarks.runner import (GENERATE_ONLY, base_record, generate_choices, group_table,
-                                                     image_path)
+                                                     image_path, model_text)
 from nemo_twvlm.evaluation.scorers import accuracy
 from nemo_twvlm.evaluation.tasks import TaskFile
 
@@ -118,12 +118,13 @@ def run_dialogue(ctx, name: str, items: list[BenchItem]) -> tuple[dict, list[dic
         return {"n": len(items), "note": GENERATE_ONLY}, []
     records = []
     for k, item in enumerate(items):
-        record = base_record(item, image_path(ctx, name, k, item), item.question)
-        record["ground_truth"] = item.answer
-        ctx.generate(record["image"], item.question, record)
+        text = model_text(item.question)
+        record = base_record(item, image_path(ctx, name, k, item), text)
+        record.update(question=item.question, ground_truth=item.answer)
+        ctx.generate(record["image"], text, record)
         records.append(record)
     answers = Path(ctx.out_dir) / "vistw_dialogue" / f"{name}.jsonl"
-    _write_jsonl(answers, [{"question_id": r["thread_id"], "original_question": r["prompt"],
+    _write_jsonl(answers, [{"question_id": r["thread_id"], "original_question": r["question"],
                             "ground_truth": r["ground_truth"], "system_prompt": "", "full_prompt": r["prompt"],
                             "llm_response": r["generation"]} for r in records])
     scores: dict = {"n": len(items), "answers_file": str(answers)}
