@@ -33,6 +33,7 @@ def test_vistw_mcq_reads_the_hf_layout_and_scores_the_mean_of_subjects(tmp_path)
     write_parquet(root / "accounting" / "test-00000-of-00001.parquet",
                   [vistw_row(1, "A"), vistw_row(2, "B"), vistw_row(3, "C")])
     write_parquet(root / "biology" / "test-00000-of-00001.parquet", [vistw_row(1, "D"), vistw_row(2, "A")])
+    write_parquet(root / "biology" / "dev-00000-of-00001.parquet", [vistw_row(1, "B")])  # not the test split
     task = benchmarks.read("vistw_mcq", root)
     assert not task.problems
     assert [i.id for i in task.items] == ["accounting/1", "accounting/2", "accounting/3", "biology/1", "biology/2"]

@@ -79,7 +79,7 @@ def image_from_base64(text: str) -> tuple[bytes, str]:
 
 
 def text_field(row: dict, column: str, *, allow_empty: bool = False) -> str:
-    """A cell as text; numbers (pyarrow reads '12' columns as integers) are written out."""
+    """A cell as text; a number (qid columns are often integers) is written out."""
     value = row.get(column)
     if value is None:
         raise BadRow(f"missing field: {column!r}")

@@ -49,11 +49,11 @@ def generate_choices(ctx, task_name: str, items: list[BenchItem], prompt: Callab
     return records
 
 
-def group_table(records: list[dict], key: str, flag: str = "correct") -> dict[str, dict]:
-    """{group: {"n", "accuracy"}} over the records' `key` values, groups in sorted order."""
+def group_table(records: list[dict], key: str) -> dict[str, dict]:
+    """{group: {"n", "accuracy"}} of the records' `correct` per value of `key`, groups in sorted order."""
     groups: dict[str, list] = {}
     for record in records:
-        groups.setdefault(str(record.get(key)), []).append(record[flag])
+        groups.setdefault(str(record.get(key)), []).append(record["correct"])
     return {name: {"n": len(flags), "accuracy": accuracy(flags)} for name, flags in sorted(groups.items())}
 
 

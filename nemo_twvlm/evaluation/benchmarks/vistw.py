@@ -1,7 +1,8 @@
 """VisTW (Traditional-Chinese VLM benchmark, github TMMMU-Benchmark/evaluation): MCQ and Dialogue.
 
-vistw_mcq       the Hugging Face layout `<subject>/<split>-*.parquet` (a directory), or one parquet file
-                (its directory names the subject). Columns: qid, question, A, B, C, D, answer (a letter),
+vistw_mcq       the Hugging Face layout `<subject>/<split>-*.parquet` (a directory: its test split, the
+                leaderboard's, or every file if none is named test-*), or one parquet file (its
+                directory names the subject). Columns: qid, question, A, B, C, D, answer (a letter),
                 image (struct {bytes, path}). qid repeats across subjects, so an item's id is subject/qid.
                 Prompt: the authors' instruction, a blank line, the question and "A. ..." to "D. ...".
                 Answer: the first `答案: X` (else the first `Answer: X`) after markdown/LaTeX wrappers are
@@ -45,7 +46,9 @@ MCQ_INSTRUCTION = ("回答以下的多選題問題。"
 def read_mcq(path: Path) -> TaskFile:
     task = TaskFile(path=path, kind="vistw_mcq", name="vistw_mcq")
     seen: set[str] = set()
-    for file in parquet_files(path, "*/*.parquet"):
+    files = parquet_files(path, "*/*.parquet")
+    test_split = [f for f in files if f.name.startswith("test-")]
+    for file in test_split or files:
         read_parquet(task, file, MCQ_COLUMNS, _mcq_row, seen)
     return task
 
