@@ -123,3 +123,16 @@ def test_report_shows_the_tables(evaluated):
         assert f'data-by="{key}"' in html
     assert "accounting" in html and "temple" in html and "image not base64" in html
     assert html.count('<img class="thumb"') == 3 + 2 + 4 + 2
+
+
+def test_a_checkpoint_of_ours_can_judge(evaluated):
+    from nemo_twvlm.evaluation.benchmarks.judge import ModelJudge, judge_one, make_judge
+
+    results, out = evaluated
+    judge = make_judge(str(out.parent / "ckpt"))
+    assert isinstance(judge, ModelJudge) and judge.votes == 1
+    judge.max_new_tokens = MAX_NEW_TOKENS  # the random model will not write a score; the mechanics are the point
+    record = next(t for t in results["tasks"] if t["kind"] == "vistw_dialogue")["records"][0]
+    verdict = judge_one(judge, {**record, "question": "<image>這是哪裡？"})
+    assert len(verdict["replies"]) == 1 and isinstance(verdict["replies"][0], str)
+    assert verdict["score"] is None or 0 <= verdict["score"] <= 10
