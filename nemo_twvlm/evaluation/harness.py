@@ -6,6 +6,9 @@
 Task specs: `PATH` (kind inferred), `KIND:PATH` with KIND in mcq / open_qa / caption (see tasks.py for
 the formats), `if_probe` (instruction-following probe on freshly drawn synthetic images) or
 `if_probe:SHARD_DIR` (on the samples of held-out synthetic shards, e.g. runs/demo/data/pairs_val).
+Published benchmarks in their own layouts: `vistw_mcq:DIR`, `vistw_dialogue:DIR`, `taiwanvqa:DIR`,
+`vlmeval_mcq:TSV`, generated and scored by their authors' rules (benchmarks/); `judge=` scores
+VisTW-Dialogue (benchmarks/judge.py).
 
 Scoring:
     mcq      mode "loglik": log p(option text | prompt) summed over its tokens; the prediction is the
@@ -29,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from nemo_twvlm.evaluation import scorers
+from nemo_twvlm.evaluation import benchmarks, scorers
 from nemo_twvlm.evaluation.instruction_following import compliance, default_suite, grounding, run_suite
 from nemo_twvlm.evaluation.tasks import CaptionItem, MCQItem, OpenQAItem, TaskFile, parse_task_spec, read_task, summarise
 
@@ -105,8 +108,9 @@ def generate_answer(model, tokenizer, preset, image, text: str, *, image_token_i
 
 class _Context:
     def __init__(self, model, tokenizer, preset, image_token_index: int, *, max_new_tokens: int, prompt_style: str,
-                 modes: Sequence[str], batch_size: int = 32):
+                 modes: Sequence[str], batch_size: int = 32, out_dir: Path | None = None, judge=None):
         self.model, self.tokenizer, self.preset = model, tokenizer, preset
+        self.out_dir, self.judge = out_dir, judge  # benchmark kinds write images and answers files there
         self.image_token_index = image_token_index
         self.max_new_tokens, self.prompt_style, self.modes, self.batch_size = max_new_tokens, prompt_style, modes, batch_size
 
@@ -118,11 +122,13 @@ class _Context:
 
         return preprocess_image(load_image(path), self.preset.vision)
 
-    def generate(self, image_path, text: str, record: dict) -> str:
-        """Greedy answer; records it with its token count (== max_new_tokens: cut off, no stop token)."""
+    def generate(self, image_path, text: str, record: dict, max_new_tokens: int | None = None) -> str:
+        """Greedy answer; records it with its token count (== max_new_tokens: cut off, no stop token).
+        `max_new_tokens` overrides the run's limit where a benchmark fixes it (TaiwanVQA: 1)."""
         answer, n_tokens = generate_answer(self.model, self.tokenizer, self.preset, self.image(image_path), text,
                                            image_token_index=self.image_token_index,
-                                           max_new_tokens=self.max_new_tokens, prompt_style=self.prompt_style)
+                                           max_new_tokens=max_new_tokens or self.max_new_tokens,
+                                           prompt_style=self.prompt_style)
         record.update(generation=answer, generated_tokens=n_tokens)
         return answer
 
@@ -278,8 +284,12 @@ def load_tasks(specs: Sequence[str]) -> tuple[list[TaskFile], list[tuple[str | N
         if spec == IF_PROBE or spec.startswith(IF_PROBE + ":"):
             probes.append((spec, spec.partition(":")[2] or None))
             continue
-        kind, path = parse_task_spec(spec)
-        task = read_task(path, kind)
+        bench_kind, bench_path = benchmarks.parse_spec(spec)
+        if bench_kind:
+            task = benchmarks.read(bench_kind, bench_path)
+        else:
+            kind, path = parse_task_spec(spec)
+            task = read_task(path, kind)
         base, k = task.name, 1
         while task.name in names:
             k += 1
@@ -292,11 +302,11 @@ def load_tasks(specs: Sequence[str]) -> tuple[list[TaskFile], list[tuple[str | N
 def evaluate_model(model, tokenizer, preset, task_specs: Sequence[str], *, out_dir: str | Path, image_token_index: int,
                    limit: int | None = None, modes: Sequence[str] = MODES, max_new_tokens: int = 64,
                    prompt_style: str = "chat", seed: int = 0, meta: dict | None = None,
-                   loaded_tasks: tuple | None = None) -> dict:
+                   loaded_tasks: tuple | None = None, judge=None) -> dict:
     """Evaluate a built model; writes results.json and report.html into out_dir and returns the results.
 
     `limit` caps the items evaluated per task file (the first ones) and the images of the IF probe
-    (default 20 images, 5 prompts each)."""
+    (default 20 images, 5 prompts each). `judge` (benchmarks/judge.py) scores VisTW-Dialogue answers."""
     from nemo_twvlm.evaluation.report import write_report
 
     modes = tuple(modes)
@@ -309,7 +319,7 @@ def evaluate_model(model, tokenizer, preset, task_specs: Sequence[str], *, out_d
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks, probes = loaded_tasks or load_tasks(task_specs)
     ctx = _Context(model, tokenizer, preset, image_token_index, max_new_tokens=max_new_tokens,
-                   prompt_style=prompt_style, modes=modes)
+                   prompt_style=prompt_style, modes=modes, out_dir=out_dir, judge=judge)
     start = time.perf_counter()
     results: dict = {"meta": {**(meta or {}), "modes": list(modes), "prompt_style": prompt_style, "limit": limit,
                               "max_new_tokens": max_new_tokens, "preset": preset.name,
@@ -318,7 +328,10 @@ def evaluate_model(model, tokenizer, preset, task_specs: Sequence[str], *, out_d
     for task in tasks:
         items = task.items[:limit] if limit else task.items
         log.info("evaluating %s (%s, %d items)", task.name, task.kind, len(items))
-        scores, records = _RUNNERS[task.kind](ctx, items) if task.kind in _RUNNERS else ({"n": 0}, [])
+        if task.kind in benchmarks.KINDS:
+            scores, records = benchmarks.run(ctx, task, items)
+        else:
+            scores, records = _RUNNERS[task.kind](ctx, items) if task.kind in _RUNNERS else ({"n": 0}, [])
         results["tasks"].append({"name": task.name, "kind": task.kind, "path": str(task.path),
                                  "summary": {**task.summary(), "evaluated": len(items)},
                                  "scores": scores, "records": records})
@@ -333,9 +346,12 @@ def evaluate_model(model, tokenizer, preset, task_specs: Sequence[str], *, out_d
 
 
 def evaluate(ckpt_dir: str | Path, task_paths: Sequence[str], *, out_dir: str | Path, limit: int | None = None,
-             modes: Sequence[str] = MODES, max_new_tokens: int = 64, prompt_style: str = "chat", seed: int = 0) -> dict:
+             modes: Sequence[str] = MODES, max_new_tokens: int = 64, prompt_style: str = "chat", seed: int = 0,
+             judge: str | None = None, judge_model: str | None = None) -> dict:
     """Load the latest checkpoint in `ckpt_dir` and evaluate it on `task_paths` (task specs, see the module
-    docstring); writes out_dir/results.json and out_dir/report.html and returns the results."""
+    docstring); writes out_dir/results.json and out_dir/report.html and returns the results. `judge`: an
+    OpenAI-compatible endpoint URL (`judge_model` names its model) or a checkpoint directory."""
+    from nemo_twvlm.evaluation.benchmarks.judge import make_judge
     from nemo_twvlm.training.checkpoint import latest_iteration, load_for_inference
 
     tasks = load_tasks(task_paths)  # a wrong task path fails before any time goes into the model
@@ -345,16 +361,16 @@ def evaluate(ckpt_dir: str | Path, task_paths: Sequence[str], *, out_dir: str | 
                           image_token_index=loaded.image_token_index, limit=limit, modes=modes,
                           max_new_tokens=max_new_tokens, prompt_style=prompt_style, seed=seed,
                           meta={"checkpoint": str(Path(ckpt_dir).resolve()), "iteration": iteration},
-                          loaded_tasks=tasks)
+                          loaded_tasks=tasks, judge=make_judge(judge, judge_model) if judge else None)
 
 
 def cli_evaluate(ckpt: str, tasks: str, out_dir: str = "runs/eval", limit: int | None = None,
                  modes: str = "loglik,generate", max_new_tokens: int = 64, prompt_style: str = "chat",
-                 seed: int = 0) -> dict:
+                 seed: int = 0, judge: str | None = None, judge_model: str | None = None) -> dict:
     """`nemo twvlm evaluate ckpt=DIR tasks=SPEC[,SPEC...] out_dir=DIR`: comma-separated task specs and modes."""
     results = evaluate(ckpt, [t for t in tasks.split(",") if t.strip()], out_dir=out_dir, limit=limit,
                        modes=[m.strip() for m in modes.split(",") if m.strip()], max_new_tokens=max_new_tokens,
-                       prompt_style=prompt_style, seed=seed)
+                       prompt_style=prompt_style, seed=seed, judge=judge, judge_model=judge_model)
     print(headline(results))
     return results
 

@@ -12,6 +12,8 @@ import sys
 from html import escape
 from pathlib import Path
 
+from nemo_twvlm.evaluation.benchmarks import KINDS as BENCHMARK_KINDS
+
 THUMB = 96  # longest side of an embedded thumbnail, in pixels
 
 _CSS = """
@@ -102,7 +104,7 @@ def _scores_table(results: dict) -> str:
     rows = []
     for task in results["tasks"]:
         s = task["summary"]
-        scores = ", ".join(f"{k} {_fmt(v)}" for k, v in task["scores"].items() if k != "n")
+        scores = ", ".join(f"{k} {_fmt(v)}" for k, v in task["scores"].items() if k not in ("n", "tables"))
         warn = ' class="warn"' if s["skipped"] else ""
         rows.append(f"<tr{warn}><td>{escape(task['name'])}</td><td>{escape(task['kind'])}</td>"
                     f"<td class=num>{s['lines']}</td><td class=num>{s['loaded']}</td><td class=num>{s['skipped']}</td>"
@@ -131,8 +133,40 @@ def _problems_table(results: dict) -> str:
     return head + f"<table id=problems><tr><th>file</th><th>line</th><th>reason</th></tr>{rows}</table>"
 
 
+def _group_tables(task: dict) -> str:
+    """The per-subject / per-category accuracy tables a benchmark kind reports."""
+    parts = []
+    for key, table in task["scores"].get("tables", {}).items():
+        rows = "".join(f"<tr><td>{escape(name)}</td><td class=num>{row['n']}</td><td class=num>{_fmt(row['accuracy'])}"
+                       f"</td></tr>" for name, row in table.items())
+        parts.append(f"<h3>accuracy by {escape(key)}</h3><table class=groups data-by=\"{escape(key)}\"><tr>"
+                     f"<th>{escape(key)}</th><th>n</th><th>accuracy</th></tr>{rows}</table>")
+    return "".join(parts)
+
+
+def _benchmark_rows(task: dict, cache: dict) -> str:
+    rows = []
+    if task["kind"] == "vistw_dialogue":
+        head = "<th>image</th><th>id</th><th>question</th><th>ground truth</th><th>generation</th><th>judge score</th>"
+        for r in task["records"]:
+            rows.append(f"<tr><td>{_img(r['image'], cache)}</td><td>{escape(r['id'])}</td><td>{_pre(r['prompt'])}</td>"
+                        f"<td>{_pre(r['ground_truth'])}</td><td>{_pre(r.get('generation'))}</td>"
+                        f"<td class=num>{_fmt(r.get('judge_score'))}</td></tr>")
+    else:
+        head = "<th>image</th><th>id</th><th>prompt</th><th>answer</th><th>generation</th><th>extracted</th>"
+        for r in task["records"]:
+            rows.append(f"<tr><td>{_img(r['image'], cache)}</td><td>{escape(r['id'])}</td><td>{_pre(r['prompt'])}</td>"
+                        f"<td>{escape(r['answer'])}</td><td>{_pre(r.get('generation'))}</td>"
+                        f"<td>{_fmt(r.get('extracted'))} {_fmt(r['correct'])}</td></tr>")
+    if not rows:
+        return "<p>No items.</p>"
+    return f"<table class=records><tr>{head}</tr>{''.join(rows)}</table>"
+
+
 def _task_rows(task: dict, cache: dict) -> str:
     kind, rows = task["kind"], []
+    if kind in BENCHMARK_KINDS:
+        return _group_tables(task) + _benchmark_rows(task, cache)
     if kind == "mcq":
         head = "<th>image</th><th>id</th><th>prompt</th><th>answer</th><th>log-likelihood pick</th><th>generation</th><th>extracted</th>"
         for r in task["records"]:

@@ -124,15 +124,18 @@ def plan(cfg: PretrainConfig, num_gpus: int = 0, mfu: float = 0.4) -> None:
 
 
 def evaluate(ckpt: str, tasks: str, out_dir: str = "runs/eval", limit: Optional[int] = None,
-             modes: str = "loglik,generate", max_new_tokens: int = 64, prompt_style: str = "chat") -> None:
+             modes: str = "loglik,generate", max_new_tokens: int = 64, prompt_style: str = "chat",
+             judge: Optional[str] = None, judge_model: Optional[str] = None) -> None:
     """Score a checkpoint on task files and the instruction-following probe -> out_dir/results.json + report.html.
 
     tasks: comma-separated PATH | mcq:PATH | open_qa:PATH | caption:PATH | if_probe | if_probe:SHARD_DIR
+           | vistw_mcq:DIR | vistw_dialogue:DIR | taiwanvqa:DIR | vlmeval_mcq:TSV (published layouts)
+    judge: scores vistw_dialogue: an OpenAI-compatible endpoint URL (model judge_model) or a checkpoint DIR
     """
     from nemo_twvlm.evaluation.harness import cli_evaluate
 
     cli_evaluate(ckpt, tasks, out_dir=out_dir, limit=limit, modes=modes, max_new_tokens=max_new_tokens,
-                 prompt_style=prompt_style)
+                 prompt_style=prompt_style, judge=judge, judge_model=judge_model)
 
 
 def import_hf(src: str = "", dst: str = "", tp: int = 1, pp: int = 1, preset: str = "", clip: str = "",
