@@ -168,7 +168,8 @@ class TableReaderStage(ProcessingStage[FileGroupTask, SampleBatch]):
         rejected: list[Rejection] = []
         base = self.base_dir(path)
         for index, row in enumerate(table.rows):
-            key = str(row.get(self.key_column) or f"{source}-{index:07d}") if row else f"{source}-{index:07d}"
+            key = row.get(self.key_column) if row else None
+            key = f"{source}-{index:07d}" if key is None or key == "" else str(key)  # an id may be 0
             raw = {self.raw_name: json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")}
             try:
                 if missing:
