@@ -62,11 +62,11 @@ def run(tmp_path_factory, langid_model):
     (src / "part2.json").write_text(text[: text.rindex('"conversations"')], encoding="utf-8")
     out = tmp_path_factory.mktemp("llava_out")
     stats = curate(src, out, config="pairs_llava_pretrain")
-    return stats, out, captions
+    return stats, out, captions, src
 
 
 def test_pairs_curated_and_counted(run):
-    stats, out, _ = run
+    stats, out, *_ = run
     assert assert_contract(out) == stats
     assert stats["input"] == N + 7 + 2 + 1  # good, bad, the complete entries before the cut, the cut
     assert stats["kept"] == N + 2
@@ -74,12 +74,12 @@ def test_pairs_curated_and_counted(run):
 
 @pytest.mark.parametrize("key", sorted(EXPECTED))
 def test_bad_entry_counted_under_its_reason(run, key):
-    _, out, _ = run
+    _, out, *_ = run
     assert rejections(out)[key]["reason"] == EXPECTED[key]
 
 
 def test_wrong_types_name_the_field(run):
-    _, out, _ = run
+    _, out, *_ = run
     details = {k: e["detail"] for k, e in rejections(out).items()}
     assert details["bad_image_type"] == "'image' is int, expected a string"
     assert details["bad_conversations_type"] == "'conversations' is str, expected a list"
@@ -88,7 +88,7 @@ def test_wrong_types_name_the_field(run):
 
 
 def test_cut_off_list_keeps_complete_entries(run):
-    stats, out, _ = run
+    stats, out, *_ = run
     (cut,) = [e for e in rejections(out).values() if e["reason"] == "truncated_json"]
     assert cut["source"] == "part2" and cut["disposition"] == "quarantined"
     assert "part2.json" in cut["detail"] and "after 2 complete entries" in cut["detail"]
@@ -96,7 +96,7 @@ def test_cut_off_list_keeps_complete_entries(run):
 
 
 def test_energon_reads_the_captions(run):
-    stats, out, captions = run
+    stats, out, captions, _ = run
     seen = sorted(s.caption for s in energon_samples(out / "shards"))
     assert seen == sorted(captions[f"{i:09d}"] for i in range(N + 2))
 
@@ -126,3 +126,26 @@ def test_unreadable_json_lists(tmp_path, text, reason, detail):
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     rows = read_rows(str(path))
     assert rows.error.reason == reason and detail in rows.error.detail and "list.json" in rows.error.detail
+
+
+def _outputs(out) -> dict[str, bytes]:
+    files = ["manifest.json", "stats.json", "quarantine/index.jsonl", *sorted(
+        str(p.relative_to(out)) for p in [*(out / "shards").glob("*.tar"), *(out / "quarantine").glob("*/*.tar")])]
+    return {name: (out / name).read_bytes() for name in files}
+
+
+def test_rerun_redoes_only_the_lost_part(run, tmp_path):
+    """The resume protocol of every row reader: a part whose marker is gone is redone, the others
+    are loaded; the outputs are the bytes of the uninterrupted run."""
+    *_, src = run
+    out = tmp_path / "out"
+    curate(src, out, "input.batch_samples=4", config="pairs_llava_pretrain")
+    reference = _outputs(out)
+    part = out / "work" / "analysed" / "blip_laion_cc_sbu_558k"
+    assert len(list(part.glob("part-*.json"))) == 4  # 13 entries in parts of 4
+    kept_parts = {p: p.stat().st_mtime_ns for p in part.glob("part-*.json") if p.name != "part-00002.json"}
+    (part / "part-00002.json").unlink()
+    (out / "stats.json").unlink()
+    curate(src, out, "input.batch_samples=4", config="pairs_llava_pretrain")
+    assert _outputs(out) == reference
+    assert {p: p.stat().st_mtime_ns for p in kept_parts} == kept_parts and (part / "part-00002.json").is_file()
