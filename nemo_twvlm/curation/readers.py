@@ -74,7 +74,7 @@ def schema_mismatch(out: Path, stats: dict, cfg: CurationConfig) -> str | None:
             entry = json.loads(line)
             if entry["reason"] in SCHEMA_REASONS:
                 problems[entry["source"], entry["detail"]] += 1
-    listed = "\n".join(f"  {source}: {n} rows: {detail}" for (source, detail), n in problems.most_common(10))
+    listed = "\n".join(f"  {source} ({n} rows): {detail}" for (source, detail), n in problems.most_common(10))
     return (f"{rejected} of {stats['input']} input samples do not have the layout input.format="
             f"{cfg.input.format!r} with this config expects (input.max_schema_mismatch="
             f"{cfg.input.max_schema_mismatch}):\n{listed}\nSet the input.*_column fields to the input's column "

@@ -28,7 +28,7 @@ class ObelicsReaderStage(TableReaderStage):
 
     def _segments(self, row: dict | None, base: str) -> list:
         if row is None:
-            raise Reject("bad_row", "line is not a JSON object")
+            raise Reject("bad_row", "row is not an object")
         texts = get_field(row, "texts", list, "missing_caption")
         images = get_field(row, "images", list, "missing_image")
         if len(texts) != len(images):
@@ -37,8 +37,8 @@ class ObelicsReaderStage(TableReaderStage):
         out: list = []
         for i, (text, image) in enumerate(zip(texts, images)):
             if (text is None) == (image is None):
-                raise Reject("bad_row", f"slot {i} holds {'both a text and' if text is not None else 'neither a text nor'}"
-                                        " an image")
+                holds = "both a text and" if text is not None else "neither a text nor"
+                raise Reject("bad_row", f"slot {i} holds {holds} an image")
             if text is None:
                 out.append(_image(image, i, base))
             elif isinstance(text, str):
