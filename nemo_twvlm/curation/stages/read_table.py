@@ -41,7 +41,8 @@ def read_rows(path: str) -> Rows:
         if path.endswith(".json"):
             rows = _json_list(Path(path).read_bytes().decode("utf-8"), name)
         else:
-            rows = Rows([_jsonl_row(line) for line in Path(path).read_bytes().splitlines() if line.strip()])
+            with open(path, "rb") as f:
+                rows = Rows([_jsonl_row(line) for line in f if line.strip()])
     except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a damaged file
         return Rows(error=Reject("unreadable_file", f"{name}: {type(e).__name__}: {e}"))
     rows.columns = {k for row in rows.rows if row for k in row}
