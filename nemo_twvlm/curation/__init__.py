@@ -6,6 +6,7 @@ Modules:
     cli.py        the entry points: Hydra composes conf/curation/<name>.yaml; `nemo twvlm curate` calls it
     config.py     the typed config the YAML in conf/curation/ is checked into
     pipeline.py   stages composed from a config; run, resume, summarise (stats, manifest, Energon)
+    readers.py    input.format -> its files and reader stage (the published layouts); the schema-mismatch check
     executors.py  Ray Data / Xenna / in-process, chosen last
     stages/       one Curator ProcessingStage per file
     sample.py     the task types stages pass along, and which reasons are quarantine vs drop

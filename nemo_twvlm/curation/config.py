@@ -10,12 +10,26 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, get_type_hints
 
 
+# input.format -> the kinds it feeds. The reader of each is in nemo_twvlm/curation/readers.py.
+INPUT_FORMATS = {
+    "webdataset": ("pairs", "interleaved"),  # tars; interleaved: a json part naming image parts
+    "table": ("pairs",),           # Parquet/JSONL rows of url-or-path + caption (LAION, DataComp by column names)
+    "jsonl_docs": ("interleaved",),  # JSONL {"id", "segments": [text | {"image": url-or-path}]}
+    "llava_json": ("pairs",),      # LLaVA-Pretrain: a JSON list of {id, image, conversations} + an image folder
+    "img2dataset": ("pairs",),     # img2dataset's webdataset output: <key>.jpg/.txt/.json sidecar
+    "obelics": ("interleaved",),   # OBELICS parquet: parallel texts / images lists
+    "mmc4": ("interleaved",),      # MMC4 JSONL: text_list + image_info (raw_url, image_name, matched_text_index)
+}
+
+
 @dataclass
 class InputConfig:
-    format: str = "webdataset"     # webdataset (tars) | table (Parquet/JSONL rows) | jsonl_docs (interleaved)
+    format: str = "webdataset"     # one of INPUT_FORMATS
     url_column: str = "url"        # table: an http(s) url or a path (relative to the table's folder)
     caption_column: str = "caption"
     key_column: str = "key"        # optional; rows without it are keyed by position
+    image_dir: Optional[str] = None  # llava_json / mmc4: local image folder, relative to the input file's folder
+    max_schema_mismatch: float = 0.5  # fail the run when this share of the input has missing columns / wrong types
     batch_samples: int = 256       # samples per task: bounds the decoded images held at once
 
 
@@ -161,7 +175,7 @@ class CurationConfig:
     def check(self) -> None:
         choices = {
             "kind": (self.kind, ("pairs", "interleaved")),
-            "input.format": (self.input.format, ("webdataset", "table", "jsonl_docs")),
+            "input.format": (self.input.format, tuple(INPUT_FORMATS)),
             "script.simplified": (self.script.simplified, ("convert", "drop")),
             "resize.format": (self.resize.format, ("jpg", "png")),
             "executor.name": (self.executor.name, ("ray_data", "xenna", "in_process")),
@@ -169,6 +183,12 @@ class CurationConfig:
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not supported; expected one of {list(allowed)}")
+        kinds = INPUT_FORMATS[self.input.format]
+        if self.kind not in kinds:
+            raise ValueError(f"input.format={self.input.format!r} feeds kind {' or '.join(kinds)}, "
+                             f"not kind={self.kind!r}")
+        if not 0 < self.input.max_schema_mismatch <= 1:
+            raise ValueError(f"input.max_schema_mismatch={self.input.max_schema_mismatch} must be in (0, 1]")
         for name in ("input_dir", "output_dir", "lang.model_path", "tokens.tokenizer"):
             if not _get(self, name):
                 raise ValueError(f"{name} is empty; it must name a path")

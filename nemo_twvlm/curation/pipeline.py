@@ -9,7 +9,7 @@ report.html.
 Everything up to `checkpoint` works on one part of one input file at a time; `dedup` sees the
 signatures of all of them (or, with `dedup.shards > 1`, dedup_partition -> dedup_fanout ->
 dedup_shard -> dedup_merge split that search by LSH band key); `write_shards` works per input file
-again.
+again. `read` is the reader of `input.format` (nemo_twvlm.curation.readers).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from nemo_curator.stages.file_partitioning import FilePartitioningStage
 from nemo_twvlm.curation.config import CurationConfig, ModelScoreConfig
 from nemo_twvlm.curation.executors import make_executor
 from nemo_twvlm.curation.parts import done_parts, final_marker, part_marker
+from nemo_twvlm.curation.readers import READERS, SchemaMismatchError, schema_mismatch
 from nemo_twvlm.curation.sample import disposition
 from nemo_twvlm.curation.sharded_dedup import Banding
 from nemo_twvlm.curation.stages.aesthetic import AestheticStage
@@ -44,9 +45,6 @@ from nemo_twvlm.curation.stages.image_embed import ImageEmbedStage
 from nemo_twvlm.curation.stages.language_id import LanguageIdStage
 from nemo_twvlm.curation.stages.nsfw import NsfwStage
 from nemo_twvlm.curation.stages.quality_zh import QualityStage
-from nemo_twvlm.curation.stages.read_documents import DocumentReaderStage
-from nemo_twvlm.curation.stages.read_table import TableReaderStage
-from nemo_twvlm.curation.stages.read_webdataset import WebDatasetReaderStage
 from nemo_twvlm.curation.stages.resize import ResizeStage
 from nemo_twvlm.curation.stages.script_zh import ScriptStage
 from nemo_twvlm.curation.stages.shard_writer import ShardWriterStage
@@ -54,8 +52,6 @@ from nemo_twvlm.curation.stages.signatures import SignatureStage
 from nemo_twvlm.curation.stages.token_count import TokenCountStage
 from nemo_twvlm.curation.storage import atomic_write_json, atomic_writer, read_json, source_id
 from nemo_twvlm.presets import get_preset
-
-INPUT_EXTENSIONS = {"webdataset": [".tar"], "table": [".parquet", ".jsonl"], "jsonl_docs": [".jsonl"]}
 
 # Energon's view of interleaved shards: `json` holds the ordered segments, an image segment names
 # a part of the same sample, which Energon decodes.
@@ -88,7 +84,7 @@ def input_files(cfg: CurationConfig) -> dict[str, Path]:
     root = Path(cfg.input_dir).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"input_dir={cfg.input_dir!r} is not a directory")
-    extensions = INPUT_EXTENSIONS[cfg.input.format]
+    extensions = list(READERS[cfg.input.format].extensions)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in extensions)
     if not files:
         raise FileNotFoundError(f"input_dir={cfg.input_dir!r} holds no {extensions} files "
@@ -105,19 +101,11 @@ def input_files(cfg: CurationConfig) -> dict[str, Path]:
 def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
     layout = Layout(cfg.output_dir)
     in_dir, work = str(Path(cfg.input_dir).resolve()), str(layout.work)
+    reader = READERS[cfg.input.format]
     stages: list[ProcessingStage] = [FilePartitioningStage(
-        file_paths=in_dir, files_per_partition=1, file_extensions=INPUT_EXTENSIONS[cfg.input.format])]
-    if cfg.input.format == "webdataset":
-        stages.append(WebDatasetReaderStage(in_dir, work, kind=cfg.kind, formats=cfg.image.formats,
-                                            batch_samples=cfg.input.batch_samples))
-    elif cfg.input.format == "table":
-        stages.append(TableReaderStage(in_dir, work, url_column=cfg.input.url_column,
-                                       caption_column=cfg.input.caption_column, key_column=cfg.input.key_column,
-                                       batch_samples=cfg.input.batch_samples))
-    else:
-        stages.append(DocumentReaderStage(in_dir, work, key_column=cfg.input.key_column,
-                                          batch_samples=cfg.input.batch_samples))
-    if cfg.input.format != "webdataset":
+        file_paths=in_dir, files_per_partition=1, file_extensions=list(reader.extensions)),
+        reader.build(cfg, in_dir, work)]
+    if reader.fetches:
         d = cfg.download
         stages.append(DownloadStage(schemes=d.schemes, allow_local_paths=d.allow_local_paths, max_bytes=d.max_bytes,
                                     timeout_s=d.timeout_s, retries=d.retries, backoff_s=d.backoff_s,
@@ -209,7 +197,8 @@ def build_pipeline(cfg: CurationConfig) -> Pipeline:
 
 
 def run_curation(cfg: CurationConfig) -> dict:
-    """Run (or resume) the pipeline and summarise it; returns stats.json's content."""
+    """Run (or resume) the pipeline and summarise it; returns stats.json's content. Raises
+    SchemaMismatchError, after writing every output, when most of the input has the wrong layout."""
     sources = input_files(cfg)
     layout = Layout(cfg.output_dir)
     layout.out.mkdir(parents=True, exist_ok=True)
@@ -222,6 +211,9 @@ def run_curation(cfg: CurationConfig) -> dict:
     write_report(layout.out, stats, cfg, wall_s=wall_s)
     logger.info(f"curation: {stats['input']} in, {stats['kept']} kept, {sum(stats['dropped'].values())} dropped, "
                 f"{sum(stats['quarantined'].values())} quarantined in {wall_s:.1f} s -> {layout.out}")
+    problem = schema_mismatch(layout.out, stats, cfg)
+    if problem:
+        raise SchemaMismatchError(problem)
     return stats
 
 

@@ -21,13 +21,19 @@ from PIL import Image
 
 # Malformed input: the bytes cannot be read as a sample at all.
 QUARANTINE_REASONS = frozenset({
-    "truncated_tar", "unreadable_tar", "unreadable_file", "bad_row",
+    "truncated_tar", "unreadable_tar", "unreadable_file", "truncated_json", "bad_row",
+    "missing_column", "bad_field_type",
     "missing_image", "missing_caption", "empty_image", "empty_caption", "caption_not_utf8", "bad_caption_json",
     "corrupt_image", "truncated_image", "decompression_bomb", "unsupported_image_format",
     "download_failed", "download_too_large", "download_timeout", "download_bad_scheme", "download_private_address",
     "missing_file",
     "stage_error",
 })
+
+# The input's layout is not the one the config describes: a column the reader needs is absent from
+# a file, or a field holds the wrong type. When these are most of the input the run fails, naming
+# the expected and found columns, rather than succeeding with (almost) nothing kept.
+SCHEMA_REASONS = frozenset({"missing_column", "bad_field_type"})
 
 
 def disposition(reason: str) -> str:

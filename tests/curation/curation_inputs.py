@@ -7,7 +7,11 @@ import json
 import os
 import struct
 import tarfile
+import threading
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +89,39 @@ def tiny_clip(path: Path, projection_dim: int = 16) -> Path:
     return path
 
 
+@contextmanager
+def image_server(images: dict[str, bytes]) -> Iterator[str]:
+    """Serve `images` by file name (any path ending in it) from 127.0.0.1, 404 otherwise; yields
+    the base url. Curation runs against it need download.allow_private_addresses=true."""
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body = images.get(self.path.rsplit("/", 1)[-1])
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Type", "image/png" if body is not None else "text/plain")
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    saved = {k: os.environ.get(k) for k in ("no_proxy", "NO_PROXY")}
+    os.environ.update(no_proxy="127.0.0.1,localhost", NO_PROXY="127.0.0.1,localhost")  # a CI proxy must not intercept
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def curate(input_dir: Path, output_dir: Path, *overrides: str, config: str = "pairs_zh_tw",
            executor: str = "in_process") -> dict:
     """`python -m nemo_twvlm.curation --config-name <config> input_dir=... output_dir=...` in this process."""
@@ -115,3 +152,25 @@ def assert_contract(output_dir: Path) -> dict:
     manifest = json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))
     assert sum(s["samples"] for s in manifest["shards"]) == stats["kept"]
     return stats
+
+
+def energon_samples(shards: Path) -> list:
+    """Every sample Energon reads from curated shards, in order (no shuffling, no repeat)."""
+    from megatron.energon import WorkerConfig, get_loader, get_train_dataset
+
+    ds = get_train_dataset(str(shards), batch_size=None, shuffle_buffer_size=None, max_samples_per_sequence=None,
+                           worker_config=WorkerConfig(rank=0, world_size=1, num_workers=0), repeat=False)
+    return list(get_loader(ds))
+
+
+def kept_meta(output_dir: Path) -> dict[str, dict]:
+    """The json part of every kept sample, by key (documents keep theirs under "meta")."""
+    kept = {}
+    for shard in sorted((output_dir / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith(".json"):
+                    part = json.loads(tar.extractfile(member).read())
+                    meta = part.get("meta", part)
+                    kept[meta["key"]] = meta
+    return kept

@@ -93,6 +93,8 @@ def test_token_budget_keeps_input_order(tmp_path, langid_model):
     ({"dedup": {"image_hamming": 9}}, "dedup.image_hamming=9"),
     ({"dedup": {"typo": 1}}, "dedup.typo"),
     ({"executor": {"name": "spark"}}, "executor.name='spark'"),
+    ({"input": {"format": "mmc4"}}, "input.format='mmc4' feeds kind interleaved, not kind='pairs'"),
+    ({"input": {"max_schema_mismatch": 0}}, "input.max_schema_mismatch=0 must be in (0, 1]"),
 ])
 def test_config_errors_name_the_field(override, message):
     base = {"input_dir": "in", "output_dir": "out", "lang": {"model_path": "lid.176.ftz"}}
@@ -105,6 +107,13 @@ def test_hydra_configs_compose():
     from omegaconf import OmegaConf
 
     with initialize_config_dir(config_dir=str(REPO / "conf" / "curation"), version_base="1.3"):
-        for name in ("pairs_zh_tw", "interleaved_zh_tw"):
+        for name in sorted(p.stem for p in (REPO / "conf" / "curation").glob("*.yaml")):
             cfg = compose(config_name=name, overrides=["input_dir=a", "output_dir=b"])
             CurationConfig.from_dict(OmegaConf.to_container(cfg, resolve=True))
+
+
+def test_every_input_format_has_a_reader():
+    from nemo_twvlm.curation.config import INPUT_FORMATS
+    from nemo_twvlm.curation.readers import READERS
+
+    assert READERS.keys() == INPUT_FORMATS.keys()

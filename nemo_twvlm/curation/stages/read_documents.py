@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nemo_twvlm.curation.sample import ImageItem, Reject
-from nemo_twvlm.curation.stages.read_table import TableReaderStage
+from nemo_twvlm.curation.stages.read_table import TableReaderStage, get_field
 
 
 @dataclass
@@ -16,6 +16,9 @@ class DocumentReaderStage(TableReaderStage):
     batch_samples: int = 64
     raw_name = "doc.json"
 
+    def required_columns(self) -> dict[str, str]:
+        return {"segments": "the documents layout"}
+
     def _segments(self, row: dict | None, base: str) -> list:
         return _segments(row, base)
 
@@ -23,9 +26,7 @@ class DocumentReaderStage(TableReaderStage):
 def _segments(row: dict | None, base: str) -> list:
     if row is None:
         raise Reject("bad_row", "line is not a JSON object")
-    segments = row.get("segments")
-    if not isinstance(segments, list) or not segments:
-        raise Reject("bad_row", "no non-empty 'segments' list")
+    segments = get_field(row, "segments", list, "bad_row")
     out: list = []
     for seg in segments:
         if isinstance(seg, str):
@@ -34,8 +35,13 @@ def _segments(row: dict | None, base: str) -> list:
             out.append(ImageItem(ref=seg["image"].strip(), meta={"base_dir": base}))
         else:
             raise Reject("bad_row", f"segment {seg!r:.80} is neither text nor {{'image': url-or-path}}")
-    if not any(isinstance(s, ImageItem) for s in out):
+    return checked_document(out)
+
+
+def checked_document(segments: list) -> list:
+    """A document needs an image and some text."""
+    if not any(isinstance(s, ImageItem) for s in segments):
         raise Reject("missing_image", "document has no image segment")
-    if not any(isinstance(s, str) and s.strip() for s in out):
+    if not any(isinstance(s, str) and s.strip() for s in segments):
         raise Reject("empty_caption", "document has no text segment")
-    return out
+    return segments

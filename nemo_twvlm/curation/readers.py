@@ -1,0 +1,82 @@
+"""Input formats: the files each reads and the reader stage that turns them into samples, and the
+check that fails a run whose input does not have the layout its config describes.
+
+A new format is one entry in `READERS` (and its kinds in config.INPUT_FORMATS).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nemo_curator.stages.base import ProcessingStage
+
+from nemo_twvlm.curation.config import CurationConfig
+from nemo_twvlm.curation.sample import SCHEMA_REASONS
+from nemo_twvlm.curation.stages.read_documents import DocumentReaderStage
+from nemo_twvlm.curation.stages.read_img2dataset import Img2DatasetReaderStage
+from nemo_twvlm.curation.stages.read_llava import LlavaPretrainReaderStage
+from nemo_twvlm.curation.stages.read_mmc4 import Mmc4ReaderStage
+from nemo_twvlm.curation.stages.read_obelics import ObelicsReaderStage
+from nemo_twvlm.curation.stages.read_table import TableReaderStage
+from nemo_twvlm.curation.stages.read_webdataset import WebDatasetReaderStage
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    extensions: tuple[str, ...]
+    fetches: bool          # samples name their images by url or path: the download stage reads them
+    build: Callable[[CurationConfig, str, str], ProcessingStage]  # (cfg, input_dir, work_dir) -> reader
+
+
+def _rows(cls: type, **fields: str) -> Callable[[CurationConfig, str, str], ProcessingStage]:
+    """A row reader given the input.* config fields it takes (reader field -> config field)."""
+    def build(cfg: CurationConfig, in_dir: str, work: str) -> ProcessingStage:
+        options = {name: getattr(cfg.input, source) for name, source in fields.items()}
+        return cls(in_dir, work, key_column=cfg.input.key_column, batch_samples=cfg.input.batch_samples, **options)
+    return build
+
+
+def _tars(cls: type) -> Callable[[CurationConfig, str, str], ProcessingStage]:
+    def build(cfg: CurationConfig, in_dir: str, work: str) -> ProcessingStage:
+        return cls(in_dir, work, kind=cfg.kind, formats=cfg.image.formats, batch_samples=cfg.input.batch_samples)
+    return build
+
+
+READERS: dict[str, InputFormat] = {
+    "webdataset": InputFormat((".tar",), False, _tars(WebDatasetReaderStage)),
+    "table": InputFormat((".parquet", ".jsonl"), True,
+                         _rows(TableReaderStage, url_column="url_column", caption_column="caption_column")),
+    "jsonl_docs": InputFormat((".jsonl",), True, _rows(DocumentReaderStage)),
+    "llava_json": InputFormat((".json",), True, _rows(LlavaPretrainReaderStage, image_dir="image_dir")),
+    "img2dataset": InputFormat((".tar",), False, _tars(Img2DatasetReaderStage)),
+    "obelics": InputFormat((".parquet",), True, _rows(ObelicsReaderStage)),
+    "mmc4": InputFormat((".jsonl",), True, _rows(Mmc4ReaderStage, image_dir="image_dir")),
+}
+
+
+class SchemaMismatchError(ValueError):
+    """Most of the input was rejected because its columns or field types are not the configured ones."""
+
+
+def schema_mismatch(out: Path, stats: dict, cfg: CurationConfig) -> str | None:
+    """Why the run must not count as a success, or None: at least `input.max_schema_mismatch` of
+    the input was rejected for a missing column or a field of the wrong type. The message lists
+    the distinct problems per file (each names the expected and the found columns or types)."""
+    rejected = sum(stats["quarantined"].get(r, 0) for r in SCHEMA_REASONS)
+    if not stats["input"] or rejected < cfg.input.max_schema_mismatch * stats["input"]:
+        return None
+    problems: Counter[tuple[str, str]] = Counter()
+    with open(out / "quarantine" / "index.jsonl", encoding="utf-8") as index:
+        for line in index:
+            entry = json.loads(line)
+            if entry["reason"] in SCHEMA_REASONS:
+                problems[entry["source"], entry["detail"]] += 1
+    listed = "\n".join(f"  {source} ({n} rows): {detail}" for (source, detail), n in problems.most_common(10))
+    return (f"{rejected} of {stats['input']} input samples do not have the layout input.format="
+            f"{cfg.input.format!r} with this config expects (input.max_schema_mismatch="
+            f"{cfg.input.max_schema_mismatch}):\n{listed}\nSet the input.*_column fields to the input's column "
+            f"names, or pick its input.format / --config-name. Counts are in {out / 'stats.json'}, every "
+            f"row in {out / 'quarantine' / 'index.jsonl'}.")
