@@ -90,9 +90,8 @@ def baseline(config_path: Path, out_path: Path, threads: int) -> None:
 
     from nemo_twvlm.data.loader import train_loader
     from nemo_twvlm.data.task_encoder import LlavaTaskEncoder
-    from nemo_twvlm.data.tokenizer import load_tokenizer
-    from nemo_twvlm.data.tokenizer import image_token_id
-from nemo_twvlm.model import apply_freeze_plan, build_llava
+    from nemo_twvlm.data.tokenizer import image_token_id, load_tokenizer
+    from nemo_twvlm.model import apply_freeze_plan, build_llava
     from nemo_twvlm.presets import get_preset
     from nemo_twvlm.training.checkpoint import init_single_process
     from nemo_twvlm.training.pretrain import config_from_json

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 from nemo_twvlm.conversion.mapping import ConversionError
 from nemo_twvlm.presets import (  # noqa: F401  (preset files are part of this module's interface)

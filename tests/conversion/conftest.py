@@ -103,6 +103,19 @@ def ours_pair(hf_pair, tmp_path_factory) -> Path:
     return dst
 
 
+def canonical_tensors(directory: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of an HF directory under its canonical name (whatever naming the files use)."""
+    from safetensors import safe_open
+
+    from nemo_twvlm.conversion.sources import llava_canonical_name
+
+    out = {}
+    for path in sorted(Path(directory).glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            out.update({llava_canonical_name(name): f.get_tensor(name) for name in f.keys()})
+    return out
+
+
 def load_ours(directory: Path, image_token_index: int = IMAGE_ID):
     """Our model (TP=1, fp32, local specs, eval) with the checkpoint's weights, and its preset."""
     from nemo_twvlm.conversion import megatron_io
@@ -137,6 +150,7 @@ class Tiny:
     write_llava = staticmethod(write_llava)
     write_pair = staticmethod(write_pair)
     load_ours = staticmethod(load_ours)
+    canonical_tensors = staticmethod(canonical_tensors)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import itertools
 import json
 from pathlib import Path
 
-from tokenizers import Tokenizer, pre_tokenizers
+from tokenizers import pre_tokenizers
 
 REPO = Path(__file__).resolve().parents[2]
 BPE_SIZE = 128_000

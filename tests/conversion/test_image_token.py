@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 import torch
-from safetensors import safe_open
 
 from llama3_layout import (
     BPE_SIZE, USER_ONLY_TEMPLATE, VOCAB, write_generation_config, write_llama3_tokenizer, write_published_pair,
@@ -88,23 +87,13 @@ def _llava_llama3(directory, tiny):
     return directory
 
 
-def _tensors(directory) -> dict[str, torch.Tensor]:
-    from nemo_twvlm.conversion.sources import llava_canonical_name
-
-    out = {}
-    for path in sorted(directory.glob("*.safetensors")):
-        with safe_open(str(path), framework="pt") as f:
-            out.update({llava_canonical_name(name): f.get_tensor(name) for name in f.keys()})
-    return out
-
-
 def test_llava_llama3_layout_round_trips_bitwise_and_matches_transformers(tiny, tmp_path):
     from transformers import LlavaForConditionalGeneration
 
     src = _llava_llama3(tmp_path / "llava", tiny)
     import_hf(src, tmp_path / "ours")
     out = export_hf(tmp_path / "ours", tmp_path / "back")
-    original, exported = _tensors(src), _tensors(out)
+    original, exported = tiny.canonical_tensors(src), tiny.canonical_tensors(out)
     assert original.keys() == exported.keys()
     assert all(torch.equal(original[name], exported[name]) for name in original)
     assert exported["language_model.embed_tokens.weight"].shape[0] == 128320

@@ -7,19 +7,8 @@ import subprocess
 import sys
 
 import torch
-from safetensors import safe_open
 
 from nemo_twvlm.presets import PRESETS
-
-
-def _canonical_tensors(directory) -> dict[str, torch.Tensor]:
-    from nemo_twvlm.conversion.sources import llava_canonical_name
-
-    out = {}
-    for path in sorted(directory.glob("*.safetensors")):
-        with safe_open(str(path), framework="pt") as f:
-            out.update({llava_canonical_name(name): f.get_tensor(name) for name in f.keys()})
-    return out
 
 
 def test_training_loads_an_import_and_its_checkpoint_exports(tiny, tmp_path):
@@ -58,8 +47,8 @@ def test_training_loads_an_import_and_its_checkpoint_exports(tiny, tmp_path):
                             capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-    original = _canonical_tensors(hf)
-    exported = _canonical_tensors(export_hf(tmp_path / "trained", tmp_path / "exported"))
+    original = tiny.canonical_tensors(hf)
+    exported = tiny.canonical_tensors(export_hf(tmp_path / "trained", tmp_path / "exported"))
     # A training checkpoint has no sidecar: the ViT comes back at its built depth (2 of 3 layers).
     kept = {n for n in original if "post_layernorm" not in n and "encoder.layers.2." not in n}
     assert kept <= set(exported)

@@ -144,6 +144,16 @@ def add_row(task: TaskFile, path: Path, row_no: int, seen: set[str], parse: Call
         task.problems.append(Problem(str(path), row_no, str(bad)))
 
 
+def read_parquet_task(path: Path, kind: str, files: Iterable[Path], required: Iterable[str],
+                      parse: Callable[[dict, Path, int], BenchItem]) -> TaskFile:
+    """A task of `kind` from parquet `files`: ids unique across all of them."""
+    task = TaskFile(path=path, kind=kind, name=kind)
+    seen: set[str] = set()
+    for file in files:
+        read_parquet(task, file, required, parse, seen)
+    return task
+
+
 def parquet_files(path: Path, pattern: str) -> list[Path]:
     """`path` itself when it is a file, else the files under it matching `pattern`; none is an error."""
     if path.is_file():

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nemo_twvlm.evaluation.benchmarks.rows import (CIRCULAR_MOD, BadRow, BenchItem, answer_label, image_from_struct,
-                                                   int_field, parquet_files, read_parquet, text_field)
+                                                   int_field, parquet_files, read_parquet_task, text_field)
 from nemo_twvlm.evaluation.benchmarks.runner import GENERATE_ONLY, circular, generate_choices, group_table
 from nemo_twvlm.evaluation.scorers import accuracy
 from nemo_twvlm.evaluation.tasks import TaskFile
@@ -34,11 +34,7 @@ _NA = {"", "nan"}  # how an absent option appears once the dataset went through 
 
 
 def read(path: Path) -> TaskFile:
-    task = TaskFile(path=path, kind="taiwanvqa", name="taiwanvqa")
-    seen: set[str] = set()
-    for file in parquet_files(path, "**/*.parquet"):
-        read_parquet(task, file, COLUMNS, _row, seen)
-    return task
+    return read_parquet_task(path, "taiwanvqa", parquet_files(path, "**/*.parquet"), COLUMNS, _row)
 
 
 def _row(row: dict, path: Path, row_no: int) -> BenchItem:

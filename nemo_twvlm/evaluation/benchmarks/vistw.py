@@ -27,7 +27,7 @@ from pathlib import Path
 
 from nemo_twvlm.evaluation.benchmarks.judge import judge_all
 from nemo_twvlm.evaluation.benchmarks.rows import (BenchItem, answer_label, image_from_struct, parquet_files,
-                                                   read_parquet, text_field)
+                                                   read_parquet_task, text_field)
 from nemo_twvlm.evaluation.benchmarks.runner import (GENERATE_ONLY, base_record, generate_choices, group_table,
                                                      image_path, model_text)
 from nemo_twvlm.evaluation.scorers import accuracy
@@ -44,13 +44,9 @@ MCQ_INSTRUCTION = ("回答以下的多選題問題。"
 
 
 def read_mcq(path: Path) -> TaskFile:
-    task = TaskFile(path=path, kind="vistw_mcq", name="vistw_mcq")
-    seen: set[str] = set()
     files = parquet_files(path, "*/*.parquet")
     test_split = [f for f in files if f.name.startswith("test-")]
-    for file in test_split or files:
-        read_parquet(task, file, MCQ_COLUMNS, _mcq_row, seen)
-    return task
+    return read_parquet_task(path, "vistw_mcq", test_split or files, MCQ_COLUMNS, _mcq_row)
 
 
 def _mcq_row(row: dict, path: Path, row_no: int) -> BenchItem:
@@ -101,11 +97,8 @@ def run_mcq(ctx, name: str, items: list[BenchItem]) -> tuple[dict, list[dict]]:
 # --- dialogue -----------------------------------------------------------------------------------------
 
 def read_dialogue(path: Path) -> TaskFile:
-    task = TaskFile(path=path, kind="vistw_dialogue", name="vistw_dialogue")
-    seen: set[str] = set()
-    for file in parquet_files(path, "**/*.parquet"):
-        read_parquet(task, file, DIALOGUE_COLUMNS, _dialogue_row, seen)
-    return task
+    return read_parquet_task(path, "vistw_dialogue", parquet_files(path, "**/*.parquet"), DIALOGUE_COLUMNS,
+                             _dialogue_row)
 
 
 def _dialogue_row(row: dict, path: Path, row_no: int) -> BenchItem:
