@@ -13,10 +13,12 @@ from typing import Any, Optional, get_type_hints
 @dataclass
 class InputConfig:
     format: str = "webdataset"     # webdataset (tars) | table (Parquet/JSONL rows) | jsonl_docs (interleaved)
+                                   # | conversations (LLaVA JSON/JSONL, HF parquet)
     url_column: str = "url"        # table: an http(s) url or a path (relative to the table's folder)
     caption_column: str = "caption"
     key_column: str = "key"        # optional; rows without it are keyed by position
     batch_samples: int = 256       # samples per task: bounds the decoded images held at once
+    image_dir: Optional[str] = None  # conversations: LLaVA image paths are relative to it (None: the file's folder)
 
 
 @dataclass
@@ -130,7 +132,7 @@ class ExecutorConfig:
 class CurationConfig:
     input_dir: str = ""
     output_dir: str = ""
-    kind: str = "pairs"            # pairs | interleaved
+    kind: str = "pairs"            # pairs | interleaved | conversations
     input: InputConfig = field(default_factory=InputConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
@@ -160,8 +162,8 @@ class CurationConfig:
 
     def check(self) -> None:
         choices = {
-            "kind": (self.kind, ("pairs", "interleaved")),
-            "input.format": (self.input.format, ("webdataset", "table", "jsonl_docs")),
+            "kind": (self.kind, ("pairs", "interleaved", "conversations")),
+            "input.format": (self.input.format, ("webdataset", "table", "jsonl_docs", "conversations")),
             "script.simplified": (self.script.simplified, ("convert", "drop")),
             "resize.format": (self.resize.format, ("jpg", "png")),
             "executor.name": (self.executor.name, ("ray_data", "xenna", "in_process")),
@@ -169,6 +171,12 @@ class CurationConfig:
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not supported; expected one of {list(allowed)}")
+        if (self.kind == "conversations") != (self.input.format == "conversations"):
+            raise ValueError(f"kind={self.kind!r} with input.format={self.input.format!r}: conversations are read "
+                             "by input.format=conversations, and that reader serves only kind=conversations")
+        if self.kind == "conversations" and self.dedup.shards != 1:
+            raise ValueError(f"dedup.shards={self.dedup.shards}: conversations match image and first user turn "
+                             "together, which the sharded dedup does not; use dedup.shards=1")
         for name in ("input_dir", "output_dir", "lang.model_path", "tokens.tokenizer"):
             if not _get(self, name):
                 raise ValueError(f"{name} is empty; it must name a path")

@@ -43,19 +43,21 @@ from nemo_twvlm.curation.stages.download import DownloadStage
 from nemo_twvlm.curation.stages.image_embed import ImageEmbedStage
 from nemo_twvlm.curation.stages.language_id import LanguageIdStage
 from nemo_twvlm.curation.stages.nsfw import NsfwStage
+from nemo_twvlm.curation.stages.read_conversations import ConversationReaderStage
 from nemo_twvlm.curation.stages.quality_zh import QualityStage
 from nemo_twvlm.curation.stages.read_documents import DocumentReaderStage
 from nemo_twvlm.curation.stages.read_table import TableReaderStage
 from nemo_twvlm.curation.stages.read_webdataset import WebDatasetReaderStage
 from nemo_twvlm.curation.stages.resize import ResizeStage
 from nemo_twvlm.curation.stages.script_zh import ScriptStage
-from nemo_twvlm.curation.stages.shard_writer import ShardWriterStage
+from nemo_twvlm.curation.stages.shard_writer import CONVERSATION_SAMPLE_LOADER, ShardWriterStage
 from nemo_twvlm.curation.stages.signatures import SignatureStage
 from nemo_twvlm.curation.stages.token_count import TokenCountStage
 from nemo_twvlm.curation.storage import atomic_write_json, atomic_writer, read_json, source_id
 from nemo_twvlm.presets import get_preset
 
-INPUT_EXTENSIONS = {"webdataset": [".tar"], "table": [".parquet", ".jsonl"], "jsonl_docs": [".jsonl"]}
+INPUT_EXTENSIONS = {"webdataset": [".tar"], "table": [".parquet", ".jsonl"], "jsonl_docs": [".jsonl"],
+                    "conversations": [".json", ".jsonl", ".parquet"]}
 
 # Energon's view of interleaved shards: `json` holds the ordered segments, an image segment names
 # a part of the same sample, which Energon decodes.
@@ -114,6 +116,9 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
         stages.append(TableReaderStage(in_dir, work, url_column=cfg.input.url_column,
                                        caption_column=cfg.input.caption_column, key_column=cfg.input.key_column,
                                        batch_samples=cfg.input.batch_samples))
+    elif cfg.input.format == "conversations":
+        stages.append(ConversationReaderStage(in_dir, work, key_column=cfg.input.key_column,
+                                              batch_samples=cfg.input.batch_samples, image_dir=cfg.input.image_dir))
     else:
         stages.append(DocumentReaderStage(in_dir, work, key_column=cfg.input.key_column,
                                           batch_samples=cfg.input.batch_samples))
@@ -195,7 +200,8 @@ def dedup_stages(cfg: CurationConfig) -> list[ProcessingStage]:
     d, work = cfg.dedup, str(Layout(cfg.output_dir).work)
     if d.shards == 1:
         return [DedupStage(exact=d.exact, image_hamming=d.image_hamming, image_bands=d.image_bands,
-                           caption_jaccard=d.caption_jaccard, num_perm=d.num_perm, token_budget=cfg.tokens.budget)]
+                           caption_jaccard=d.caption_jaccard, num_perm=d.num_perm, token_budget=cfg.tokens.budget,
+                           joint=cfg.kind == "conversations")]
     banding = Banding(exact=d.exact, image_hamming=d.image_hamming, image_bands=d.image_bands,
                       caption_jaccard=d.caption_jaccard, num_perm=d.num_perm)
     return [DedupPartitionStage(work, d.shards, banding), DedupFanoutStage(d.shards),
@@ -318,5 +324,8 @@ def _prepare_energon(cfg: CurationConfig, shards: Path) -> None:
 
     if cfg.kind == "pairs":
         prepare(shards, sample_type="CaptioningSample", field_map={"image": cfg.resize.format, "caption": "txt"})
+    elif cfg.kind == "conversations":
+        prepare(shards, sample_type="ConversationSample", sample_type_module="nemo_twvlm.data.samples",
+                sample_loader_source=CONVERSATION_SAMPLE_LOADER)
     else:
         prepare(shards, sample_type="InterleavedSample", sample_loader_source=INTERLEAVED_SAMPLE_LOADER)

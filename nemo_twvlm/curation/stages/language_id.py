@@ -49,15 +49,21 @@ class LanguageIdStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch])
         self.ensure_loaded()
         return batch.apply(self.name, self._identify)
 
-    def _identify(self, sample: Sample) -> None:
-        text = " ".join(sample.text.split())
+    def _label(self, text: str) -> tuple[str, float, str | None]:
+        """(language, model score, the model's own label where the Chinese rule overrode it)."""
+        text = " ".join(text.split())
         labels, scores = self._model.predict(text, k=1)
         lang, score = labels[0].removeprefix("__label__"), float(scores[0])
+        return ("zh", score, lang) if looks_chinese(text) else (lang, score, None)
+
+    def _identify(self, sample: Sample) -> None:
+        lang, score, model_lang = self._label(sample.text)
         sample.meta.update(lang=lang, lang_score=round(score, 4))
-        if looks_chinese(text):
-            sample.meta.update(lang="zh", lang_model=lang)
-            lang = "zh"
-        elif score < self.min_score:
+        if model_lang is not None:
+            sample.meta["lang_model"] = model_lang
+        if sample.roles is not None:  # what the assistant turns are written in: the quality filters judge them
+            sample.meta["lang_assistant"] = self._label("\n".join(sample.turns("assistant")))[0]
+        if model_lang is None and score < self.min_score:
             raise Reject("lang_low_confidence", f"{lang} ({score:.2f} < {self.min_score})")
         if lang not in self.allowed:
             raise Reject("lang_not_allowed", f"{lang} ({score:.2f}); allowed {self.allowed}")

@@ -63,7 +63,7 @@ class TableReaderStage(ProcessingStage[FileGroupTask, SampleBatch]):
         done = resumed_batches(self.work_dir, source, task.dataset_name)
         if done:
             return done
-        rows, error = read_rows(path)
+        rows, error = self._read(path)
         samples: list[Sample] = []
         rejected: list[Rejection] = []
         if error:
@@ -71,13 +71,22 @@ class TableReaderStage(ProcessingStage[FileGroupTask, SampleBatch]):
         base = str(Path(path).parent)
         for index, row in enumerate(rows):
             key = str(row.get(self.key_column) or f"{source}-{index:07d}") if row else f"{source}-{index:07d}"
-            raw = {self.raw_name: json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")}
+            raw = self._raw(row)
             try:
-                samples.append(Sample(key=key, index=index, segments=self._segments(row, base), raw=raw))
+                samples.append(self._sample(key, index, row, base, raw))
             except Reject as r:
                 rejected.append(Rejection(key, index, self.name, r.reason, r.detail, raw))
         return split_parts(task.dataset_name, source, samples, rejected, self.batch_samples, self.work_dir,
                            self.name)
+
+    def _read(self, path: str) -> tuple[list[dict | None], str | None]:
+        return read_rows(path)
+
+    def _raw(self, row: dict | None) -> dict[str, bytes]:
+        return {self.raw_name: json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")}
+
+    def _sample(self, key: str, index: int, row: dict | None, base: str, raw: dict[str, bytes]) -> Sample:
+        return Sample(key=key, index=index, segments=self._segments(row, base), raw=raw)
 
     def _segments(self, row: dict | None, base: str) -> list:
         if row is None:
