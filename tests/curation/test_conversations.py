@@ -185,3 +185,30 @@ def test_a_cut_off_list_with_no_complete_row_is_counted_not_raised(tmp_path, lan
     stats = curate(tmp_path / "in", tmp_path / "out", config="conversations_zh_tw")
     assert stats["quarantined"] == {"truncated_json": 1} and stats["kept"] == 0
     assert "broken.json" in rejections(tmp_path / "out")["broken-0000000"]["detail"]
+
+
+def test_debug_sft_trains_on_curated_conversations(run, tmp_path):
+    """The curated shards are what `twvlm_debug_sft` reads, as they come out of curation."""
+    import math
+    import re
+    import subprocess
+    import sys
+
+    from nemo_twvlm.training.pretrain import config_to_json
+    from recipes import get_recipe
+
+    _, out = run
+    cfg = get_recipe("twvlm_debug_sft")
+    cfg.data.path = str(out / "shards")
+    cfg.model.init_from = None  # from scratch: no CPT checkpoint here
+    cfg.checkpoint.save = None
+    cfg.trainer.max_steps, cfg.trainer.warmup_steps, cfg.trainer.log_interval = 3, 1, 1
+    path = tmp_path / "sft.json"
+    path.write_text(config_to_json(cfg))
+    result = subprocess.run([sys.executable, "-m", "nemo_twvlm.training.pretrain", str(path)],
+                            capture_output=True, text=True, timeout=600)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    losses = [float(x) for x in re.findall(r"iteration\s+\d+/\s*3 \|.*?lm loss: ([0-9.E+-]+)", log)]
+    assert len(losses) == 3 and all(math.isfinite(x) and x > 0 for x in losses)
+    assert "skipped sample" not in log  # every curated conversation encodes
