@@ -5,6 +5,9 @@ independently and uniformly, so a model can only caption it right by looking. Ev
 seeded: the same arguments give byte-identical shards.
 
     python -m nemo_twvlm.data.synthetic --out /tmp/twvlm_data
+    # the SFT shards sft_blend.yaml names: the instructions through the `conversations` curation kind
+    python -m nemo_twvlm.curation --config-name conversations_zh_tw executor.name=in_process \
+        input_dir=/tmp/twvlm_data/instructions_llava output_dir=/tmp/twvlm_data/instructions
 """
 from __future__ import annotations
 

@@ -110,14 +110,20 @@ def run_demo(align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig, ou
 
 def curate_instructions(data: Path, sft: PretrainConfig) -> dict:
     """The SFT conversations through the `conversations` curation kind, as a user's own data goes,
-    with tokens counted by the SFT stage's tokenizer and preset; returns stats.json's content."""
+    with tokens counted by the SFT stage's tokenizer and preset; returns stats.json's content.
+
+    Near-duplicate images are kept: the synthetic set is 144 pictures (colour x object x position)
+    under pixel noise, each a near-copy of the others of its kind by construction, asked a few
+    question families. Near dedup kept 788 of 2000 conversations and SFT's instruction following
+    fell from 0.84 to 0.74 (measured on one CPT checkpoint). Exact dedup and every check stay on.
+    """
     from nemo_twvlm.curation.cli import run
 
     output = data / CURATED_INSTRUCTIONS
     _fresh(output)
     return run("conversations_zh_tw", [f"input_dir={data / 'instructions_llava'}", f"output_dir={output}",
-                                       "executor.name=in_process", f"tokens.tokenizer={sft.data.tokenizer}",
-                                       f"tokens.preset={sft.model.preset}"])
+                                       "executor.name=in_process", "dedup.image_hamming=null",
+                                       f"tokens.tokenizer={sft.data.tokenizer}", f"tokens.preset={sft.model.preset}"])
 
 
 def instruction_following(checkpoint: str, shard_dir: Path, num_images: int = 20) -> dict[str, float]:
