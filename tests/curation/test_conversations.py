@@ -75,6 +75,13 @@ def inputs(tmp_path_factory):
         {"id": "hf_text_only", "messages": messages("用一句話介紹台北。", ZH_LINES[13]), "images": []},
     ]
     pq.write_table(pa.Table.from_pylist(hf), src / "hf.parquet")
+    one = [{"id": "hf_one_struct", "messages": messages(f"{IMG}\n這是白天還是晚上？", ZH_LINES[14]),
+            "image": struct(draw(rng))}]
+    pq.write_table(pa.Table.from_pylist(one), src / "hf_one.parquet")
+    parts = [{"id": "hf_content_parts", "images": [struct(draw(rng))], "messages": [
+        {"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "圖裡有幾個人？"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": ZH_LINES[15]}]}]}]
+    pq.write_table(pa.Table.from_pylist(parts), src / "hf_parts.parquet")
     return src
 
 
@@ -112,8 +119,8 @@ def test_every_row_is_kept_or_counted_by_its_reason(run):
         "cut-0000002": "truncated_json",      # the row the cut went through; the two before it are kept
         "hf_empty_struct": "missing_image",
     }
-    assert stats["kept"] == 11
-    assert stats["input"] == 11 + len(reasons)
+    assert stats["kept"] == 13
+    assert stats["input"] == 13 + len(reasons)
     cut = rejections(out)["cut-0000002"]["detail"]
     assert "cut.json" in cut and "row 2" in cut and "2 complete rows" in cut
     assert "neither bytes nor path" in rejections(out)["hf_empty_struct"]["detail"]
@@ -135,8 +142,17 @@ def test_energon_reads_conversations_with_their_images(run):
     assert by_id[f"{IMG}\n請描述這張圖。"].conversation[1]["content"] == "- 第一點\n- 第二點"  # lines kept
     converted = by_id[f"{IMG}\n這個軟體怎麼用？"]  # s2twp on every turn: 软件 -> 軟體, 鼠标 -> 滑鼠
     assert converted.conversation[1]["content"] == "開啟滑鼠右鍵的選單。"
-    assert stats["converted"] == {"none": 10, "s2twp": 1}
+    assert stats["converted"] == {"none": 12, "s2twp": 1}
     assert by_id[f"{IMG}\n圖中的東西是什麼顏色？"].images[0].shape[0] == 3
+    assert len(by_id[f"{IMG}\n這是白天還是晚上？"].images) == 1  # `image`: one struct, not a list
+    assert len(by_id[f"{IMG}\n圖裡有幾個人？"].images) == 1  # HF content parts: the image part is the placeholder
+
+
+def test_a_rerun_resumes_to_the_same_output(run, inputs):
+    stats, out = run
+    shards = {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")}
+    assert curate(inputs, out, config="conversations_zh_tw") == stats
+    assert {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")} == shards
 
 
 def test_tokens_are_counted_as_the_chat_template_renders_them(run):
