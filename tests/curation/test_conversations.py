@@ -228,3 +228,14 @@ def test_debug_sft_trains_on_curated_conversations(run, tmp_path):
     losses = [float(x) for x in re.findall(r"iteration\s+\d+/\s*3 \|.*?lm loss: ([0-9.E+-]+)", log)]
     assert len(losses) == 3 and all(math.isfinite(x) and x > 0 for x in losses)
     assert "skipped sample" not in log  # every curated conversation encodes
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["input.format=table"], "input.format=conversations"),
+    (["dedup.shards=2"], "dedup.shards=1"),
+])
+def test_config_refuses_what_the_conversations_kind_cannot_do(overrides, message):
+    from nemo_twvlm.curation.cli import compose_config
+
+    with pytest.raises(ValueError, match=message):
+        compose_config("conversations_zh_tw", ["input_dir=in", "output_dir=out", *overrides])

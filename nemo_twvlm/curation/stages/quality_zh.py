@@ -36,7 +36,7 @@ class QualityStage(ProcessingStage[SampleBatch, SampleBatch]):
             zh = [m["cjk_ratio"]] if sample.meta.get("lang") == "zh" else []
         else:
             m = quality_metrics("\n".join(sample.turns("assistant")))
-            turns = zip(sample.roles, sample.meta["turn_langs"], sample.texts)  # a turn's script: its own language
+            turns = zip(sample.roles, sample.meta["turn_langs"], sample.texts)  # each turn by its own language
             zh = [quality_metrics(t)["cjk_ratio"] for role, lang, t in turns if role == "assistant" and lang == "zh"]
         sample.meta["chars"] = m["chars"]
         if m["chars"] < self.min_chars:
