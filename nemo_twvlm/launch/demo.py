@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from nemo_twvlm.data.synthetic import CURATED_INSTRUCTIONS
 from nemo_twvlm.training.config import PretrainConfig
 
 _ITERATION = re.compile(r"iteration\s+(\d+)/\s*(\d+)")
@@ -55,7 +54,7 @@ def _stage(cfg: PretrainConfig, data_path: Path, save: Path, init_from: Path | N
 
 
 def run_demo(align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig, out_dir: str = "runs/demo") -> dict:
-    from nemo_twvlm.data.synthetic import write_dataset
+    from nemo_twvlm.data.synthetic import CURATED_INSTRUCTIONS, write_dataset
     from nemo_twvlm.evaluation.attribute_probe import evaluate_checkpoint
 
     start = time.time()
@@ -118,6 +117,7 @@ def curate_instructions(data: Path, sft: PretrainConfig) -> dict:
     fell from 0.84 to 0.74 (measured on one CPT checkpoint). Exact dedup and every check stay on.
     """
     from nemo_twvlm.curation.cli import run
+    from nemo_twvlm.data.synthetic import CURATED_INSTRUCTIONS
 
     output = data / CURATED_INSTRUCTIONS
     _fresh(output)

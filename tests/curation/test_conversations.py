@@ -39,7 +39,8 @@ def inputs(tmp_path_factory):
         _llava("one", "images/coco/0.png", f"{IMG}\n這張圖裡有什麼？", answer[0]),
         _llava("multi_turn", "images/coco/1.png", f"{IMG}\n請描述這張圖。", "- 第一點\n- 第二點",
                "還有呢？", answer[1]),
-        _llava("two_images", ["images/coco/2.png", "images/coco/3.png"], f"{IMG}\n{IMG}\n兩張圖有什麼不同？", answer[2]),
+        _llava("two_images", ["images/coco/2.png", "images/coco/3.png"], f"{IMG}\n{IMG}\n兩張圖有什麼不同？",
+               answer[2]),
         _llava("text_only", None, "台灣的夜市有什麼好吃的？", answer[3]),
         _llava("simplified", "images/coco/4.png", f"{IMG}\n这个软件怎么用？", "打开鼠标右键的菜单。"),
         _llava("copy_of_one", "images/coco/0.png", f"{IMG}\n這張圖裡有什麼？", answer[0]),
@@ -79,7 +80,8 @@ def inputs(tmp_path_factory):
             "image": struct(draw(rng))}]
     pq.write_table(pa.Table.from_pylist(one), src / "hf_one.parquet")
     parts = [{"id": "hf_content_parts", "images": [struct(draw(rng))], "messages": [
-        {"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "圖裡有幾個人？"}]},
+        {"role": "user", "content": [{"type": "image", "text": None},
+                                     {"type": "text", "text": "圖裡有幾個人？"}]},
         {"role": "assistant", "content": [{"type": "text", "text": ZH_LINES[15]}]}]}]
     pq.write_table(pa.Table.from_pylist(parts), src / "hf_parts.parquet")
     return src
@@ -145,7 +147,7 @@ def test_energon_reads_conversations_with_their_images(run):
     assert stats["converted"] == {"none": 12, "s2twp": 1}
     assert by_id[f"{IMG}\n圖中的東西是什麼顏色？"].images[0].shape[0] == 3
     assert len(by_id[f"{IMG}\n這是白天還是晚上？"].images) == 1  # `image`: one struct, not a list
-    assert len(by_id[f"{IMG}\n圖裡有幾個人？"].images) == 1  # HF content parts: the image part is the placeholder
+    assert len(by_id[f"{IMG}\n圖裡有幾個人？"].images) == 1  # HF content parts: the image part is a placeholder
 
 
 def test_a_rerun_resumes_to_the_same_output(run, inputs):
