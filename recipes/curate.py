@@ -24,6 +24,12 @@ def curate_interleaved_zh_tw() -> CurationConfig:
     return compose_config("interleaved_zh_tw", [], check=False)
 
 
+def curate_conversations_zh_tw() -> CurationConfig:
+    """Visual instructions (LLaVA JSON/JSONL, HF parquet) -> zh-TW Energon ConversationSample shards
+    (conf/curation/conversations_zh_tw.yaml)."""
+    return compose_config("conversations_zh_tw", [], check=False)
+
+
 def at_cluster_scale(cfg: CurationConfig) -> CurationConfig:
     """Xenna's streaming executor (the laptop default, Ray Data, is for few cores), 4x larger parts,
     and tokens counted as the 70B CPT stage will see them: its tokenizer, its preset's image tokens."""
@@ -45,8 +51,13 @@ def curate_interleaved_zh_tw_cluster() -> CurationConfig:
     return at_cluster_scale(curate_interleaved_zh_tw())
 
 
+def curate_conversations_zh_tw_cluster() -> CurationConfig:
+    """`curate_conversations_zh_tw` on a cluster, with the 70B tokenizer and image-token count."""
+    return at_cluster_scale(curate_conversations_zh_tw())
+
+
 RECIPES = {
     fn.__name__: fn
-    for fn in (curate_pairs_zh_tw, curate_interleaved_zh_tw, curate_pairs_zh_tw_cluster,
-               curate_interleaved_zh_tw_cluster)
+    for fn in (curate_pairs_zh_tw, curate_interleaved_zh_tw, curate_conversations_zh_tw, curate_pairs_zh_tw_cluster,
+               curate_interleaved_zh_tw_cluster, curate_conversations_zh_tw_cluster)
 }

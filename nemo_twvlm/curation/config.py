@@ -19,6 +19,7 @@ INPUT_FORMATS = {
     "img2dataset": ("pairs",),     # img2dataset's webdataset output: <key>.jpg/.txt/.json sidecar
     "obelics": ("interleaved",),   # OBELICS parquet: parallel texts / images lists
     "mmc4": ("interleaved",),      # MMC4 JSONL: text_list + image_info (raw_url, image_name, matched_text_index)
+    "conversations": ("conversations",),  # LLaVA instruction JSON/JSONL, HF parquet (messages + image structs)
 }
 
 
@@ -28,7 +29,8 @@ class InputConfig:
     url_column: str = "url"        # table: an http(s) url or a path (relative to the table's folder)
     caption_column: str = "caption"
     key_column: str = "key"        # optional; rows without it are keyed by position
-    image_dir: Optional[str] = None  # llava_json / mmc4: local image folder, relative to the input file's folder
+    # llava_json / mmc4 / conversations: local image folder, relative to the input file's folder
+    image_dir: Optional[str] = None
     max_schema_mismatch: float = 0.5  # fail the run when this share of the input has missing columns / wrong types
     batch_samples: int = 256       # samples per task: bounds the decoded images held at once
 
@@ -144,7 +146,7 @@ class ExecutorConfig:
 class CurationConfig:
     input_dir: str = ""
     output_dir: str = ""
-    kind: str = "pairs"            # pairs | interleaved
+    kind: str = "pairs"            # pairs | interleaved | conversations
     input: InputConfig = field(default_factory=InputConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
@@ -174,7 +176,7 @@ class CurationConfig:
 
     def check(self) -> None:
         choices = {
-            "kind": (self.kind, ("pairs", "interleaved")),
+            "kind": (self.kind, ("pairs", "interleaved", "conversations")),
             "input.format": (self.input.format, tuple(INPUT_FORMATS)),
             "script.simplified": (self.script.simplified, ("convert", "drop")),
             "resize.format": (self.resize.format, ("jpg", "png")),
@@ -189,6 +191,9 @@ class CurationConfig:
                              f"not kind={self.kind!r}")
         if not 0 < self.input.max_schema_mismatch <= 1:
             raise ValueError(f"input.max_schema_mismatch={self.input.max_schema_mismatch} must be in (0, 1]")
+        if self.kind == "conversations" and self.dedup.shards != 1:
+            raise ValueError(f"dedup.shards={self.dedup.shards}: conversations match image and first user turn "
+                             "together, which the sharded dedup does not; use dedup.shards=1")
         for name in ("input_dir", "output_dir", "lang.model_path", "tokens.tokenizer"):
             if not _get(self, name):
                 raise ValueError(f"{name} is empty; it must name a path")

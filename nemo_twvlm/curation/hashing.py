@@ -90,6 +90,12 @@ class HammingLSH:
                     best = slot
         return None if best is None else (self._ids[best], (self._hashes[best] ^ h).bit_count())
 
+    def query_all(self, h: int) -> list:
+        """(id, distance) of every item within max_distance, earliest-added first."""
+        slots = {slot for table, key in zip(self._tables, self._keys(h)) for slot in table.get(key, ())
+                 if (self._hashes[slot] ^ h).bit_count() <= self.max_distance}
+        return [(self._ids[slot], (self._hashes[slot] ^ h).bit_count()) for slot in sorted(slots)]
+
     def add(self, item_id, h: int) -> None:
         slot = len(self._hashes)
         self._hashes.append(h)

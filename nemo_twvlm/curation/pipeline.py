@@ -47,7 +47,7 @@ from nemo_twvlm.curation.stages.nsfw import NsfwStage
 from nemo_twvlm.curation.stages.quality_zh import QualityStage
 from nemo_twvlm.curation.stages.resize import ResizeStage
 from nemo_twvlm.curation.stages.script_zh import ScriptStage
-from nemo_twvlm.curation.stages.shard_writer import ShardWriterStage
+from nemo_twvlm.curation.stages.shard_writer import CONVERSATION_SAMPLE_LOADER, ShardWriterStage
 from nemo_twvlm.curation.stages.signatures import SignatureStage
 from nemo_twvlm.curation.stages.token_count import TokenCountStage
 from nemo_twvlm.curation.storage import atomic_write_json, atomic_writer, read_json, source_id
@@ -183,7 +183,8 @@ def dedup_stages(cfg: CurationConfig) -> list[ProcessingStage]:
     d, work = cfg.dedup, str(Layout(cfg.output_dir).work)
     if d.shards == 1:
         return [DedupStage(exact=d.exact, image_hamming=d.image_hamming, image_bands=d.image_bands,
-                           caption_jaccard=d.caption_jaccard, num_perm=d.num_perm, token_budget=cfg.tokens.budget)]
+                           caption_jaccard=d.caption_jaccard, num_perm=d.num_perm, token_budget=cfg.tokens.budget,
+                           joint=cfg.kind == "conversations")]
     banding = Banding(exact=d.exact, image_hamming=d.image_hamming, image_bands=d.image_bands,
                       caption_jaccard=d.caption_jaccard, num_perm=d.num_perm)
     return [DedupPartitionStage(work, d.shards, banding), DedupFanoutStage(d.shards),
@@ -310,5 +311,8 @@ def _prepare_energon(cfg: CurationConfig, shards: Path) -> None:
 
     if cfg.kind == "pairs":
         prepare(shards, sample_type="CaptioningSample", field_map={"image": cfg.resize.format, "caption": "txt"})
+    elif cfg.kind == "conversations":
+        prepare(shards, sample_type="ConversationSample", sample_type_module="nemo_twvlm.data.samples",
+                sample_loader_source=CONVERSATION_SAMPLE_LOADER)
     else:
         prepare(shards, sample_type="InterleavedSample", sample_loader_source=INTERLEAVED_SAMPLE_LOADER)

@@ -15,6 +15,7 @@ from nemo_curator.stages.base import ProcessingStage
 
 from nemo_twvlm.curation.config import CurationConfig
 from nemo_twvlm.curation.sample import SCHEMA_REASONS
+from nemo_twvlm.curation.stages.read_conversations import ConversationReaderStage
 from nemo_twvlm.curation.stages.read_documents import DocumentReaderStage
 from nemo_twvlm.curation.stages.read_img2dataset import Img2DatasetReaderStage
 from nemo_twvlm.curation.stages.read_llava import LlavaPretrainReaderStage
@@ -54,6 +55,8 @@ READERS: dict[str, InputFormat] = {
     "img2dataset": InputFormat((".tar",), False, _tars(Img2DatasetReaderStage)),
     "obelics": InputFormat((".parquet",), True, _rows(ObelicsReaderStage)),
     "mmc4": InputFormat((".jsonl",), True, _rows(Mmc4ReaderStage, image_dir="image_dir")),
+    "conversations": InputFormat((".json", ".jsonl", ".parquet"), True,
+                                 _rows(ConversationReaderStage, image_dir="image_dir")),
 }
 
 

@@ -94,6 +94,8 @@ def _text_of(parts: dict[str, bytes]) -> str:
                 if isinstance(doc.get("caption"), str):
                     return doc["caption"]
                 texts = [s for s in doc.get("segments") or [] if isinstance(s, str)]
+                turns = doc.get("conversations") or doc.get("messages") or []  # as read, or as curated
+                texts += [str(t.get("content", t.get("value", ""))) for t in turns if isinstance(t, dict)]
                 return " ".join(texts)
     return ""
 

@@ -27,6 +27,9 @@ QUARANTINE_REASONS = frozenset({
     "corrupt_image", "truncated_image", "decompression_bomb", "unsupported_image_format",
     "download_failed", "download_too_large", "download_timeout", "download_bad_scheme", "download_private_address",
     "missing_file",
+    # conversations (stages/read_conversations.py)
+    "truncated_json", "bad_conversation", "image_count_mismatch", "empty_turn", "roles_not_alternating",
+    "no_assistant_turn",
     "stage_error",
 })
 
@@ -80,6 +83,15 @@ class Sample:
 
     def map_texts(self, fn: Callable[[str], str]) -> None:
         self.segments = [fn(s) if isinstance(s, str) else s for s in self.segments]
+
+    @property
+    def roles(self) -> list[str] | None:
+        """A conversation's role per text segment (system / user / assistant); None for pairs and documents.
+        A conversation's segments are its images (in placeholder order), then its turns."""
+        return self.meta.get("roles")
+
+    def turns(self, role: str) -> list[str]:
+        return [text for r, text in zip(self.roles, self.texts) if r == role]
 
 
 @dataclass

@@ -5,6 +5,9 @@ independently and uniformly, so a model can only caption it right by looking. Ev
 seeded: the same arguments give byte-identical shards.
 
     python -m nemo_twvlm.data.synthetic --out /tmp/twvlm_data
+    # the SFT shards sft_blend.yaml names: the instructions through the `conversations` curation kind
+    python -m nemo_twvlm.curation --config-name conversations_zh_tw executor.name=in_process \
+        input_dir=/tmp/twvlm_data/instructions_llava output_dir=/tmp/twvlm_data/instructions
 """
 from __future__ import annotations
 
@@ -61,6 +64,9 @@ POSITIONS = (
     Attr("bottom_right", "bottom right", "右下"),
 )
 ZH_PROBABILITY = 0.75
+# Where write_dataset's sft_blend.yaml expects the curated instructions: the output_dir of
+# `python -m nemo_twvlm.curation --config-name conversations_zh_tw input_dir=<out>/instructions_llava`.
+CURATED_INSTRUCTIONS = "instructions"
 DARK = (45, 30, 25)  # pearls and straw: a detail colour no object colour is near
 
 INTRO_PHRASES = ("今天在台灣拍到：", "分享幾張照片：", "來看看這些圖片。", "這是我的旅行紀錄：", "週末出去走走，看到：")
@@ -312,9 +318,10 @@ def write_dataset(
     blend: tuple[float, float] = (0.7, 0.3),
     instructions: int = 2000,
 ) -> dict:
-    """Write pairs/, pairs_val/, interleaved/, instructions/ (Energon-prepared), blend.yaml (pretraining),
-    sft_blend.yaml (instruction tuning with some captioning kept) and stats.json."""
-    from nemo_twvlm.data.synthetic_instructions import INSTRUCTION_SAMPLE_LOADER, make_conversation
+    """Write pairs/, pairs_val/, interleaved/ (Energon-prepared), instructions_llava/ (LLaVA instruction
+    JSON + images/, raw: the `conversations` curation kind turns it into instructions/shards/, which
+    sft_blend.yaml names), blend.yaml (pretraining), sft_blend.yaml (instruction tuning with some
+    captioning kept) and stats.json."""
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -341,14 +348,7 @@ def write_dataset(
             sink.write({"__key__": f"doc{i:07d}", "json": _json(doc),
                         **{f"{j}.png": png for j, png in enumerate(pngs)}})
             bar.update()
-    with _writer(out / "instructions", samples_per_shard) as sink:
-        rng = rngs["instructions"]
-        for i in range(instructions):
-            meta = sample_attributes(rng)
-            conversation = make_conversation(meta, rng, turns=int(rng.integers(1, 3)))
-            sink.write({"__key__": f"inst{i:07d}", "png": _png(render_image(meta, rng, image_size)),
-                        "json": _json({**meta, "conversations": conversation})})
-            bar.update()
+    write_llava_instructions(out / "instructions_llava", instructions, rngs["instructions"], image_size, bar)
     bar.close()
 
     pair_fields = {"image": "png", "caption": "txt"}
@@ -356,12 +356,34 @@ def write_dataset(
     prepare(out / "pairs_val", sample_type="CaptioningSample", field_map=pair_fields, split=(0, 1, 0))
     prepare(out / "interleaved", sample_type="InterleavedSample",
             sample_loader_source=INTERLEAVED_SAMPLE_LOADER)
-    prepare(out / "instructions", sample_type="ConversationSample", sample_type_module="nemo_twvlm.data.samples",
-            sample_loader_source=INSTRUCTION_SAMPLE_LOADER)
     (out / "blend.yaml").write_text(_blend_yaml(("pairs", blend[0]), ("interleaved", blend[1])), encoding="utf-8")
-    (out / "sft_blend.yaml").write_text(_blend_yaml(("instructions", 0.8), ("pairs", 0.2)), encoding="utf-8")
+    (out / "sft_blend.yaml").write_text(_blend_yaml((f"{CURATED_INSTRUCTIONS}/shards", 0.8), ("pairs", 0.2)),
+                                        encoding="utf-8")
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return stats
+
+
+def write_llava_instructions(folder: Path, count: int, rng: np.random.Generator, image_size: int,
+                             bar: tqdm | None = None) -> Path:
+    """`count` conversations as LLaVA publishes them (llava_v1_5_mix665k.json): one JSON list of
+    {id, image, conversations: [{from, value}]}, image paths relative to the list's folder."""
+    from nemo_twvlm.data.synthetic_instructions import make_conversation
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for i in range(count):
+        meta = sample_attributes(rng)
+        conversation = make_conversation(meta, rng, turns=int(rng.integers(1, 3)))
+        image = f"images/inst{i:07d}.png"
+        (folder / image).write_bytes(_png(render_image(meta, rng, image_size)))
+        rows.append({"id": f"inst{i:07d}", "image": image, "conversations": conversation})
+        if bar is not None:
+            bar.update()
+    path = folder / "instructions.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return path
 
 
 def _blend_yaml(*weighted: tuple[str, float]) -> str:

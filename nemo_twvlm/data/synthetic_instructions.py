@@ -71,17 +71,3 @@ def make_conversation(meta: dict, rng: np.random.Generator, turns: int = 1) -> l
         conversation += [{"from": "human", "value": f"<image>\n{prompt}" if t == 0 else prompt},
                          {"from": "gpt", "value": answer}]
     return conversation
-
-
-# Energon sample loader for the instructions folder: one image (png) and the turns (json).
-INSTRUCTION_SAMPLE_LOADER = '''\
-"""Energon sample loader for nemo_twvlm visual instructions (written by nemo_twvlm.data.synthetic)."""
-
-
-def sample_loader(raw: dict) -> dict:
-    return dict(images=[raw["png"]], conversation=raw["json"]["conversations"])
-
-
-def part_filter(part: str) -> bool:
-    return part in ("png", "json")
-'''

@@ -1,7 +1,8 @@
 """The main job at debug size: synthetic Taiwan data -> align -> CPT -> does the model use the image?
+Then SFT on visual instructions written in LLaVA's JSON form and curated by the `conversations` kind.
 
 Each training stage runs megatron.training in a fresh process (its globals are once-per-process);
-the held-out evaluation then runs here.
+curation and the held-out evaluation run here.
 """
 import dataclasses
 import re
@@ -53,7 +54,7 @@ def _stage(cfg: PretrainConfig, data_path: Path, save: Path, init_from: Path | N
 
 
 def run_demo(align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig, out_dir: str = "runs/demo") -> dict:
-    from nemo_twvlm.data.synthetic import write_dataset
+    from nemo_twvlm.data.synthetic import CURATED_INSTRUCTIONS, write_dataset
     from nemo_twvlm.evaluation.attribute_probe import evaluate_checkpoint
 
     start = time.time()
@@ -61,6 +62,7 @@ def run_demo(align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig, ou
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
     write_dataset(data)
+    curated = curate_instructions(data, sft)
     align = _stage(align, data / "blend.yaml", out / "align", None)
     cpt = _stage(cpt, data / "blend.yaml", out / "cpt", out / "align")
     sft = _stage(sft, data / "sft_blend.yaml", out / "sft", out / "cpt")
@@ -95,11 +97,33 @@ def run_demo(align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig, ou
         if_table.add_row(constraint, f"{if_before[constraint]:.2f}", f"{if_after[constraint]:.2f}")
     console.print(if_table)
     stages = " -> ".join(f"{c.name} ({c.trainer.max_steps} steps)" for c in (align, cpt, sft))
+    console.print(f"instructions curated: {curated['input']} in, {curated['kept']} kept, dropped "
+                  f"{curated['dropped']}, quarantined {curated['quarantined']} "
+                  f"({data / CURATED_INSTRUCTIONS / 'report.html'})")
     console.print(f"stages: {stages}; peak RSS of any process {summary['peak_rss_mb']:.0f} MB; logs in {out}")
     print(f"demo-eval: if_before={summary['if_before']:.3f} if_after={summary['if_after']:.3f}")
     print(f"demo: images_acc={summary['images_acc']:.3f} blank_acc={summary['blank_acc']:.3f} "
           f"chance={summary['chance']:.3f} steps={summary['steps']} wall_s={summary['wall_s']}", flush=True)
     return summary
+
+
+def curate_instructions(data: Path, sft: PretrainConfig) -> dict:
+    """The SFT conversations through the `conversations` curation kind, as a user's own data goes,
+    with tokens counted by the SFT stage's tokenizer and preset; returns stats.json's content.
+
+    Near-duplicate images are kept: the synthetic set is 144 pictures (colour x object x position)
+    under pixel noise, each a near-copy of the others of its kind by construction, asked a few
+    question families. Near dedup kept 788 of 2000 conversations and SFT's instruction following
+    fell from 0.84 to 0.74 (measured on one CPT checkpoint). Exact dedup and every check stay on.
+    """
+    from nemo_twvlm.curation.cli import run
+    from nemo_twvlm.data.synthetic import CURATED_INSTRUCTIONS
+
+    output = data / CURATED_INSTRUCTIONS
+    _fresh(output)
+    return run("conversations_zh_tw", [f"input_dir={data / 'instructions_llava'}", f"output_dir={output}",
+                                       "executor.name=in_process", "dedup.image_hamming=null",
+                                       f"tokens.tokenizer={sft.data.tokenizer}", f"tokens.preset={sft.model.preset}"])
 
 
 def instruction_following(checkpoint: str, shard_dir: Path, num_images: int = 20) -> dict[str, float]:

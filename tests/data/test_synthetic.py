@@ -30,7 +30,7 @@ from nemo_twvlm.data.synthetic import (
     write_dataset,
 )
 
-SMALL = dict(train_pairs=40, val_pairs=10, interleaved_docs=12, samples_per_shard=16)
+SMALL = dict(train_pairs=40, val_pairs=10, interleaved_docs=12, samples_per_shard=16, instructions=20)
 ZH = {a.key: a.zh for a in COLORS + OBJECTS + POSITIONS}
 RGB = {c.key: c.rgb for c in COLORS}
 ALL_METAS = [{"color": c.key, "object": o.key, "position": p.key}
@@ -152,3 +152,17 @@ def test_cli(tmp_path):
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert (stats["pairs"], stats["pairs_val"], stats["interleaved_docs"], stats["image_size"]) == (3, 2, 2, 32)
     assert (tmp_path / "interleaved" / ".nv-meta" / "sample_loader.py").is_file()
+
+
+def test_instructions_are_written_as_llava_json_for_curation(dataset):
+    """Raw, as LLaVA publishes them; the `conversations` curation kind makes the SFT shards."""
+    out, stats = dataset
+    rows = json.loads((out / "instructions_llava" / "instructions.json").read_text(encoding="utf-8"))
+    assert len(rows) == stats["instructions"]
+    for row in rows:
+        assert (out / "instructions_llava" / row["image"]).is_file()
+        turns = row["conversations"]
+        assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
+        assert turns[0]["value"].startswith("<image>\n")
+    assert not (out / synthetic.CURATED_INSTRUCTIONS).exists()  # no shards written here
+    assert f"path: {synthetic.CURATED_INSTRUCTIONS}/shards" in (out / "sft_blend.yaml").read_text()

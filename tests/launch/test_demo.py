@@ -14,6 +14,7 @@ def test_demo_uses_the_image_within_budget(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     last = lines[-1]
+    print(*lines[-2:], sep="\n")  # shown with pytest -rP
     if_line = re.match(r"^demo-eval: if_before=([0-9.]+) if_after=([0-9.]+)$", lines[-2])
     assert if_line, f"the line before the demo line is not demo-eval: {lines[-2]!r}"
     assert float(if_line[2]) > float(if_line[1]), "SFT did not raise instruction-following compliance"

@@ -26,12 +26,13 @@ def test_recipe_builds_a_config_that_checks_once_given_its_dirs(name):
 
 
 @pytest.mark.parametrize("name, yaml", [("curate_pairs_zh_tw", "pairs_zh_tw"),
-                                        ("curate_interleaved_zh_tw", "interleaved_zh_tw")])
+                                        ("curate_interleaved_zh_tw", "interleaved_zh_tw"),
+                                        ("curate_conversations_zh_tw", "conversations_zh_tw")])
 def test_base_recipe_is_its_yaml(name, yaml):
     assert CURATE_RECIPES[name]() == compose_config(yaml, [], check=False)
 
 
-@pytest.mark.parametrize("base", ["curate_pairs_zh_tw", "curate_interleaved_zh_tw"])
+@pytest.mark.parametrize("base", ["curate_pairs_zh_tw", "curate_interleaved_zh_tw", "curate_conversations_zh_tw"])
 def test_cluster_variant_changes_executor_parts_and_tokens_only(base):
     cluster, plain = CURATE_RECIPES[f"{base}_cluster"](), CURATE_RECIPES[base]()
     cpt = get_recipe("twvlm_70b_cpt")

@@ -7,12 +7,18 @@ cluster survives and the result is the same however the work was split or resume
 Single-process: ~0.3 KB of signatures per sample, so one node holds tens of millions. Past that,
 `dedup.shards > 1` replaces this stage with the sharded form (nemo_twvlm.curation.sharded_dedup),
 which makes the same decisions.
+
+`joint` (conversations): a sample is a near-duplicate only of a kept sample whose image is near its
+image *and* whose first user turn is near its first user turn. Either alone is common and harmless:
+one image asked several questions, one templated question asked of many images. Samples without
+exactly one image (text-only, multi-image) are then deduplicated exactly only.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
 
+import numpy as np
 from nemo_curator.stages.base import ProcessingStage
 from tqdm import tqdm
 
@@ -31,6 +37,7 @@ class DedupStage(FanIn, ProcessingStage[SignatureBatch, SourceDecision]):
     caption_jaccard: float | None = 0.85
     num_perm: int = 64
     token_budget: int | None = None
+    joint: bool = False
     name: str = "dedup"
 
     def inputs(self) -> tuple[list[str], list[str]]:
@@ -47,6 +54,8 @@ class DedupStage(FanIn, ProcessingStage[SignatureBatch, SourceDecision]):
         exact: dict[str, str] = {}
         images = HammingLSH(self.image_hamming, self.image_bands) if self.image_hamming is not None else None
         texts = MinHashIndex(self.caption_jaccard, self.num_perm) if self.caption_jaccard is not None else None
+        if self.joint:
+            images, texts = (images, {}) if images is not None and texts is not None else (None, None)
         budget = TokenBudget(self.token_budget)
         decisions: list[SourceDecision] = []
         total = sum(t.num_items for t in tasks)
@@ -72,6 +81,8 @@ class DedupStage(FanIn, ProcessingStage[SignatureBatch, SourceDecision]):
     def _verdict(self, cols, i, exact, images, texts) -> tuple[str, str] | None:
         if self.exact and cols["content_sha"][i] in exact:
             return duplicate(EXACT, 0, exact[cols["content_sha"][i]])
+        if self.joint:
+            return self._joint_verdict(cols, i, images, texts)
         if images is not None and cols["phash"][i] is not None:
             hit = images.query(cols["phash"][i])
             if hit is not None:
@@ -82,9 +93,24 @@ class DedupStage(FanIn, ProcessingStage[SignatureBatch, SourceDecision]):
                 return duplicate(CAPTION, hit[1], hit[0])
         return None
 
+    def _joint_verdict(self, cols, i, images, questions: dict) -> tuple[str, str] | None:
+        if images is None or cols["phash"][i] is None or cols["minhash"][i] is None:
+            return None
+        for ref, bits in images.query_all(cols["phash"][i]):
+            if ref in questions:
+                jaccard = float(np.mean(questions[ref] == cols["minhash"][i]))
+                if jaccard >= self.caption_jaccard:
+                    return "near_duplicate_conversation", f"{bits} bits, Jaccard ~{jaccard:.2f} from {ref}"
+        return None
+
     def _add(self, cols, i, ref, exact, images, texts) -> None:
         if self.exact:
             exact.setdefault(cols["content_sha"][i], ref)
+        if self.joint:
+            if images is not None and cols["phash"][i] is not None and cols["minhash"][i] is not None:
+                images.add(ref, cols["phash"][i])
+                texts[ref] = cols["minhash"][i]
+            return
         if images is not None and cols["phash"][i] is not None:
             images.add(ref, cols["phash"][i])
         if texts is not None and cols["minhash"][i] is not None:

@@ -171,11 +171,11 @@ class TableReaderStage(ProcessingStage[FileGroupTask, SampleBatch]):
         for index, row in enumerate(table.rows):
             key = row.get(self.key_column) if row else None
             key = f"{source}-{index:07d}" if key is None or key == "" else str(key)  # an id may be 0
-            raw = {self.raw_name: json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")}
+            raw = self._raw(row)
             try:
                 if missing:
                     raise missing
-                samples.append(Sample(key=key, index=index, segments=self._segments(row, base), raw=raw))
+                samples.append(self._sample(key, index, row, base, raw))
             except Reject as r:
                 rejected.append(Rejection(key, index, self.name, r.reason, r.detail, raw))
         if table.error:
@@ -193,6 +193,13 @@ class TableReaderStage(ProcessingStage[FileGroupTask, SampleBatch]):
             return None
         return Reject("missing_column", f"{name} has no column {', '.join(absent)}; "
                                         f"found columns {sorted(table.columns)}")
+
+    def _raw(self, row: dict | None) -> dict[str, bytes]:
+        """What the quarantine keeps of a rejected row."""
+        return {self.raw_name: json.dumps(row, ensure_ascii=False, default=str).encode("utf-8")}
+
+    def _sample(self, key: str, index: int, row: dict | None, base: str, raw: dict[str, bytes]) -> Sample:
+        return Sample(key=key, index=index, segments=self._segments(row, base), raw=raw)
 
     def _segments(self, row: dict | None, base: str) -> list:
         if row is None:

@@ -1,5 +1,6 @@
 """zh-Hant / zh-Hans / mixed / ambiguous by OpenCC round trip; Simplified is converted to Taiwan
-usage (OpenCC s2twp) or dropped, as configured. Applies to text language ID called `zh`."""
+usage (OpenCC s2twp) or dropped, as configured. Applies to text language ID called `zh`, and to
+every turn of a conversation."""
 from __future__ import annotations
 
 from collections import Counter
@@ -31,6 +32,8 @@ class ScriptStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch]):
         converted = Counter()
 
         def check(sample: Sample) -> None:
+            if sample.roles is not None:
+                return self._turns(sample, converted)
             if sample.meta.get("lang") != "zh":
                 return
             script = self._detector.detect(sample.text)
@@ -46,3 +49,19 @@ class ScriptStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch]):
         batch.apply(self.name, check)
         batch.stage_counts()[self.name]["converted"] = dict(converted)
         return batch
+
+    def _turns(self, sample: Sample, converted: Counter) -> None:
+        """Every turn on its own, whatever the conversation's language: a Simplified answer to an
+        English question is still converted, and one Simplified turn is not outvoted by long others."""
+        sample.meta["script"] = self._detector.detect(sample.text)
+        scripts = [self._detector.detect(turn) for turn in sample.texts]
+        simplified = [s for s in scripts if s in ("zh-Hans", "mixed")]
+        if not simplified:
+            return
+        if self.simplified == "drop":
+            raise Reject("zh_hans" if simplified[0] == "zh-Hans" else "zh_mixed_script",
+                         f"turn {scripts.index(simplified[0])}")
+        turns = iter(scripts)
+        sample.map_texts(lambda t: self._detector.to_taiwan(t) if next(turns) in ("zh-Hans", "mixed") else t)
+        sample.meta["converted"] = "s2twp"
+        converted["mixed" if "mixed" in simplified else "zh-Hans"] += 1

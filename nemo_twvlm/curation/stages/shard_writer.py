@@ -21,14 +21,37 @@ from nemo_twvlm.curation.stages.checkpoint import quarantine_members
 from nemo_twvlm.curation.storage import atomic_write, atomic_write_json, read_json, read_part_rows, sha256, tar_bytes
 
 
+# Energon's view of conversation shards: `json` holds the turns and names the image parts, in
+# placeholder order, which Energon decodes (nemo_twvlm.data.samples.ConversationSample).
+CONVERSATION_SAMPLE_LOADER = '''\
+"""Energon sample loader for nemo_twvlm curated conversations."""
+
+
+def sample_loader(raw: dict) -> dict:
+    doc = raw["json"]
+    return dict(images=[raw[name] for name in doc["images"]], conversation=doc["conversations"])
+
+
+def part_filter(part: str) -> bool:
+    return part == "json" or part.rsplit(".", 1)[-1] in ("jpg", "png")
+'''
+
+
 def output_parts(row: dict, meta: dict, kind: str) -> dict[str, bytes]:
-    """A kept row as WebDataset parts: pairs `<ext>` + `txt` + `json`; documents `json` + `<i>.<ext>`."""
+    """A kept row as WebDataset parts: pairs `<ext>` + `txt` + `json`; documents and conversations
+    `json` + `<i>.<ext>`."""
     doc = json.loads(row["doc"])
     meta = meta | {"key": row["key"], "text_tokens": row["text_tokens"], "image_tokens": row["image_tokens"]}
     if kind == "pairs":
         return {row["image_exts"][0]: row["images"][0], "txt": doc[1].encode("utf-8"),
                 "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")}
     names = [f"{i}.{ext}" for i, ext in enumerate(row["image_exts"])]
+    if kind == "conversations":
+        roles = meta.pop("roles")
+        turns = [{"role": role, "content": text} for role, text in zip(roles, (s for s in doc if isinstance(s, str)))]
+        body = {"conversations": turns, "images": names, "meta": meta}
+        return {"json": json.dumps(body, ensure_ascii=False, sort_keys=True).encode("utf-8"),
+                **dict(zip(names, row["images"]))}
     segments = [{"image": names[s["image"]]} if isinstance(s, dict) else s for s in doc]
     parts = {"json": json.dumps({"segments": segments, "meta": meta}, ensure_ascii=False,
                                 sort_keys=True).encode("utf-8")}

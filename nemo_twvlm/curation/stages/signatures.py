@@ -5,7 +5,9 @@ Images are hashed as shipped (after `resize`): two samples are exact duplicates 
 pixels and captions are, and a 1 MP original costs under half the hashing. The pHash is the same
 32x32 grey thumbnail either way. This is the last stage that needs pixels, so it lets them go.
 The pHash's DCT and the MinHash run once per batch (hashing.phashes, TextMinHasher.many); the
-pHash thumbnail is taken per sample, right after the pixel hash has read the pixels into cache."""
+pHash thumbnail is taken per sample, right after the pixel hash has read the pixels into cache.
+A conversation is compared by its images and its first user turn: the question asked of the image
+(the answers of two copies drift apart in translation and rewriting)."""
 from __future__ import annotations
 
 import hashlib
@@ -18,6 +20,13 @@ from nemo_twvlm.curation.hashing import TextMinHasher, phash_thumbnail, phashes,
 from nemo_twvlm.curation.sample import Sample, SampleBatch
 from nemo_twvlm.curation.stages.base import LoadOnFirstUse
 from nemo_twvlm.curation.zh import dedup_normalise, shingles
+from nemo_twvlm.data.conversation import IMAGE_PLACEHOLDER
+
+
+def _dedup_text(sample: Sample) -> str:
+    if sample.roles is None:
+        return sample.text
+    return sample.turns("user")[0].replace(IMAGE_PLACEHOLDER, "")
 
 
 @dataclass
@@ -44,7 +53,7 @@ class SignatureStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch]):
             images = sample.images
             for item in images:
                 item.meta["sha"] = pixel_hash(item.pil)
-            text = dedup_normalise(sample.text)
+            text = dedup_normalise(_dedup_text(sample))
             # A pair is a duplicate only if both its image and its caption are; a document, if all of it is.
             key = "\x1f".join([item.meta["sha"] for item in images] + [text])
             sample.meta["content_sha"] = hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()

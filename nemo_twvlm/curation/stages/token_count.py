@@ -1,4 +1,5 @@
-"""Text tokens with the project tokenizer and image tokens from the model preset, per sample."""
+"""Text tokens with the project tokenizer and image tokens from the model preset, per sample;
+conversations through the tokenizer's chat template, as training renders them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,12 +37,23 @@ class TokenCountStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch])
             return [len(e.ids) for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
         return list(map(len, self._tokenizer(texts, add_special_tokens=False)["input_ids"]))
 
+    def _texts(self, sample: Sample) -> list[str]:
+        """What the model reads: a conversation as its chat template renders it (headers, end tokens)."""
+        if sample.roles is None:
+            return sample.texts
+        messages = [{"role": role, "content": text} for role, text in zip(sample.roles, sample.texts)]
+        return [self._tokenizer.apply_chat_template(messages, tokenize=False)]
+
     def process(self, batch: SampleBatch) -> SampleBatch:
         self.ensure_loaded()
-        lengths = iter(self._lengths([t for sample in batch.data for t in sample.texts]))
+        texts = [self._texts(sample) for sample in batch.data]
+        lengths = iter(self._lengths([t for sample_texts in texts for t in sample_texts]))
+        counts = iter(map(len, texts))
 
         def count(sample: Sample) -> None:
-            sample.meta["text_tokens"] = sum(next(lengths) for _ in sample.texts)
+            # A conversation's <image> placeholders are one id each, which the image tokens replace.
+            placeholders = len(sample.images) if sample.roles is not None else 0
+            sample.meta["text_tokens"] = sum(next(lengths) for _ in range(next(counts))) - placeholders
             sample.meta["image_tokens"] = self.image_tokens * len(sample.images)
             total = sample.meta["text_tokens"] + sample.meta["image_tokens"]
             if self.max_per_sample is not None and total > self.max_per_sample:
