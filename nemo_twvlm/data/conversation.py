@@ -5,7 +5,7 @@ Each turn's ids are found by rendering growing prefixes of the conversation with
 `apply_chat_template`, so the result is exactly the template's output whatever the template is; the
 assistant header comes from `add_generation_prompt=True` and stays out of the loss.
 """
-IMAGE_PLACEHOLDER = "<image>"
+from nemo_twvlm.data.tokenizer import IMAGE_TOKEN as IMAGE_PLACEHOLDER
 
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 

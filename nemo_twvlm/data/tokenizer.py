@@ -134,19 +134,15 @@ def add_image_token(src: Path, dst: Path, mode: str) -> ImageTokenRecord:
 
 
 def _first_unused_reserved(tokenizer, src: Path) -> tuple[int, str]:
-    """The lowest-numbered `<|reserved_special_token_N|>` (Llama-3 leaves 251 of them unused)."""
-    reserved = sorted((int(found.group(1)), token_id, token)
-                      for token_id, token in ((i, tokenizer.convert_ids_to_tokens(i)) for i in _added_ids(tokenizer))
-                      if (found := _RESERVED.match(token or "")))
+    """The lowest-numbered `<|reserved_special_token_N|>` (Llama-3 has 251, none of them in use)."""
+    reserved = sorted((int(found.group(1)), token_id, added.content)
+                      for token_id, added in tokenizer.added_tokens_decoder.items()
+                      if (found := _RESERVED.match(added.content)))
     if not reserved:
         raise TokenizerError(f"tokenizer {src} has no <|reserved_special_token_N|> tokens (tokenizer.json "
                              f"added_tokens) to map {IMAGE_TOKEN} onto; use image_token=append")
     _, token_id, token = reserved[0]
     return token_id, token
-
-
-def _added_ids(tokenizer) -> list[int]:
-    return sorted(tokenizer.added_tokens_decoder)
 
 
 def _edit_added_token(directory: Path, token_id: int, *, content: str, new: bool = False) -> None:
@@ -185,8 +181,6 @@ def fingerprint(tokenizer) -> str:
 def check_chat_template(tokenizer, where: str, *, required: bool = True) -> None:
     """The chat template must render assistant turns: the loss of visual instruction tuning is on them.
     A base model's tokenizer may have no template (`required=False`): it can still be pre-trained."""
-    from nemo_twvlm.data.conversation import render
-
     if tokenizer.chat_template is None:
         if required:
             raise TokenizerError(f"tokenizer {where}: tokenizer_config.json has no chat_template")
@@ -194,7 +188,7 @@ def check_chat_template(tokenizer, where: str, *, required: bool = True) -> None
     reply = "ok 42"
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": reply}]
     try:
-        text = tokenizer.decode(render(tokenizer, messages))
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
     except Exception as error:  # a template that does not render is a user's file, not our bug
         raise TokenizerError(f"tokenizer {where}: chat_template does not render a user + assistant "
                              f"conversation ({error})") from None
