@@ -238,6 +238,9 @@ def finalize(cfg: CurationConfig, sources: list[str]) -> dict:
         raise RuntimeError(f"stats do not add up: input {stats['input']} != kept {stats['kept']} + "
                            f"rejected {rejected_total}")
     stats["stages"] = [{"stage": name, **row} for name, row in stage_rows.items()]
+    # Repairs in samples a stage kept (sample.note); they are not rejections, so not in the sum above.
+    notes = sum((Counter(row.get("notes", {})) for row in stage_rows.values()), Counter())
+    stats["notes"] = dict(sorted(notes.items()))
     stats["shards"] = len(shards)
     stats["budget"] = {"tokens": cfg.tokens.budget, "used": stats["text_tokens"] + stats["image_tokens"]}
     for key in ("dropped", "quarantined", "lang", "script", "converted"):
@@ -296,6 +299,8 @@ def _add_stage(rows: dict[str, dict], name: str, row: dict) -> None:
     total["rejected"] = dict(Counter(total["rejected"]) + Counter(row["rejected"]))
     if "converted" in row:
         total["converted"] = dict(Counter(total.get("converted", {})) + Counter(row["converted"]))
+    if "notes" in row:
+        total["notes"] = dict(Counter(total.get("notes", {})) + Counter(row["notes"]))
 
 
 def _index_line(source: str, rejection: list, tar: str | None) -> bytes:

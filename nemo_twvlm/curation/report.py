@@ -188,7 +188,8 @@ def render(stats: dict, kept: list[dict], rejected: list[dict], *, title: str, w
     stage_rows = "".join(
         f"<tr><td>{html.escape(s['stage'])}</td><td class=n>{s['in']}</td><td class=n>{s['out']}</td>"
         f"<td>{html.escape(', '.join(f'{r}: {n}' for r, n in sorted(s['rejected'].items())))}"
-        f"{html.escape(' · converted ' + json.dumps(s['converted'])) if s.get('converted') else ''}</td></tr>"
+        f"{html.escape(' · converted ' + json.dumps(s['converted'])) if s.get('converted') else ''}"
+        f"{html.escape(' · noted ' + json.dumps(s['notes'])) if s.get('notes') else ''}</td></tr>"
         for s in stats["stages"])
     reason_rows = "".join(f"<tr><td>{html.escape(r)}</td><td>{d}</td><td class=n>{n}</td></tr>"
                           for d, table in (("dropped", dropped), ("quarantined", quarantined))
