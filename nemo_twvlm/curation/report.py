@@ -62,10 +62,11 @@ def svg_bars(labels: list[str], values: list[float], *, color: str = "#3b7dd8", 
 
 def _thumb(data: bytes, px: int, max_pixels: int) -> str | None:
     """A JPEG data: URI, or None for bytes that are not a safe, decodable image (bombs included)."""
-    from nemo_twvlm.curation.stages.decode_verify import decode, to_rgb
+    from nemo_twvlm.curation.stages.decode_verify import decode
+    from nemo_twvlm.data.image import normalise_image
 
     try:
-        img = to_rgb(decode(data, formats=list(_IMAGE_EXTS), max_pixels=max_pixels, keep_side=px)[0])
+        img = normalise_image(decode(data, formats=list(_IMAGE_EXTS), max_pixels=max_pixels, keep_side=px)[0])[0]
     except Reject:
         return None
     img.thumbnail((px, px))
