@@ -27,7 +27,7 @@ QUARANTINE_REASONS = frozenset({
     "missing_image", "missing_caption", "empty_image", "empty_caption", "caption_not_utf8", "bad_caption_json",
     "corrupt_image", "truncated_image", "decompression_bomb", "unsupported_image_format",
     "download_failed", "download_too_large", "download_timeout", "download_bad_scheme", "download_private_address",
-    "missing_file",
+    "missing_file", "path_outside_input",
     "stage_error",
 })
 

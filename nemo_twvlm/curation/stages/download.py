@@ -1,7 +1,7 @@
 """Fetch the images rows and documents name: http/https only, bounded in size and time, with retries.
 
-Local paths (relative to the input file's folder) are read when `allow_local_paths`; any other
-scheme (file:, ftp:, data:...) is refused, and so is a redirect to one. Unless
+Local paths (relative to the input file's folder, or the image folder its config names) are read
+when `allow_local_paths`, and only inside that folder (`confined_path`); any other scheme (file:, ftp:, data:...) is refused, and so is a redirect to one. Unless
 `allow_private_addresses`, a host is resolved first and refused when any of its addresses is not
 public (private, loopback, link-local, multicast, reserved...), on every redirect too, so a table
 cannot make the downloader reach the cluster's own network. The connection resolves the name
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import socket
 import threading
 import time
@@ -68,6 +69,20 @@ def refused_host(host: str, port: int) -> str | None:
         if kind:
             return f"{host} resolves to {sockaddr[0]} ({kind})"
     return None
+
+
+def confined_path(base_dir: str, ref: str) -> Path:
+    """The file a row's image path `ref` names under `base_dir`, or a Reject (`path_outside_input`)
+    when it leaves that folder: an absolute path elsewhere (/etc/passwd), or `../`. The path is
+    normalised as written and that normalised path is the one read, so what is checked is what is
+    opened (a `link/..` cannot step out through a symlink). Symlinks inside the folder are the data
+    owner's and are followed: a Hugging Face snapshot is made of them."""
+    base = os.path.abspath(base_dir)
+    path = os.path.normpath(os.path.join(base, ref))  # an absolute `ref` replaces `base`
+    if os.path.commonpath([base, path]) != base:
+        raise Reject("path_outside_input", f"image path {ref[:200]!r} is {path[:200]}, outside the input folder "
+                                           f"{base}")
+    return Path(path)
 
 
 class HostRateLimiter:
@@ -211,7 +226,7 @@ class DownloadStage(ProcessingStage[SampleBatch, SampleBatch]):
     def _read_local(self, item: ImageItem) -> bytes:
         if not self.allow_local_paths:
             raise Reject("download_bad_scheme", "local paths are not allowed (download.allow_local_paths)")
-        path = Path(item.meta.get("base_dir", ".")) / item.ref
+        path = confined_path(item.meta.get("base_dir", "."), item.ref)
         if not path.is_file():
             raise Reject("missing_file", str(path))
         if path.stat().st_size > self.max_bytes:
