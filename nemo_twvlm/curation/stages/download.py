@@ -111,6 +111,36 @@ def host_limiter(rate: float) -> HostRateLimiter:
     return HostRateLimiter(rate)
 
 
+def read_within(response, deadline: float, max_bytes: int, timeout_s: float) -> bytes:
+    """The body of an http.client response by `deadline` (time.monotonic()), or a Reject:
+    `download_timeout` (not retried: the whole transfer was too slow), `download_too_large`.
+
+    `read1` returns what one receive brings and each receive may wait only until the deadline, so a
+    server dripping a byte at a time cannot hold a thread past it; `read(n)` would wait for all n bytes
+    under a timeout that restarts with every byte. The headers, read by urllib before this, are bounded
+    per receive only (by `timeout_s`).
+    """
+    # The socket under the response's buffered reader: http.client exposes no other way to bound a receive.
+    sock = getattr(getattr(response.fp, "raw", None), "_sock", None)
+    chunks, size = [], 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Reject("download_timeout", f"slower than {timeout_s}s in total ({size} bytes by then)")
+        if sock is not None:
+            sock.settimeout(left)
+        try:
+            chunk = response.read1(1 << 16)
+        except TimeoutError:
+            raise Reject("download_timeout", f"slower than {timeout_s}s in total ({size} bytes by then)") from None
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise Reject("download_too_large", f"more than {max_bytes} bytes")
+        chunks.append(chunk)
+
+
 @dataclass
 class DownloadStage(ProcessingStage[SampleBatch, SampleBatch]):
     # Defaults (and their meaning) live once, in the pipeline config.
@@ -200,17 +230,10 @@ class DownloadStage(ProcessingStage[SampleBatch, SampleBatch]):
                 length = response.headers.get("Content-Length")
                 if length and length.isdigit() and int(length) > self.max_bytes:
                     raise Reject("download_too_large", f"Content-Length {length} > {self.max_bytes}")
-                chunks, size = [], 0
-                while chunk := response.read(1 << 16):
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise Reject("download_too_large", f"more than {self.max_bytes} bytes")
-                    if time.monotonic() > deadline:
-                        raise Reject("download_timeout", f"slower than {self.timeout_s}s in total")
-                    chunks.append(chunk)
+                body = read_within(response, deadline, self.max_bytes, self.timeout_s)
                 item.ext = _EXT_OF.get(response.headers.get_content_type(), "")
                 item.meta["url"] = item.ref
-                return b"".join(chunks)
+                return body
         except urllib.error.HTTPError as e:
             if e.code >= 500 or e.code in (408, 429):
                 raise _Transient("download_failed", f"HTTP {e.code}") from None
