@@ -1,8 +1,10 @@
 """Every image reader (curation's decode/verify, chat and evaluation's load_image) normalises through
 data.image.normalise_image: 16-bit scaled (not clipped to white), EXIF orientation applied, alpha and
-palette transparency on white, an animation cut to its first frame and noted `animated_first_frame`."""
+palette transparency on white, an animation cut to its first frame and noted `animated_first_frame`
+(an EXIF rotation is noted `exif_oriented`, and the image re-encoded as shown)."""
 from __future__ import annotations
 
+import io
 import logging
 
 import numpy as np
@@ -12,6 +14,7 @@ from PIL import Image
 
 from nemo_twvlm.curation.sample import ImageItem, Sample, SampleBatch
 from nemo_twvlm.curation.stages.decode_verify import DecodeVerifyStage
+from nemo_twvlm.curation.stages.resize import ResizeStage
 from nemo_twvlm.inference.chat import load_image
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -69,8 +72,18 @@ def test_curation_decode_normalises_and_notes():
     assert max(abs(a - b) for a, b in zip(pixel(items[2], (5, 20)), BLUE)) < 40
     assert pixel(items[3]) == pixel(items[4]) == (255, 255, 255)
     assert batch.data[1].meta["notes"] == ["animated_first_frame"]
+    assert batch.data[2].meta["notes"] == ["exif_oriented"]
     assert batch.stage_counts()["decode_verify"] == {"in": 5, "out": 5, "rejected": {},
-                                                     "notes": {"animated_first_frame": 1}}
+                                                     "notes": {"animated_first_frame": 1, "exif_oriented": 1}}
+
+
+def test_resize_reencodes_what_its_bytes_show_otherwise():
+    """A small RGB JPEG in the target format keeps its bytes, unless they show it sideways."""
+    plain_jpeg = encode(Image.new("RGB", (64, 64), RED), "JPEG")
+    batch = ResizeStage(max_side=672, format="jpg").process(decoded(sideways_jpeg(), plain_jpeg))
+    sideways, plain = (s.images[0] for s in batch.data)
+    assert Image.open(io.BytesIO(sideways.data)).size == (80, 40) and sideways.meta["resized"] == [80, 40]
+    assert "resized" not in plain.meta
 
 
 @pytest.mark.parametrize("name, data, size, value", [

@@ -1,6 +1,7 @@
 """Decode every image once and verify it: format, pixel count (from the header, before decoding),
 full decode (corrupt / truncated), minimum side and aspect ratio; then normalise it to upright 8-bit RGB
-(nemo_twvlm.data.image.normalise_image), noting an animation cut to its first frame."""
+(nemo_twvlm.data.image.normalise_image), noting an animation cut to its first frame or an EXIF
+rotation, on the sample (counted) and on the image (so `resize` re-encodes what its bytes show otherwise)."""
 from __future__ import annotations
 
 import io
@@ -88,5 +89,7 @@ class DecodeVerifyStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch
                              bytes=len(item.data))
             item.ext = _FORMATS[img.format]
             item.pil, notes = normalise_image(img)
+            if notes:
+                item.meta["notes"] = notes
             for name in notes:
                 note(sample, name)
