@@ -37,7 +37,8 @@ def test_caption_image_token_is_not_a_placeholder(encoder, caption):
 
 
 def test_interleaved_text_image_token_is_not_a_placeholder(encoder):
-    doc = InterleavedSample(__key__="d", __restore_key__=(), sequence=["看這張<image>圖：", image(), "<image>很好吃"])
+    doc = InterleavedSample(__key__="d", __restore_key__=(),
+                            sequence=["看這張<image>圖：", image(), "<image>很好吃"])
     out = encoder.encode_sample(doc)
     assert out.tokens.tolist().count(encoder.image_id) == 1 == len(out.images)
 

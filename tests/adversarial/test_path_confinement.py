@@ -63,7 +63,8 @@ def test_documents(tmp_path, langid_model):
     src, rng = _inputs(tmp_path)
     docs = [{"id": "ok", "segments": [ZH_LINES[0] + ZH_LINES[1], {"image": "imgs/ok.png"}, ZH_LINES[2]]},
             {"id": "passwd", "segments": [ZH_LINES[3] + ZH_LINES[4], {"image": "/etc/passwd"}]},
-            {"id": "up", "segments": [{"image": "imgs/ok2.png"}, ZH_LINES[5] + ZH_LINES[6], {"image": "../secret.png"}]}]
+            {"id": "up", "segments": [{"image": "imgs/ok2.png"}, ZH_LINES[5] + ZH_LINES[6],
+                                      {"image": "../secret.png"}]}]
     (src / "docs.jsonl").write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in docs) + "\n",
                                     encoding="utf-8")
     stats = curate(src, tmp_path / "out", config="interleaved_zh_tw")

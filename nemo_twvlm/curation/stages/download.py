@@ -1,12 +1,14 @@
 """Fetch the images rows and documents name: http/https only, bounded in size and time, with retries.
 
 Local paths (relative to the input file's folder, or the image folder its config names) are read
-when `allow_local_paths`, and only inside that folder (`confined_path`); any other scheme (file:, ftp:, data:...) is refused, and so is a redirect to one. Unless
-`allow_private_addresses`, a host is resolved first and refused when any of its addresses is not
-public (private, loopback, link-local, multicast, reserved...), on every redirect too, so a table
-cannot make the downloader reach the cluster's own network. The connection resolves the name
-again: a DNS server that answers differently the second time (rebinding) is not caught here.
-`max_requests_per_host_per_s` spaces the requests each worker process sends to one host.
+when `allow_local_paths`, and only inside that folder (`confined_path`); any other scheme (file:,
+ftp:, data:...) is refused, and so is a redirect to one. The whole body must arrive within
+`timeout_s` (`read_within`). Unless `allow_private_addresses`, a host is resolved first and
+refused when any of its addresses is not public (private, loopback, link-local, multicast,
+reserved...), on every redirect too, so a table cannot make the downloader reach the cluster's
+own network. The connection resolves the name again: a DNS server that answers differently the
+second time (rebinding) is not caught here. `max_requests_per_host_per_s` spaces the requests
+each worker process sends to one host.
 """
 from __future__ import annotations
 
@@ -125,13 +127,13 @@ def read_within(response, deadline: float, max_bytes: int, timeout_s: float) -> 
     chunks, size = [], 0
     while True:
         left = deadline - time.monotonic()
-        if left <= 0:
-            raise Reject("download_timeout", f"slower than {timeout_s}s in total ({size} bytes by then)")
-        if sock is not None:
-            sock.settimeout(left)
         try:
+            if left <= 0:
+                raise TimeoutError
+            if sock is not None:
+                sock.settimeout(left)
             chunk = response.read1(1 << 16)
-        except TimeoutError:
+        except TimeoutError:  # the deadline, between receives or during one
             raise Reject("download_timeout", f"slower than {timeout_s}s in total ({size} bytes by then)") from None
         if not chunk:
             return b"".join(chunks)
