@@ -22,10 +22,10 @@ from typing import BinaryIO
 from loguru import logger
 from nemo_curator.pipeline import Pipeline
 from nemo_curator.stages.base import ProcessingStage
-from nemo_curator.stages.file_partitioning import FilePartitioningStage
 
 from nemo_twvlm.curation.config import CurationConfig, ModelScoreConfig
 from nemo_twvlm.curation.executors import make_executor
+from nemo_twvlm.curation.inputs import list_inputs, sources_of
 from nemo_twvlm.curation.parts import done_parts, final_marker, part_marker
 from nemo_twvlm.curation.readers import READERS, SchemaMismatchError, schema_mismatch
 from nemo_twvlm.curation.sample import disposition
@@ -43,6 +43,7 @@ from nemo_twvlm.curation.stages.dedup_shard import DedupShardStage
 from nemo_twvlm.curation.stages.download import DownloadStage
 from nemo_twvlm.curation.stages.image_embed import ImageEmbedStage
 from nemo_twvlm.curation.stages.language_id import LanguageIdStage
+from nemo_twvlm.curation.stages.list_inputs import ListInputsStage
 from nemo_twvlm.curation.stages.nsfw import NsfwStage
 from nemo_twvlm.curation.stages.quality_zh import QualityStage
 from nemo_twvlm.curation.stages.resize import ResizeStage
@@ -50,7 +51,7 @@ from nemo_twvlm.curation.stages.script_zh import ScriptStage
 from nemo_twvlm.curation.stages.shard_writer import CONVERSATION_SAMPLE_LOADER, ShardWriterStage
 from nemo_twvlm.curation.stages.signatures import SignatureStage
 from nemo_twvlm.curation.stages.token_count import TokenCountStage
-from nemo_twvlm.curation.storage import atomic_write_json, atomic_writer, read_json, source_id
+from nemo_twvlm.curation.storage import atomic_write_json, atomic_writer, read_json
 from nemo_twvlm.presets import get_preset
 
 # Energon's view of interleaved shards: `json` holds the ordered segments, an image segment names
@@ -80,29 +81,25 @@ class Layout:
 
 
 def input_files(cfg: CurationConfig) -> dict[str, Path]:
-    """Input files by source id; fails on an empty folder or two files with the same id."""
-    root = Path(cfg.input_dir).resolve()
-    if not root.is_dir():
+    """Input files by source id (curation.inputs.list_inputs); fails on a folder with none of them or
+    two files with the same id, and warns naming each file that looks like an input but is not read."""
+    if not Path(cfg.input_dir).is_dir():
         raise FileNotFoundError(f"input_dir={cfg.input_dir!r} is not a directory")
     extensions = list(READERS[cfg.input.format].extensions)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in extensions)
-    if not files:
+    inputs = list_inputs(cfg.input_dir, extensions)
+    for path, why in inputs.skipped.items():
+        logger.warning(f"input_dir={cfg.input_dir!r}: {path} {why}")
+    if not inputs.files:
         raise FileNotFoundError(f"input_dir={cfg.input_dir!r} holds no {extensions} files "
                                 f"(input.format={cfg.input.format!r})")
-    sources: dict[str, Path] = {}
-    for path in files:
-        sid = source_id(path, root)
-        if sid in sources:
-            raise ValueError(f"input files {sources[sid]} and {path} map to the same source id {sid!r}; rename one")
-        sources[sid] = path
-    return sources
+    return sources_of(cfg.input_dir, inputs.files)
 
 
 def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
     layout = Layout(cfg.output_dir)
     in_dir, work = str(Path(cfg.input_dir).resolve()), str(layout.work)
     reader = READERS[cfg.input.format]
-    stages: list[ProcessingStage] = [FilePartitioningStage(
+    stages: list[ProcessingStage] = [ListInputsStage(
         file_paths=in_dir, files_per_partition=1, file_extensions=list(reader.extensions)),
         reader.build(cfg, in_dir, work)]
     if reader.fetches:
@@ -239,7 +236,11 @@ def finalize(cfg: CurationConfig, sources: list[str]) -> dict:
         raise RuntimeError(f"stats do not add up: input {stats['input']} != kept {stats['kept']} + "
                            f"rejected {rejected_total}")
     stats["stages"] = [{"stage": name, **row} for name, row in stage_rows.items()]
+    # Repairs in samples a stage kept (sample.note); they are not rejections, so not in the sum above.
+    notes = sum((Counter(row.get("notes", {})) for row in stage_rows.values()), Counter())
+    stats["notes"] = dict(sorted(notes.items()))
     stats["shards"] = len(shards)
+    stats["skipped_inputs"] = list_inputs(cfg.input_dir, READERS[cfg.input.format].extensions).skipped
     stats["budget"] = {"tokens": cfg.tokens.budget, "used": stats["text_tokens"] + stats["image_tokens"]}
     for key in ("dropped", "quarantined", "lang", "script", "converted"):
         stats[key] = dict(sorted(stats[key].items(), key=lambda kv: str(kv[0])))
@@ -297,6 +298,8 @@ def _add_stage(rows: dict[str, dict], name: str, row: dict) -> None:
     total["rejected"] = dict(Counter(total["rejected"]) + Counter(row["rejected"]))
     if "converted" in row:
         total["converted"] = dict(Counter(total.get("converted", {})) + Counter(row["converted"]))
+    if "notes" in row:
+        total["notes"] = dict(Counter(total.get("notes", {})) + Counter(row["notes"]))
 
 
 def _index_line(source: str, rejection: list, tar: str | None) -> bytes:

@@ -62,10 +62,11 @@ def svg_bars(labels: list[str], values: list[float], *, color: str = "#3b7dd8", 
 
 def _thumb(data: bytes, px: int, max_pixels: int) -> str | None:
     """A JPEG data: URI, or None for bytes that are not a safe, decodable image (bombs included)."""
-    from nemo_twvlm.curation.stages.decode_verify import decode, to_rgb
+    from nemo_twvlm.curation.stages.decode_verify import decode
+    from nemo_twvlm.data.image import normalise_image
 
     try:
-        img = to_rgb(decode(data, formats=list(_IMAGE_EXTS), max_pixels=max_pixels, keep_side=px)[0])
+        img = normalise_image(decode(data, formats=list(_IMAGE_EXTS), max_pixels=max_pixels, keep_side=px)[0])[0]
     except Reject:
         return None
     img.thumbnail((px, px))
@@ -190,7 +191,8 @@ def render(stats: dict, kept: list[dict], rejected: list[dict], *, title: str, w
     stage_rows = "".join(
         f"<tr><td>{html.escape(s['stage'])}</td><td class=n>{s['in']}</td><td class=n>{s['out']}</td>"
         f"<td>{html.escape(', '.join(f'{r}: {n}' for r, n in sorted(s['rejected'].items())))}"
-        f"{html.escape(' · converted ' + json.dumps(s['converted'])) if s.get('converted') else ''}</td></tr>"
+        f"{html.escape(' · converted ' + json.dumps(s['converted'])) if s.get('converted') else ''}"
+        f"{html.escape(' · noted ' + json.dumps(s['notes'])) if s.get('notes') else ''}</td></tr>"
         for s in stats["stages"])
     reason_rows = "".join(f"<tr><td>{html.escape(r)}</td><td>{d}</td><td class=n>{n}</td></tr>"
                           for d, table in (("dropped", dropped), ("quarantined", quarantined))

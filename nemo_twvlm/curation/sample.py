@@ -7,7 +7,8 @@ so a new filter never adds a field to these classes.
 
 Every sample a stage removes becomes a `Rejection` with a named reason; `QUARANTINE_REASONS` are
 malformed inputs (kept byte-for-byte in OUT/quarantine/ for inspection), every other reason is a
-policy drop. That split is what `stats.json` reports as `quarantined` and `dropped`.
+policy drop. That split is what `stats.json` reports as `quarantined` and `dropped`. What a
+stage repaired in a sample it kept is a named `note` instead, counted in `stats.json`'s `notes`.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ QUARANTINE_REASONS = frozenset({
     "missing_image", "missing_caption", "empty_image", "empty_caption", "caption_not_utf8", "bad_caption_json",
     "corrupt_image", "truncated_image", "decompression_bomb", "unsupported_image_format",
     "download_failed", "download_too_large", "download_timeout", "download_bad_scheme", "download_private_address",
-    "missing_file",
+    "missing_file", "path_outside_input",
     # conversations (stages/read_conversations.py)
     "truncated_json", "bad_conversation", "image_count_mismatch", "empty_turn", "roles_not_alternating",
     "no_assistant_turn",
@@ -41,6 +42,14 @@ SCHEMA_REASONS = frozenset({"missing_column", "bad_field_type"})
 
 def disposition(reason: str) -> str:
     return "quarantined" if reason in QUARANTINE_REASONS else "dropped"
+
+
+def note(sample: Sample, name: str) -> None:
+    """Record that a stage changed `sample` to keep it (a literal `<image>` stripped, an animation cut
+    to its first frame): `SampleBatch.apply` counts it, once per sample and stage."""
+    notes = sample.meta.setdefault("notes", [])
+    if name not in notes:
+        notes.append(name)
 
 
 class Reject(Exception):
@@ -141,7 +150,9 @@ class SampleBatch(Task[list[Sample]]):
         """
         kept: list[Sample] = []
         reasons: Counter[str] = Counter()
+        notes: Counter[str] = Counter()
         for sample in self.data:
+            noted = len(sample.meta.get("notes", ()))
             try:
                 check(sample)
             except Reject as r:
@@ -153,12 +164,17 @@ class SampleBatch(Task[list[Sample]]):
                 reasons["stage_error"] += 1
                 continue
             kept.append(sample)
-        self.record(stage, len(self.data), len(kept), reasons)
+            notes.update(sample.meta.get("notes", [])[noted:])
+        self.record(stage, len(self.data), len(kept), reasons, notes)
         self.data = kept
         return self
 
-    def record(self, stage: str, n_in: int, n_out: int, reasons: Counter[str] | dict[str, int]) -> None:
-        self._metadata.setdefault("stages", {})[stage] = {"in": n_in, "out": n_out, "rejected": dict(reasons)}
+    def record(self, stage: str, n_in: int, n_out: int, reasons: Counter[str] | dict[str, int],
+               notes: Counter[str] | None = None) -> None:
+        row = {"in": n_in, "out": n_out, "rejected": dict(reasons)}
+        if notes:
+            row["notes"] = dict(notes)
+        self._metadata.setdefault("stages", {})[stage] = row
 
     def stage_counts(self) -> dict[str, dict]:
         return self._metadata.get("stages", {})

@@ -1,10 +1,47 @@
-"""Image preprocessing for the CLIP encoder: pad to square, resize, normalise (LLaVA's 'pad' mode)."""
+"""Images for the CLIP encoder: any decoded file to upright 8-bit RGB (`normalise_image`: curation,
+chat and evaluation read images through it), then pad to square, resize, normalise (LLaVA's 'pad' mode)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageOps
 
 from nemo_twvlm.presets import VisionPreset
+
+# The note for an animation (WebP, GIF, APNG) of which only the first frame is kept: the encoder takes
+# a still, and the first frame is the one viewers and thumbnails show.
+ANIMATED_FIRST_FRAME = "animated_first_frame"
+# The note for an image turned upright by its EXIF orientation: its encoded bytes show it otherwise.
+EXIF_ORIENTED = "exif_oriented"
+_EXIF_ORIENTATION = 0x0112
+_TRANSPARENT_MODES = ("RGBA", "LA", "PA")
+
+
+def normalise_image(img: Image.Image) -> tuple[Image.Image, list[str]]:
+    """A decoded image as upright 8-bit RGB, and the notes of what was decided for it:
+
+    - an animation is its first frame (the one PIL opens at), noted ANIMATED_FIRST_FRAME;
+    - an EXIF orientation is applied (noted EXIF_ORIENTED): phones store portraits sideways with a rotate tag;
+    - 16-bit greyscale (modes I;16*, I) is scaled to 8 bits: `convert` clips every value above 255 to white;
+    - transparency (alpha, a palette's transparent index) is flattened onto white, not the black
+      `convert("RGB")` gives.
+    """
+    notes = [ANIMATED_FIRST_FRAME] if getattr(img, "is_animated", False) else []
+    if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        img = ImageOps.exif_transpose(img)
+        notes.append(EXIF_ORIENTED)
+    if img.mode.startswith("I"):
+        scaled = np.asarray(img).astype(np.float32) / 257.0  # 65535 -> 255
+        img = Image.fromarray(scaled.clip(0, 255).round().astype(np.uint8), "L")
+    if img.mode == "RGB":
+        return img, notes
+    if img.mode in _TRANSPARENT_MODES or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat, notes
+    return img.convert("RGB"), notes
 
 
 def preprocess_image(image: torch.Tensor, vision: VisionPreset) -> torch.Tensor:

@@ -18,6 +18,7 @@ from nemo_twvlm.data.conversation import IMAGE_PLACEHOLDER, encode_conversation,
 from nemo_twvlm.data.image import preprocess_image
 from nemo_twvlm.data.packing import pack_by_length
 from nemo_twvlm.data.samples import ConversationSample
+from nemo_twvlm.data.text import IMAGE_TOKEN_IN_TEXT, strip_image_token
 from nemo_twvlm.data.tokenizer import image_token_id
 from nemo_twvlm.presets import ModelPreset
 
@@ -37,6 +38,8 @@ class BadSample(ValueError):
 
 # Skipped samples by reason, for this process (each Energon worker process keeps its own).
 SKIPPED: Counter[str] = Counter()
+# Samples trained on after a repair (IMAGE_TOKEN_IN_TEXT: a literal <image> stripped from their text), likewise.
+REPAIRED: Counter[str] = Counter()
 
 
 def count_and_log_skip(exception: Exception, sample, sources=None) -> None:
@@ -108,6 +111,21 @@ class LlavaTaskEncoder(DefaultTaskEncoder[Sample, EncodedSample, LlavaBatch, Lla
     def _text(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
+    def _data_text(self, text: str, key: str) -> list[int]:
+        """A caption's or a document's ids, none for one that was only `<image>`: never the image id
+        (nemo_twvlm.data.text says why)."""
+        text, found = strip_image_token(text)
+        if found:
+            REPAIRED[IMAGE_TOKEN_IN_TEXT] += 1
+            log.warning("sample %s: %d literal <image> stripped from its text [total %s=%d]", key, found,
+                        IMAGE_TOKEN_IN_TEXT, REPAIRED[IMAGE_TOKEN_IN_TEXT])
+            if not text.strip():
+                return []
+        ids = self._text(text)
+        if self.image_id in ids:  # a tokenizer whose normaliser makes <image> of another spelling (<IMAGE>)
+            raise BadSample(IMAGE_TOKEN_IN_TEXT, f"{key}: its text still encodes to the image id {self.image_id}")
+        return ids
+
     def _image(self, image) -> torch.Tensor:
         if not isinstance(image, torch.Tensor):
             raise BadSample("undecodable_image", f"got {type(image).__name__}")
@@ -123,14 +141,17 @@ class LlavaTaskEncoder(DefaultTaskEncoder[Sample, EncodedSample, LlavaBatch, Lla
             caption = (sample.caption or "").strip()
             if not caption:
                 raise BadSample("empty_caption")
+            caption_ids = self._data_text(caption, sample.__key__)
+            if not caption_ids:
+                raise BadSample("empty_caption", "only <image>")
             images.append(self._image(sample.image))
             segments += [([self.image_id], False), (self._text(f"\n{CAPTION_PROMPT}\n"), False),
-                         (self._text(caption) + [self.tokenizer.eos_token_id], True)]
+                         (caption_ids + [self.tokenizer.eos_token_id], True)]
         elif isinstance(sample, InterleavedSample):
             for item in sample.sequence:
                 if isinstance(item, str):
                     if item.strip():
-                        segments.append((self._text(item), True))
+                        segments.append((self._data_text(item, sample.__key__), True))
                 else:
                     images.append(self._image(item))
                     # The position right after an image predicts nothing in megatron's LLaVA (its label

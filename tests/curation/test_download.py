@@ -134,7 +134,7 @@ def run(tmp_path_factory, langid_model):
             env.setenv("no_proxy", "127.0.0.1,localhost")
             env.setenv("NO_PROXY", "127.0.0.1,localhost")
             stats = curate(src, out, "input.format=table", f"download.max_bytes={MAX_BYTES}",
-                           "download.timeout_s=0.5", "download.retries=1", "download.backoff_s=0.05",
+                           "download.timeout_s=1.0", "download.retries=1", "download.backoff_s=0.05",
                            "dedup.caption_jaccard=null", "download.allow_private_addresses=true")
     finally:
         server.close()

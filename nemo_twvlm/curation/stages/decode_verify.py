@@ -1,5 +1,7 @@
 """Decode every image once and verify it: format, pixel count (from the header, before decoding),
-full decode (corrupt / truncated), minimum side and aspect ratio."""
+full decode (corrupt / truncated), minimum side and aspect ratio; then normalise it to upright 8-bit RGB
+(nemo_twvlm.data.image.normalise_image), noting an animation cut to its first frame or an EXIF
+rotation, on the sample (counted) and on the image (so `resize` re-encodes what its bytes show otherwise)."""
 from __future__ import annotations
 
 import io
@@ -9,22 +11,11 @@ from dataclasses import dataclass, field
 from nemo_curator.stages.base import ProcessingStage
 from PIL import Image, UnidentifiedImageError
 
-from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch
+from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch, note
 from nemo_twvlm.curation.stages.base import LoadOnFirstUse
+from nemo_twvlm.data.image import normalise_image
 
 _FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """RGB, with any transparency flattened onto white (not the black `convert("RGB")` gives)."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, (255, 255, 255))
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        return flat
-    return img.convert("RGB")
 
 
 def decode(data: bytes, *, formats: list[str], max_pixels: int,
@@ -97,4 +88,8 @@ class DecodeVerifyStage(LoadOnFirstUse, ProcessingStage[SampleBatch, SampleBatch
             item.meta.update(width=width, height=height, format=_FORMATS[img.format], mode=img.mode,
                              bytes=len(item.data))
             item.ext = _FORMATS[img.format]
-            item.pil = to_rgb(img)
+            item.pil, notes = normalise_image(img)
+            if notes:
+                item.meta["notes"] = notes
+            for name in notes:
+                note(sample, name)

@@ -1,17 +1,20 @@
 """Fetch the images rows and documents name: http/https only, bounded in size and time, with retries.
 
-Local paths (relative to the input file's folder) are read when `allow_local_paths`; any other
-scheme (file:, ftp:, data:...) is refused, and so is a redirect to one. Unless
-`allow_private_addresses`, a host is resolved first and refused when any of its addresses is not
-public (private, loopback, link-local, multicast, reserved...), on every redirect too, so a table
-cannot make the downloader reach the cluster's own network. The connection resolves the name
-again: a DNS server that answers differently the second time (rebinding) is not caught here.
-`max_requests_per_host_per_s` spaces the requests each worker process sends to one host.
+Local paths (relative to the input file's folder, or the image folder its config names) are read
+when `allow_local_paths`, and only inside that folder (`confined_path`); any other scheme (file:,
+ftp:, data:...) is refused, and so is a redirect to one. The whole body must arrive within
+`timeout_s` (`read_within`). Unless `allow_private_addresses`, a host is resolved first and
+refused when any of its addresses is not public (private, loopback, link-local, multicast,
+reserved...), on every redirect too, so a table cannot make the downloader reach the cluster's
+own network. The connection resolves the name again: a DNS server that answers differently the
+second time (rebinding) is not caught here. `max_requests_per_host_per_s` spaces the requests
+each worker process sends to one host.
 """
 from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import socket
 import threading
 import time
@@ -70,6 +73,20 @@ def refused_host(host: str, port: int) -> str | None:
     return None
 
 
+def confined_path(base_dir: str, ref: str) -> Path:
+    """The file a row's image path `ref` names under `base_dir`, or a Reject (`path_outside_input`)
+    when it leaves that folder: an absolute path elsewhere (/etc/passwd), or `../`. The path is
+    normalised as written and that normalised path is the one read, so what is checked is what is
+    opened (a `link/..` cannot step out through a symlink). Symlinks inside the folder are the data
+    owner's and are followed: a Hugging Face snapshot is made of them."""
+    base = os.path.abspath(base_dir)
+    path = os.path.normpath(os.path.join(base, ref))  # an absolute `ref` replaces `base`
+    if os.path.commonpath([base, path]) != base:
+        raise Reject("path_outside_input", f"image path {ref[:200]!r} is {path[:200]}, outside the input folder "
+                                           f"{base}")
+    return Path(path)
+
+
 class HostRateLimiter:
     """A token bucket per host holding one token, refilled `rate` times a second: requests to one
     host leave 1/rate s apart, with no burst. Shared by every thread (and batch) of a process."""
@@ -94,6 +111,36 @@ class HostRateLimiter:
 def host_limiter(rate: float) -> HostRateLimiter:
     """One limiter per rate and process, so the limit holds across batches, not only within one."""
     return HostRateLimiter(rate)
+
+
+def read_within(response, deadline: float, max_bytes: int, timeout_s: float) -> bytes:
+    """The body of an http.client response by `deadline` (time.monotonic()), or a Reject:
+    `download_timeout` (not retried: the whole transfer was too slow), `download_too_large`.
+
+    `read1` returns what one receive brings and each receive may wait only until the deadline, so a
+    server dripping a byte at a time cannot hold a thread past it; `read(n)` would wait for all n bytes
+    under a timeout that restarts with every byte. The headers, read by urllib before this, are bounded
+    per receive only (by `timeout_s`).
+    """
+    # The socket under the response's buffered reader: http.client exposes no other way to bound a receive.
+    sock = getattr(getattr(response.fp, "raw", None), "_sock", None)
+    chunks, size = [], 0
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            if sock is not None:
+                sock.settimeout(left)
+            chunk = response.read1(1 << 16)
+        except TimeoutError:  # the deadline, between receives or during one
+            raise Reject("download_timeout", f"slower than {timeout_s}s in total ({size} bytes by then)") from None
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise Reject("download_too_large", f"more than {max_bytes} bytes")
+        chunks.append(chunk)
 
 
 @dataclass
@@ -185,17 +232,10 @@ class DownloadStage(ProcessingStage[SampleBatch, SampleBatch]):
                 length = response.headers.get("Content-Length")
                 if length and length.isdigit() and int(length) > self.max_bytes:
                     raise Reject("download_too_large", f"Content-Length {length} > {self.max_bytes}")
-                chunks, size = [], 0
-                while chunk := response.read(1 << 16):
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise Reject("download_too_large", f"more than {self.max_bytes} bytes")
-                    if time.monotonic() > deadline:
-                        raise Reject("download_timeout", f"slower than {self.timeout_s}s in total")
-                    chunks.append(chunk)
+                body = read_within(response, deadline, self.max_bytes, self.timeout_s)
                 item.ext = _EXT_OF.get(response.headers.get_content_type(), "")
                 item.meta["url"] = item.ref
-                return b"".join(chunks)
+                return body
         except urllib.error.HTTPError as e:
             if e.code >= 500 or e.code in (408, 429):
                 raise _Transient("download_failed", f"HTTP {e.code}") from None
@@ -211,7 +251,7 @@ class DownloadStage(ProcessingStage[SampleBatch, SampleBatch]):
     def _read_local(self, item: ImageItem) -> bytes:
         if not self.allow_local_paths:
             raise Reject("download_bad_scheme", "local paths are not allowed (download.allow_local_paths)")
-        path = Path(item.meta.get("base_dir", ".")) / item.ref
+        path = confined_path(item.meta.get("base_dir", "."), item.ref)
         if not path.is_file():
             raise Reject("missing_file", str(path))
         if path.stat().st_size > self.max_bytes:

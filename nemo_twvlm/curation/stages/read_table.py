@@ -32,13 +32,14 @@ class Rows:
 def read_rows(path: str) -> Rows:
     """Rows of a .parquet, .jsonl or .json (a list of objects) file; never raises for a bad file."""
     name = Path(path).name
+    extension = Path(path).suffix.lower()  # as curation.inputs lists them: A.PARQUET is a parquet file
     try:
-        if path.endswith(".parquet"):
+        if extension == ".parquet":
             import pyarrow.parquet as pq
 
             table = pq.read_table(path)
             return Rows(table.to_pylist(), set(table.schema.names))
-        if path.endswith(".json"):
+        if extension == ".json":
             rows = _json_list(Path(path).read_bytes().decode("utf-8"), name)
         else:
             with open(path, "rb") as f:

@@ -1,5 +1,6 @@
 """Downscale to `max_side` and re-encode; an image already small enough and in the target format
-(and RGB) keeps its original bytes, so no generation is lost to a needless re-encode.
+(and RGB, and shown as its bytes are: not EXIF-rotated nor cut from an animation by decode_verify)
+keeps its original bytes, so no generation is lost to a needless re-encode.
 
 The pixels stay on the item: `signatures` hashes the image as shipped, which at 1 MP is under half
 the pixels of the original.
@@ -71,7 +72,8 @@ class ResizeStage(ProcessingStage[SampleBatch, SampleBatch]):
     def _resize(self, sample: Sample) -> None:
         for item in sample.images:
             too_large = max(item.meta["width"], item.meta["height"]) > self.max_side  # as stored
-            if not too_large and item.meta["format"] == self.format and item.meta["mode"] == "RGB":
+            as_stored = item.meta["mode"] == "RGB" and not item.meta.get("notes")
+            if not too_large and item.meta["format"] == self.format and as_stored:
                 continue
             size = fit_within(item.pil.size, self.max_side)  # may already be smaller: DecodeVerifyStage.keep_side
             if size is not None:
