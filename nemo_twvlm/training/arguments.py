@@ -74,6 +74,8 @@ def megatron_args(cfg: PretrainConfig) -> list[str]:
                  "torch_dist", "--dataloader-save", dataloader_state_dir(c.save)]
     if c.load:
         args += ["--load", c.load]
+    if c.step is not None:
+        args += ["--ckpt-step", str(c.step)]
     if cfg.model.init_from:
         args += ["--pretrained-checkpoint", cfg.model.init_from]
         if not c.load:

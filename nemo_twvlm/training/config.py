@@ -90,6 +90,8 @@ class CheckpointConfig:
     save: Optional[str] = None
     load: Optional[str] = None
     save_interval: Optional[int] = None
+    # The iteration to load; None: the newest complete one (an incomplete newest is set aside).
+    step: Optional[int] = None
 
 @dataclass
 class PretrainConfig:

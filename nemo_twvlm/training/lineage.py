@@ -7,6 +7,13 @@ before), or, when it resumes, its own `checkpoint.save`. That checkpoint's token
 else about the architecture must match `model.preset`, and a `data.tokenizer` that is given must be the
 checkpoint's tokenizer, compared by content (`data.tokenizer.fingerprint`), not by path. Each problem is
 a `ConfigError` naming both sides, raised before a job is launched.
+
+A run starts from the newest *complete* iteration of its start checkpoint: one whose dist-checkpoint
+metadata reads and whose data files hold every byte the metadata points at. An iteration left half
+written (a job killed while saving, a full disk) is named in a message and the run loads the one before
+it (`checkpoint.step`, megatron's `--ckpt-step`); when the run resumes its own save, the training
+process moves the incomplete ones aside (`set_aside_incomplete`) so that it can save those iterations
+again.
 """
 from __future__ import annotations
 
@@ -51,10 +58,12 @@ def resolve_start(cfg: PretrainConfig, *, local: bool = True) -> PretrainConfig:
     try:
         model = _model_preset(cfg, parent)
         tokenizer = _tokenizer(cfg, parent)
+        step = cfg.checkpoint.step if cfg.checkpoint.step is not None else _resume_step(parent)
     except rundir.RunDirError as error:
         raise ConfigError([f"model.init_from={parent!r}: {error}"]) from None
     resolved = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, preset=model),
-                                   data=dataclasses.replace(cfg.data, tokenizer=tokenizer))
+                                   data=dataclasses.replace(cfg.data, tokenizer=tokenizer),
+                                   checkpoint=dataclasses.replace(cfg.checkpoint, step=step))
     _check_vocabulary(resolved)
     return resolved
 
@@ -112,3 +121,52 @@ def _check_vocabulary(cfg: PretrainConfig) -> None:
     if image_id >= vocab or len(tokenizer) > vocab:
         raise ConfigError([f"data.tokenizer={cfg.data.tokenizer!r}: {len(tokenizer)} tokens with <image>={image_id} "
                            f"do not fit the model's vocabulary of {vocab} rows (model.preset={cfg.model.preset!r})"])
+
+
+def is_complete(iteration_dir: Path) -> str | None:
+    """None if the dist checkpoint at `iteration_dir` is whole, else what is wrong with it."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    try:
+        metadata = FileSystemReader(str(iteration_dir)).read_metadata()
+    except Exception as error:  # a missing or cut-off .metadata: torch raises whatever unpickling raised
+        return f"its .metadata cannot be read ({type(error).__name__})"
+    needed: dict[str, int] = {}
+    for info in metadata.storage_data.values():
+        needed[info.relative_path] = max(needed.get(info.relative_path, 0), info.offset + info.length)
+    for name, size in sorted(needed.items()):
+        path = iteration_dir / name
+        have = path.stat().st_size if path.is_file() else -1
+        if have < size:
+            return f"{name} is {'missing' if have < 0 else f'{have} bytes of {size}'}"
+    return None
+
+
+def _saved_steps(directory: str) -> list[int]:
+    return sorted((int(p.name[5:]) for p in Path(directory).glob("iter_*") if p.name[5:].isdigit()), reverse=True)
+
+
+def _resume_step(parent: str) -> int | None:
+    """None to load what the tracker names; else the newest complete iteration before it."""
+    latest = rundir.latest_iteration(parent)
+    steps = _saved_steps(parent)
+    for step in [latest, *(s for s in steps if s < latest)]:
+        directory = rundir.iteration_dir(parent, step)
+        problem = "it does not exist" if not directory.is_dir() else is_complete(directory)
+        if problem is None:
+            return None if step == latest else step
+        print(f"nemo_twvlm: WARNING checkpoint {directory} is incomplete ({problem}); "
+              f"loading the iteration before it")
+    raise rundir.RunDirError(f"no complete iteration in {parent} ({rundir.TRACKER_FILE} names {latest})")
+
+
+def set_aside_incomplete(cfg: PretrainConfig) -> None:
+    """Rename the incomplete iterations after `checkpoint.step` of a run resuming its own save to
+    `iter_NNNNNNN.incomplete`: kept for a look, out of the way of the saves that redo them."""
+    save, step = cfg.checkpoint.save, cfg.checkpoint.step
+    if step is None or not save or start_checkpoint(cfg) != save:
+        return
+    for later in _saved_steps(save):
+        directory = rundir.iteration_dir(save, later)
+        if later > step and is_complete(directory) is not None:
+            directory.rename(directory.with_name(directory.name + ".incomplete"))

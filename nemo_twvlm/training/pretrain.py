@@ -75,6 +75,7 @@ def _train(cfg: PretrainConfig) -> None:
     from nemo_twvlm.training import provider
     from nemo_twvlm.training.arguments import add_twvlm_arguments, megatron_args
     from nemo_twvlm.training.checkpoint import save_run_files
+    from nemo_twvlm.training.lineage import set_aside_incomplete
 
     if not torch.cuda.is_available():
         # Gloo on a small box: one intra-op thread per rank keeps ranks from fighting over cores.
@@ -83,6 +84,7 @@ def _train(cfg: PretrainConfig) -> None:
     apply_megatron_fixes()
     provider.set_run_config(cfg)
     if cfg.checkpoint.save and int(os.environ.get("RANK", "0")) == 0:
+        set_aside_incomplete(cfg)
         save_run_files(cfg, cfg.checkpoint.save)
     # megatron parses sys.argv; swap ours in only for the parse so the caller's command line survives.
     caller_argv, sys.argv = sys.argv, [sys.argv[0], *megatron_args(cfg)]

@@ -1,5 +1,6 @@
 """Stop-and-resume through megatron.training with Energon loader state: N steps, stop, resume N steps
 must reproduce an uninterrupted 2N-step run exactly (losses and the samples each step saw)."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -61,3 +62,34 @@ def test_resume_reproduces_the_uninterrupted_run(blend, tmp_path):
     assert len(keys) == len(set(keys)), "a sample was repeated within the run"
     # Losses go down: the run trains, not just replays.
     assert full[-1]["loss"] < full[0]["loss"]
+
+
+def test_a_half_written_checkpoint_is_never_resumed(blend, tmp_path):
+    """Checkpoints at 2 and 4, the one at 4 cut short (a job killed while saving): the resume names it,
+    loads iteration 2 and replays iterations 2 and 3 exactly as the first run trained them."""
+    from nemo_twvlm.training.lineage import resolve_start
+    from nemo_twvlm.training.validate import ConfigError
+
+    save, first_log, second_log = tmp_path / "run", tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    cfg = _config(blend, save, first_log, exit_interval=N)
+    cfg.trainer.max_steps, cfg.checkpoint.save_interval = N + 2, 2
+    _train(cfg, tmp_path)
+    shard = save / "iter_0000004" / "__0_0.distcp"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+
+    resumed = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, sample_log=str(second_log)),
+                                  trainer=dataclasses.replace(cfg.trainer, exit_interval=None),
+                                  checkpoint=dataclasses.replace(cfg.checkpoint, load=str(save)))
+    output = _train(resumed, tmp_path)
+    assert f"checkpoint {save / 'iter_0000004'} is incomplete (__0_0.distcp is " in output
+    assert (save / "iter_0000004.incomplete").is_dir()  # kept for a look, out of the way
+    first, second = _log(first_log), _log(second_log)
+    assert [r["iteration"] for r in second] == [2, 3, 4, 5]
+    assert [(r["loss"], r["keys"]) for r in second[:2]] == [(r["loss"], r["keys"]) for r in first[2:4]]
+    assert (save / "latest_checkpointed_iteration.txt").read_text().strip() == "6"
+
+    (save / "latest_checkpointed_iteration.txt").write_text("9")  # names an iteration that is not there
+    assert resolve_start(resumed).checkpoint.step == 6
+    (save / "latest_checkpointed_iteration.txt").write_text("garbage")
+    with pytest.raises(ConfigError, match=r"latest_checkpointed_iteration.txt holds 'garbage'"):
+        resolve_start(resumed)
