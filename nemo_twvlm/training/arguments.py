@@ -69,6 +69,10 @@ def megatron_args(cfg: PretrainConfig) -> list[str]:
         args += _CPU_ONLY_FLAGS
     if t.exit_interval:
         args += ["--exit-interval", str(t.exit_interval)]
+    if t.exit_signal:
+        args += ["--exit-signal-handler", "--exit-signal", t.exit_signal]
+    if t.exit_duration_in_mins:
+        args += ["--exit-duration-in-mins", str(t.exit_duration_in_mins)]
     if c.save:
         args += ["--save", c.save, "--save-interval", str(c.save_interval or t.max_steps), "--ckpt-format",
                  "torch_dist", "--dataloader-save", dataloader_state_dir(c.save)]

@@ -18,6 +18,7 @@ FREEZE_PLANS: dict[str, tuple[str, ...]] = {
 PRECISIONS = ("fp32", "bf16", "fp8")
 FP8_RECIPES = ("delayed", "tensorwise")
 RECOMPUTE_MODES = (None, "selective", "full")
+EXIT_SIGNALS = (None, "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 
 
 @dataclass
@@ -84,6 +85,12 @@ class TrainerConfig:
     eval_iters: int = 0
     # Stop after this many steps without shortening the LR schedule (for stop-and-resume).
     exit_interval: Optional[int] = None
+    # On this signal, save a checkpoint at the next step boundary and exit (megatron's signal handler):
+    # Slurm sends SIGTERM at preemption and at the time limit, or what `--signal` names ahead of it.
+    # None: no handler.
+    exit_signal: Optional[str] = "SIGTERM"
+    # Save and exit after this many minutes of training (set it inside the job's time limit).
+    exit_duration_in_mins: Optional[int] = None
 
 @dataclass
 class CheckpointConfig:

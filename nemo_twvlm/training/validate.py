@@ -9,7 +9,9 @@ from typing import Optional
 
 from nemo_twvlm.compat import te_available as transformer_engine_available
 from nemo_twvlm.presets import PRESETS, get_preset
-from nemo_twvlm.training.config import FP8_RECIPES, FREEZE_PLANS, PRECISIONS, RECOMPUTE_MODES, PretrainConfig
+from nemo_twvlm.training.config import (
+    EXIT_SIGNALS, FP8_RECIPES, FREEZE_PLANS, PRECISIONS, RECOMPUTE_MODES, PretrainConfig,
+)
 
 
 
@@ -56,6 +58,8 @@ def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional
         err("trainer.fp8_recipe", tr.fp8_recipe, f"expected one of {list(FP8_RECIPES)}")
     if par.recompute not in RECOMPUTE_MODES:
         err("parallel.recompute", par.recompute, f"expected one of {list(RECOMPUTE_MODES)}")
+    if tr.exit_signal not in EXIT_SIGNALS:
+        err("trainer.exit_signal", tr.exit_signal, f"expected one of {list(EXIT_SIGNALS)}")
 
     # --- sizes are positive integers ------------------------------------------------------------------
     sizes_ok = True
@@ -75,6 +79,8 @@ def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional
     if d.mock and not _positive_int(d.mock_images_per_sample):
         err("data.mock_images_per_sample", d.mock_images_per_sample, "expected a positive integer")
         sizes_ok = False
+    if tr.exit_duration_in_mins is not None and not _positive_int(tr.exit_duration_in_mins):
+        err("trainer.exit_duration_in_mins", tr.exit_duration_in_mins, "expected None or a positive integer")
     if par.num_gpus is not None and not _positive_int(par.num_gpus):
         err("parallel.num_gpus", par.num_gpus, "expected None or a positive integer")
         sizes_ok = False

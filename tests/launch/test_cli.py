@@ -237,6 +237,25 @@ def test_slurm_dryrun_sbatch_matches_the_recipe(in_process, capsys, monkeypatch,
     assert srun.endswith(f"fdl_runner -n {name} /nemo_run/configs/{name}_fn_or_script")
 
 
+def test_slurm_dryrun_shows_preemption_requeue_and_resume(in_process, capsys, monkeypatch):
+    """SIGTERM 5 minutes before the limit, which training answers by saving and exiting; a requeued job
+    resumes from the stage's own save (megatron's --load), that is, its newest complete checkpoint."""
+    from nemo_twvlm.training.arguments import megatron_args
+
+    monkeypatch.setenv("COLUMNS", "2000")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli.main(["pretrain", "--factory", "twvlm_70b_cpt_128gpu", "run.executor=slurm_h100", "--dryrun",
+                     "--yes"]) == 0
+    out = capsys.readouterr().out
+    sbatch = {line.strip() for line in out.splitlines() if line.strip().startswith("#SBATCH")}
+    assert {"#SBATCH --signal=TERM@300", "#SBATCH --requeue"} <= sbatch
+    assert "exit_signal='SIGTERM'" in out and "save='checkpoints/twvlm_70b_cpt'" in out
+    args = megatron_args(get_recipe("twvlm_70b_cpt_128gpu"))
+    assert args[args.index("--exit-signal") - 1:args.index("--exit-signal") + 2] == \
+        ["--exit-signal-handler", "--exit-signal", "SIGTERM"]
+    assert args[args.index("--load") + 1] == "checkpoints/twvlm_70b_cpt"  # a requeued job resumes its own save
+
+
 def test_nodes_on_the_command_line_win_over_the_recipe(in_process, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "2000")
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))

@@ -46,9 +46,16 @@ def _log(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_resume_reproduces_the_uninterrupted_run(blend, tmp_path):
-    full_log, part_log = tmp_path / "full.jsonl", tmp_path / "part.jsonl"
-    _train(_config(blend, tmp_path / "full", full_log), tmp_path)
+@pytest.fixture(scope="module")
+def uninterrupted(blend, tmp_path_factory):
+    """The sample log of a 2N-step run that nothing stopped."""
+    tmp_path = tmp_path_factory.mktemp("uninterrupted")
+    _train(_config(blend, tmp_path / "full", tmp_path / "full.jsonl"), tmp_path)
+    return tmp_path / "full.jsonl"
+
+
+def test_resume_reproduces_the_uninterrupted_run(blend, uninterrupted, tmp_path):
+    full_log, part_log = uninterrupted, tmp_path / "part.jsonl"
     _train(_config(blend, tmp_path / "part", part_log, exit_interval=N), tmp_path)
     assert len(_log(part_log)) == N  # stopped after N steps
     output = _train(_config(blend, tmp_path / "part", part_log, load=str(tmp_path / "part")), tmp_path)
@@ -64,32 +71,51 @@ def test_resume_reproduces_the_uninterrupted_run(blend, tmp_path):
     assert full[-1]["loss"] < full[0]["loss"]
 
 
-def test_a_half_written_checkpoint_is_never_resumed(blend, tmp_path):
-    """Checkpoints at 2 and 4, the one at 4 cut short (a job killed while saving): the resume names it,
-    loads iteration 2 and replays iterations 2 and 3 exactly as the first run trained them."""
+def test_sigterm_saves_at_the_step_boundary_and_a_half_written_checkpoint_is_never_resumed(
+        blend, uninterrupted, tmp_path):
+    """SIGTERM mid-run (a preemption): the run saves where it stands and exits cleanly. Its newest
+    checkpoint is then cut short, as a kill during the save would leave it: the resume names it, loads
+    the complete one before it, and the run ends exactly as the uninterrupted one did."""
+    import os
+    import signal
+    import time
+
     from nemo_twvlm.training.lineage import resolve_start
     from nemo_twvlm.training.validate import ConfigError
 
     save, first_log, second_log = tmp_path / "run", tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    cfg = _config(blend, save, first_log, exit_interval=N)
-    cfg.trainer.max_steps, cfg.checkpoint.save_interval = N + 2, 2
-    _train(cfg, tmp_path)
-    shard = save / "iter_0000004" / "__0_0.distcp"
-    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    cfg = _config(blend, save, first_log)
+    cfg.checkpoint.save_interval = 2
+    path = tmp_path / "first.json"
+    path.write_text(config_to_json(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")}
+    proc = subprocess.Popen([sys.executable, "-m", "nemo_twvlm.training.pretrain", str(path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not (first_log.exists() and len(_log(first_log)) >= 5) and proc.poll() is None:
+        assert time.monotonic() < deadline, "training did not reach iteration 4"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output[-3000:]
+    stopped = len(_log(first_log))
+    assert stopped < 2 * N, "the signal did not stop the run"
+    assert (save / "latest_checkpointed_iteration.txt").read_text().strip() == str(stopped)  # the step boundary
 
+    shard = save / f"iter_{stopped:07d}" / "__0_0.distcp"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    before = max(step for step in (2, 4) if step < stopped)
     resumed = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, sample_log=str(second_log)),
-                                  trainer=dataclasses.replace(cfg.trainer, exit_interval=None),
                                   checkpoint=dataclasses.replace(cfg.checkpoint, load=str(save)))
     output = _train(resumed, tmp_path)
-    assert f"checkpoint {save / 'iter_0000004'} is incomplete (__0_0.distcp is " in output
-    assert (save / "iter_0000004.incomplete").is_dir()  # kept for a look, out of the way
-    first, second = _log(first_log), _log(second_log)
-    assert [r["iteration"] for r in second] == [2, 3, 4, 5]
-    assert [(r["loss"], r["keys"]) for r in second[:2]] == [(r["loss"], r["keys"]) for r in first[2:4]]
-    assert (save / "latest_checkpointed_iteration.txt").read_text().strip() == "6"
+    assert f"checkpoint {save / f'iter_{stopped:07d}'} is incomplete (__0_0.distcp is " in output
+    assert (save / f"iter_{stopped:07d}.incomplete").is_dir()  # kept for a look, out of the way
+    combined, full = _log(first_log)[:before] + _log(second_log), _log(uninterrupted)
+    assert [r["iteration"] for r in combined] == list(range(2 * N))
+    assert [(r["loss"], r["keys"]) for r in combined] == [(r["loss"], r["keys"]) for r in full]  # bitwise
 
     (save / "latest_checkpointed_iteration.txt").write_text("9")  # names an iteration that is not there
-    assert resolve_start(resumed).checkpoint.step == 6
+    assert resolve_start(resumed).checkpoint.step == 2 * N
     (save / "latest_checkpointed_iteration.txt").write_text("garbage")
     with pytest.raises(ConfigError, match=r"latest_checkpointed_iteration.txt holds 'garbage'"):
         resolve_start(resumed)

@@ -212,3 +212,13 @@ def test_mock_images_must_leave_room_for_text():
     _fails(cfg, "data.mock_images_per_sample=0", "positive integer")
     cfg.data.mock_images_per_sample = 15
     validate(cfg)
+
+
+def test_preemption_fields_are_checked_by_name():
+    cfg = PretrainConfig()
+    cfg.trainer.exit_signal = "SIGKILL"  # cannot be caught: a checkpoint could never be saved
+    _fails(cfg, "trainer.exit_signal='SIGKILL'", "SIGTERM", "SIGUSR1")
+    cfg.trainer.exit_signal, cfg.trainer.exit_duration_in_mins = "SIGUSR1", 0
+    _fails(cfg, "trainer.exit_duration_in_mins=0", "positive integer")
+    cfg.trainer.exit_duration_in_mins = 230
+    validate(cfg)
