@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # The test command (README, CI): sets up the environment if needed, then runs the CPU test suite.
-# Extra arguments go to pytest, e.g. `scripts/test.sh tests/data -x`.
+# Extra arguments go to pytest, e.g. `scripts/test.sh tests/data -x`. Tests run on $TWVLM_TEST_WORKERS
+# pytest-xdist workers (2; 0 runs them in this process), a test module (or a folder sharing session
+# fixtures, tests/conftest.py) per worker at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
-exec .venv/bin/python -m pytest -q "$@"
+workers="${TWVLM_TEST_WORKERS:-2}"
+if [ "$workers" = 0 ]; then
+    exec .venv/bin/python -m pytest -q "$@"
+fi
+exec .venv/bin/python -m pytest -q -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"

@@ -12,6 +12,13 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
 
 
+# Under pytest-xdist (`--dist loadgroup`, scripts/test.sh) a module's tests stay on one worker, so a module
+# fixture is built once; these folders share session fixtures, so each stays on one worker too.
+SHARED_SESSION_FIXTURES = ("conversion",)
+# The longest modules start first, so no worker is left with one of them at the end.
+LONGEST_FIRST = ("tests/launch/test_demo.py", "tests/training/test_resume.py", "tests/training/test_pipeline_parallel.py")
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 
@@ -20,6 +27,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="slow: opt in with --runslow"))
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+        module = Path(str(item.fspath)).relative_to(REPO).as_posix()
+        folder = module.split("/")[1]
+        item.add_marker(pytest.mark.xdist_group(folder if folder in SHARED_SESSION_FIXTURES else module))
+    rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).relative_to(REPO).as_posix(), len(rank)))
 
 
 @pytest.fixture(scope="session")
