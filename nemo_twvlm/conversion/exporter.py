@@ -24,8 +24,8 @@ from nemo_twvlm.conversion import megatron_io
 from nemo_twvlm.conversion.hf_config import export_llava_config
 from nemo_twvlm.conversion.hf_io import PlannedSafetensorsWriter, dtype_from_name, dtype_name, parse_size
 from nemo_twvlm.conversion.layout import (
-    FILES_DIR, HF_DIR, SIDECAR_FILE, checkpoint_preset, checkpoint_tokenizer, iteration_dir,
-    latest_iteration, prepare_destination, read_source_record,
+    FILES_DIR, HF_DIR, SIDECAR_FILE, checkpoint_preset, checkpoint_tokenizer, latest_iteration, prepare_destination,
+    read_source_record,
 )
 from nemo_twvlm.conversion.mapping import ConversionError, hf_names, match, to_hf
 from nemo_twvlm.conversion.sources import HUB_NAMING, output_name
@@ -33,7 +33,7 @@ from nemo_twvlm.data.tokenizer import (
     GENERATION_CONFIG, IMAGE_TOKEN, TOKENIZER_FILES, image_token_id, load_tokenizer,
 )
 from nemo_twvlm.presets import ModelPreset
-from nemo_twvlm.rundir import read_run_record
+from nemo_twvlm.rundir import iteration_dir, read_run_record
 
 # Llama-3 turns; a message's content is a string or a list of {"type": "image"} / {"type": "text"} parts,
 # and an image part becomes the `<image>` placeholder the processor expands.

@@ -15,7 +15,6 @@ from pathlib import Path
 from nemo_twvlm import rundir
 from nemo_twvlm.conversion.mapping import ConversionError
 from nemo_twvlm.presets import ModelPreset
-from nemo_twvlm.rundir import TOKENIZER_DIR, TRACKER_FILE, iteration_dir  # noqa: F401  (re-exported)
 
 HF_DIR = "hf_source"
 SOURCE_FILE = "source.json"

@@ -108,14 +108,8 @@ def init_single() -> None:
     """One process that is the whole world (TP=PP=1), reusing an existing process group if there is one."""
     from megatron.core import parallel_state
 
-    from nemo_twvlm.training.checkpoint import init_single_process
-    from nemo_twvlm.training.pretrain import free_port
+    from nemo_twvlm.compat.distributed import init_single_process
 
-    if not torch.distributed.is_initialized():
-        # Rendezvous by URL, not MASTER_ADDR/MASTER_PORT: variables set here would leak into any
-        # torchrun or megatron.training process this one starts later (which then cannot bind the port).
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
-                                             init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     init_single_process()
     world = torch.distributed.get_world_size()
     sizes = (parallel_state.get_tensor_model_parallel_world_size(), parallel_state.get_pipeline_model_parallel_world_size())

@@ -90,7 +90,7 @@ def run_attribute_probe(model, tokenizer, preset: ModelPreset, samples, *, image
 
 def evaluate_checkpoint(save_dir: str, shard_dir: str, *, limit: int | None = None) -> dict[str, ProbeResult]:
     """Probe the latest checkpoint in `save_dir` on held-out shards, with real and with blank images."""
-    from nemo_twvlm.training.checkpoint import load_for_inference
+    from nemo_twvlm.inference.loading import load_for_inference
 
     loaded = load_for_inference(save_dir)
     samples = read_probe_samples(shard_dir, limit)

@@ -352,7 +352,8 @@ def evaluate(ckpt_dir: str | Path, task_paths: Sequence[str], *, out_dir: str | 
     docstring); writes out_dir/results.json and out_dir/report.html and returns the results. `judge`: an
     OpenAI-compatible endpoint URL (`judge_model` names its model) or a checkpoint directory."""
     from nemo_twvlm.evaluation.benchmarks.judge import make_judge
-    from nemo_twvlm.training.checkpoint import latest_iteration, load_for_inference
+    from nemo_twvlm.inference.loading import load_for_inference
+    from nemo_twvlm.rundir import latest_iteration
 
     tasks = load_tasks(task_paths)  # a wrong task path fails before any time goes into the model
     iteration = latest_iteration(str(ckpt_dir))

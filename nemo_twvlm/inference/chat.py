@@ -10,7 +10,7 @@ from PIL import Image
 from nemo_twvlm.data.image import normalise_image, preprocess_image
 from nemo_twvlm.inference.generate import SamplingParams, generate
 from nemo_twvlm.inference.prompt import chat_prompt, image_turn, sampling_params
-from nemo_twvlm.training.checkpoint import LoadedModel
+from nemo_twvlm.inference.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -154,7 +154,8 @@ def make_judge(spec: str, model: str | None = None):
     """An endpoint judge for an http(s) URL, else the latest checkpoint in the directory `spec`."""
     if re.match(r"https?://", spec):
         return EndpointJudge(spec, model or DEFAULT_ENDPOINT_MODEL)
-    from nemo_twvlm.training.checkpoint import latest_iteration, load_for_inference
+    from nemo_twvlm.inference.loading import load_for_inference
+    from nemo_twvlm.rundir import latest_iteration
 
     return ModelJudge(load_for_inference(spec, latest_iteration(spec)), name=spec)
 
