@@ -21,7 +21,7 @@ import webdataset as wds
 from PIL import Image
 
 from nemo_twvlm.data.image import blank_image, preprocess_image
-from nemo_twvlm.data.synthetic import COLORS, OBJECTS, POSITIONS, caption
+from nemo_twvlm.data.world import COLORS, OBJECTS, POSITIONS, caption
 from nemo_twvlm.data.task_encoder import CAPTION_PROMPT
 from nemo_twvlm.evaluation.scoring import ScoringItem, continuation_logprobs
 from nemo_twvlm.presets import ModelPreset

@@ -88,7 +88,8 @@ def chat(ckpt: str, image: str, prompt: str = "", max_new_tokens: int = 64, temp
          top_p: float = 1.0, system: str = "") -> None:
     """Ask about an image (`prompt=...`), or chat interactively when no prompt is given; `system=...` is an
     optional system prompt."""
-    from nemo_twvlm.inference.chat import ChatSession, load_image
+    from nemo_twvlm.data.image import load_image
+    from nemo_twvlm.inference.chat import ChatSession
     from nemo_twvlm.inference.generate import SamplingParams
     from nemo_twvlm.inference.loading import load_for_inference
 

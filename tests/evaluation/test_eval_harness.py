@@ -155,7 +155,7 @@ def test_results_cover_every_task_and_count_bad_lines(evaluated):
 
 def test_generation_is_bounded_and_prompts_use_the_chat_template(evaluated):
     from nemo_twvlm.data.tokenizer import load_tokenizer
-    from nemo_twvlm.evaluation.harness import prompt_ids
+    from nemo_twvlm.inference.prompt import prompt_ids
 
     results, _, _ = evaluated
     tokenizer = load_tokenizer(REPO / "data" / "tokenizer")
