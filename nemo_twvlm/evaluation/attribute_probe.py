@@ -24,6 +24,7 @@ from nemo_twvlm.data.image import blank_image, preprocess_image
 from nemo_twvlm.data.world import COLORS, OBJECTS, POSITIONS, caption
 from nemo_twvlm.data.task_encoder import CAPTION_PROMPT
 from nemo_twvlm.evaluation.scoring import ScoringItem, continuation_logprobs
+from nemo_twvlm.inference.prompt import prompt_ids
 from nemo_twvlm.presets import ModelPreset
 
 
@@ -63,8 +64,8 @@ def read_probe_samples(shard_dir: str | Path, limit: int | None = None) -> list[
 
 def run_attribute_probe(model, tokenizer, preset: ModelPreset, samples, *, image_token_index: int,
                         blank: bool = False) -> ProbeResult:
-    context = ([tokenizer.bos_token_id, image_token_index]
-               + tokenizer.encode(f"\n{CAPTION_PROMPT}\n", add_special_tokens=False))
+    # The layout the caption pairs were trained in (prompt_style "plain"), whatever the checkpoint's stage.
+    context = prompt_ids(tokenizer, CAPTION_PROMPT, image_token_index=image_token_index, prompt_style="plain")
     items, index = [], []  # index: (sample, question) for each candidate row
     for s, (image, meta) in enumerate(samples):
         pixels = blank_image(preset.vision) if blank else preprocess_image(image, preset.vision)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
+from PIL import Image
+
+from nemo_twvlm.data.synthetic import render_image
+from nemo_twvlm.data.world import sample_attributes
 from nemo_twvlm.evaluation import scorers
+from nemo_twvlm.evaluation.attribute_probe import read_probe_samples
 from nemo_twvlm.evaluation.context import EvalContext
 from nemo_twvlm.evaluation.instruction_following import compliance, default_suite, grounding, run_suite
 
@@ -15,15 +22,7 @@ DEFAULT_IF_SAMPLES = 20
 def if_samples(source: str | None, count: int, *, seed: int = 0):
     """(image [3,H,W] in [0,1], synthetic metadata): from held-out shards, or drawn now."""
     if source:
-        from nemo_twvlm.evaluation.attribute_probe import read_probe_samples
-
         return read_probe_samples(source, count)
-    import numpy as np
-    import torch
-
-    from nemo_twvlm.data.synthetic import render_image
-    from nemo_twvlm.data.world import sample_attributes
-
     rng = np.random.default_rng([seed, 7919])  # a stream no training split uses
     samples = []
     for _ in range(count):
@@ -34,9 +33,6 @@ def if_samples(source: str | None, count: int, *, seed: int = 0):
 
 
 def _save_png(image, path: Path) -> None:
-    import numpy as np
-    from PIL import Image
-
     array = (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
