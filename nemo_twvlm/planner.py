@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Union
 
 from nemo_twvlm.presets import LanguagePreset, ModelPreset, VisionPreset, get_preset
-from nemo_twvlm.training.config import FREEZE_PLANS, PRECISIONS, RECOMPUTE_MODES
+from nemo_twvlm.model.freeze import FREEZE_PLANS
+from nemo_twvlm.training.config import PRECISIONS, RECOMPUTE_MODES
 
 if TYPE_CHECKING:  # pragma: no cover
     from nemo_twvlm.training.config import PretrainConfig

@@ -2,13 +2,17 @@
 
     DIR/iter_0000000/                   megatron dist_checkpointing (torch_dist)
     DIR/latest_checkpointed_iteration.txt
-    DIR/twvlm_config.json               the run record: the PretrainConfig that wrote it, as JSON
+    DIR/twvlm_config.json               the run record, plain JSON: the PretrainConfig that wrote it (training),
+                                        or the sections an import decided (conversion)
     DIR/twvlm_preset.json               the full model preset
     DIR/tokenizer/                      the tokenizer (with its <image> record and generation_config.json)
+    DIR/dataloader/iter_0000000/mp_rank_00*/train_dataloader_dprankNNN.pt
+                                        Energon loader state per data-parallel rank (megatron's layout)
 
-This module reads the record as plain JSON and imports only the presets, so validation, conversion and
-inference can read a checkpoint without the training stack. Checkpoints written before the preset file
-and tokenizer directory existed name them in the run record instead.
+This module owns those names. It reads and writes the record as plain JSON and imports only the presets,
+so training, validation, conversion and inference share one definition of a checkpoint without importing
+each other. Checkpoints written before the preset file and tokenizer directory existed name them in the
+run record instead.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from nemo_twvlm.presets import PRESET_FILE, ModelPreset, get_preset, load_preset
 TRACKER_FILE = "latest_checkpointed_iteration.txt"
 RUN_CONFIG_FILE = "twvlm_config.json"
 TOKENIZER_DIR = "tokenizer"
+LOADER_STATE_DIR = "dataloader"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,6 +48,15 @@ def latest_iteration(directory: str | Path) -> int:
     if not text.isdigit():
         raise RunDirError(f"{tracker} holds {text!r}; expected an iteration number")
     return int(text)
+
+
+def write_run_record(directory: str | Path, record: dict) -> Path:
+    """The run record as JSON; sections a record leaves out take the training config's defaults when read
+    back (training.config.config_from_record)."""
+    path = Path(directory, RUN_CONFIG_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return path
 
 
 def read_run_record(directory: str | Path) -> dict:
@@ -76,3 +90,19 @@ def checkpoint_tokenizer(directory: str | Path) -> str:
     if (directory / TOKENIZER_DIR).is_dir():
         return str(directory / TOKENIZER_DIR)
     return resolve_local(read_run_record(directory)["data"]["tokenizer"])
+
+
+def loader_state_dir(directory: str | Path) -> Path:
+    """Where megatron saves the loader state of the run checkpointing into `directory` (--dataloader-save)."""
+    return Path(directory) / LOADER_STATE_DIR
+
+
+def loader_state_files(directory: str | Path, iteration: int) -> list[Path]:
+    """The per-DP-rank loader-state files of one iteration, in megatron's TP0/PP0 directory (`mp_rank_00`,
+    or `mp_rank_00_000` if saved under pipeline parallelism); [] if none were saved."""
+    state_dir = iteration_dir(loader_state_dir(directory), iteration)
+    return sorted(state_dir.glob("mp_rank_00*/train_dataloader_dprank*.pt"))
+
+
+def loader_state_name(dp_rank: int) -> str:
+    return f"train_dataloader_dprank{dp_rank:03d}.pt"

@@ -92,9 +92,10 @@ def speed(layouts: dict[str, list], encoder, *, per_layout: int, warmup: int, ro
     load from other processes hits them alike."""
     import torch
 
-    from nemo_twvlm.model import apply_freeze_plan, build_llava
+    from nemo_twvlm.model.freeze import apply_freeze_plan
+    from nemo_twvlm.model.llava import build_llava
     from nemo_twvlm.presets import get_preset
-    from nemo_twvlm.training.checkpoint import init_single_process
+    from nemo_twvlm.compat.distributed import init_single_process
     from nemo_twvlm.training.step import masked_token_loss, model_inputs
 
     init_single_process()

@@ -91,10 +91,11 @@ def baseline(config_path: Path, out_path: Path, threads: int) -> None:
     from nemo_twvlm.data.loader import train_loader
     from nemo_twvlm.data.task_encoder import LlavaTaskEncoder
     from nemo_twvlm.data.tokenizer import image_token_id, load_tokenizer
-    from nemo_twvlm.model import apply_freeze_plan, build_llava
+    from nemo_twvlm.model.freeze import apply_freeze_plan
+    from nemo_twvlm.model.llava import build_llava
     from nemo_twvlm.presets import get_preset
-    from nemo_twvlm.training.checkpoint import init_single_process
-    from nemo_twvlm.training.pretrain import config_from_json
+    from nemo_twvlm.compat.distributed import init_single_process
+    from nemo_twvlm.training.config import config_from_json
     from nemo_twvlm.training.step import masked_token_loss, model_inputs
 
     cfg = config_from_json(config_path.read_text(encoding="utf-8"))
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     info = machine_info()
     print_machine(info)
     data = ensure_data(args.data.resolve())
-    from nemo_twvlm.training.pretrain import config_to_json
+    from nemo_twvlm.training.config import config_to_json
 
     cfg = bench_config(data, args.steps, args.log_interval)
     args.out.mkdir(parents=True, exist_ok=True)

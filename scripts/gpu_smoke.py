@@ -58,7 +58,7 @@ def cases(device: str, proxy_layers: int) -> list[Case]:
 def base_config(precision: str):
     from megatron.core.transformer.transformer_config import TransformerConfig
 
-    from nemo_twvlm.model import cpu_base_config
+    from nemo_twvlm.model.llava import cpu_base_config
 
     if precision == "fp32":
         return cpu_base_config()
@@ -79,8 +79,8 @@ def build(case: Case, kind: str, use_te: bool):
         get_gpt_layer_with_transformer_engine_spec,
     )
 
-    from nemo_twvlm.model import apply_freeze_plan, build_llava
-    from nemo_twvlm.model.llava import language_config
+    from nemo_twvlm.model.freeze import apply_freeze_plan
+    from nemo_twvlm.model.llava import build_llava, language_config
 
     base = base_config(case.precision)
     if kind == "vlm":
@@ -177,7 +177,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from nemo_twvlm.compat import te_available
-    from nemo_twvlm.training.checkpoint import init_single_process
+    from nemo_twvlm.compat.distributed import init_single_process
 
     device = torch.device(args.device)
     if device.type == "cuda":

@@ -17,7 +17,8 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer
 
-from nemo_twvlm.data.synthetic import COLORS, OBJECTS, POSITIONS, caption, corpus_lines
+from nemo_twvlm.data.synthetic import corpus_lines
+from nemo_twvlm.data.world import COLORS, OBJECTS, POSITIONS, caption
 
 BOS, EOS, PAD, IMAGE = "<|begin_of_text|>", "<|end_of_text|>", "<|pad|>", "<image>"
 HEADER_START, HEADER_END, EOT = "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"

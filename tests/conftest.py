@@ -58,7 +58,7 @@ def debug_model():
 
     from nemo_twvlm.model.llava import build_llava
     from nemo_twvlm.presets import PRESETS
-    from nemo_twvlm.training.checkpoint import init_single_process
+    from nemo_twvlm.compat.distributed import init_single_process
 
     init_single_process(seed=1234)
     torch.manual_seed(0)

@@ -24,8 +24,7 @@ from nemo_twvlm.conversion import megatron_io
 from nemo_twvlm.conversion.hf_config import export_llava_config
 from nemo_twvlm.conversion.hf_io import PlannedSafetensorsWriter, dtype_from_name, dtype_name, parse_size
 from nemo_twvlm.conversion.layout import (
-    FILES_DIR, HF_DIR, SIDECAR_FILE, checkpoint_preset, checkpoint_tokenizer, iteration_dir,
-    latest_iteration, prepare_destination, read_source_record,
+    FILES_DIR, HF_DIR, SIDECAR_FILE, prepare_destination, read_source_record, run_dir_errors,
 )
 from nemo_twvlm.conversion.mapping import ConversionError, hf_names, match, to_hf
 from nemo_twvlm.conversion.sources import HUB_NAMING, output_name
@@ -33,7 +32,9 @@ from nemo_twvlm.data.tokenizer import (
     GENERATION_CONFIG, IMAGE_TOKEN, TOKENIZER_FILES, image_token_id, load_tokenizer,
 )
 from nemo_twvlm.presets import ModelPreset
-from nemo_twvlm.rundir import read_run_record
+from nemo_twvlm.rundir import (
+    checkpoint_preset, checkpoint_tokenizer, iteration_dir, latest_iteration, read_run_record,
+)
 
 # Llama-3 turns; a message's content is a string or a list of {"type": "image"} / {"type": "text"} parts,
 # and an image part becomes the `<image>` placeholder the processor expands.
@@ -50,9 +51,10 @@ CHAT_TEMPLATE = (
 
 def export_hf(src, dst, *, max_shard_size: str | int = "5GB") -> Path:
     src = Path(src)
-    iteration = latest_iteration(src)
-    preset = checkpoint_preset(src)
-    tokenizer_dir = checkpoint_tokenizer(src)
+    with run_dir_errors():
+        iteration = latest_iteration(src)
+        preset = checkpoint_preset(src)
+        tokenizer_dir = Path(checkpoint_tokenizer(src))
     tokenizer = load_tokenizer(tokenizer_dir)
     image_token_index = image_token_id(tokenizer)
     record = read_source_record(src)

@@ -10,10 +10,7 @@ import dataclasses
 import json
 
 from nemo_twvlm.conversion.mapping import ConversionError
-from nemo_twvlm.presets import (  # noqa: F401  (preset files are part of this module's interface)
-    PRESET_FILE, PRESETS, LanguagePreset, ModelPreset, VisionPreset, architecture_diff, get_preset, load_preset,
-    preset_from_dict, preset_to_dict, save_preset,
-)
+from nemo_twvlm.presets import PRESETS, LanguagePreset, ModelPreset, VisionPreset, architecture_diff, get_preset
 
 _VISION_ACTIVATIONS = ("quick_gelu", "gelu")
 

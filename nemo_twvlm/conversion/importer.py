@@ -18,20 +18,19 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from nemo_twvlm.compat.distributed import free_port
 from nemo_twvlm.conversion import megatron_io
-from nemo_twvlm.conversion.hf_config import check_against, infer_preset, llava_config, save_preset
+from nemo_twvlm.conversion.hf_config import check_against, infer_preset, llava_config
 from nemo_twvlm.conversion.hf_io import dtype_name
-from nemo_twvlm.conversion.layout import (
-    FILES_DIR, HF_DIR, SIDECAR_FILE, SOURCE_FILE, TOKENIZER_DIR, TRACKER_FILE, iteration_dir, prepare_destination,
-)
+from nemo_twvlm.conversion.layout import FILES_DIR, HF_DIR, SIDECAR_FILE, SOURCE_FILE, prepare_destination
 from nemo_twvlm.conversion.mapping import ConversionError, expected_hf_names, hf_names, match, to_megatron, tp_slice
 from nemo_twvlm.conversion.sources import HUB_NAMING, HFSource, SourceSpec, llava_canonical_name, open_source, reopen
 from nemo_twvlm.conversion.vocab import ADDED_ROWS_FILE, VocabPlan, load_added_rows, plan_vocab, write_added_rows
 from nemo_twvlm.data.tokenizer import (
     GENERATION_CONFIG, TokenizerError, add_image_token, check_chat_template, copy_tokenizer, load_tokenizer,
 )
-from nemo_twvlm.presets import PRESETS, ModelPreset
-from nemo_twvlm.training.pretrain import free_port
+from nemo_twvlm.presets import PRESETS, ModelPreset, save_preset
+from nemo_twvlm.rundir import TOKENIZER_DIR, TRACKER_FILE, iteration_dir, write_run_record
 
 # Buffers some checkpoints carry (older transformers saved them); the model recomputes them.
 _BUFFER_SUFFIXES = (".position_ids", ".rotary_emb.inv_freq")
@@ -73,7 +72,7 @@ def import_hf(src, dst, *, tp: int = 1, pp: int = 1, preset: ModelPreset | str |
         else:
             megatron_io.spawn(_rank_main, tp * pp, job)
         _write_hf_record(source, dst, sidecar, vocab.record.id, dtype)
-        _write_run_files(chosen, dst, staged_tokenizer, tp, pp, dtype)
+        _write_run_files(chosen, dst, staged_tokenizer, tp, pp, dtype, seed)
     (dst / TRACKER_FILE).write_text("0")  # last: a checkpoint without it is incomplete
     return chosen
 
@@ -223,17 +222,16 @@ def _write_hf_record(source: HFSource, dst: Path, sidecar: list[str], image_toke
     (record_dir / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
-def _write_run_files(preset: ModelPreset, dst: Path, tokenizer_dir: Path, tp: int, pp: int, dtype) -> None:
-    from nemo_twvlm.training.checkpoint import save_run_config
-    from nemo_twvlm.training.config import DataConfig, ModelConfig, ParallelConfig, PretrainConfig, TrainerConfig
-
+def _write_run_files(preset: ModelPreset, dst: Path, tokenizer_dir: Path, tp: int, pp: int, dtype, seed: int) -> None:
+    """The run directory's files, so the checkpoint reads as a trained one: the run record holds what the
+    import decided (rundir: the rest of a training config takes its defaults when read)."""
     copy_tokenizer(tokenizer_dir, dst / TOKENIZER_DIR)
     preset_path = save_preset(preset, dst)
-    save_run_config(PretrainConfig(
-        name=f"import_{preset.name}",
+    write_run_record(dst, {
+        "name": f"import_{preset.name}",
         # A registered size by name; anything else by its preset file, so training can build it too.
-        model=ModelConfig(preset=preset.name if PRESETS.get(preset.name) == preset else str(preset_path.resolve())),
-        data=DataConfig(tokenizer=str((dst / TOKENIZER_DIR).resolve())),
-        parallel=ParallelConfig(tensor_parallel=tp, pipeline_parallel=pp),
-        trainer=TrainerConfig(precision="fp32" if dtype == torch.float32 else "bf16"),
-    ), str(dst))
+        "model": {"preset": preset.name if PRESETS.get(preset.name) == preset else str(preset_path.resolve())},
+        "data": {"tokenizer": str((dst / TOKENIZER_DIR).resolve())},
+        "parallel": {"tensor_parallel": tp, "pipeline_parallel": pp},
+        "trainer": {"precision": "fp32" if dtype == torch.float32 else "bf16", "seed": seed},
+    })

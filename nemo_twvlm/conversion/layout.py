@@ -10,12 +10,10 @@ A checkpoint written by training has only the run directory's entries; export wo
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
-from nemo_twvlm import rundir
 from nemo_twvlm.conversion.mapping import ConversionError
-from nemo_twvlm.presets import ModelPreset
-from nemo_twvlm.rundir import TOKENIZER_DIR, TRACKER_FILE, iteration_dir  # noqa: F401  (re-exported)
 
 HF_DIR = "hf_source"
 SOURCE_FILE = "source.json"
@@ -23,24 +21,13 @@ SIDECAR_FILE = "sidecar.safetensors"
 FILES_DIR = "files"
 
 
-def latest_iteration(directory: Path) -> int:
+@contextmanager
+def run_dir_errors():
+    """A run directory that cannot be read (rundir.RunDirError, or a preset file that does not parse) as
+    the ConversionError the conversion entry points report."""
     try:
-        return rundir.latest_iteration(directory)
-    except rundir.RunDirError as error:
-        raise ConversionError(str(error)) from None
-
-
-def checkpoint_preset(directory: Path) -> ModelPreset:
-    try:
-        return rundir.checkpoint_preset(directory)
-    except (rundir.RunDirError, ValueError) as error:
-        raise ConversionError(str(error)) from None
-
-
-def checkpoint_tokenizer(directory: Path) -> Path:
-    try:
-        return Path(rundir.checkpoint_tokenizer(directory))
-    except rundir.RunDirError as error:
+        yield
+    except ValueError as error:  # RunDirError is a ValueError
         raise ConversionError(str(error)) from None
 
 

@@ -2,10 +2,10 @@
 and saving it the way megatron.training does.
 
 Conversion builds with the local (pure torch) layer specs on CPU, whatever machine it runs on: a 70B
-model is converted in host memory, never on one GPU. The language model's local spec saves its layer
-norms under Transformer Engine's names (`sharded_state_dict_keys_map`), so those load into a TE run;
-megatron-core 0.19.2's local ViT spec has no such map, so the vision tower's norms are saved under local
-names, as every CPU run of this repository saves them (build_llava would have to add the map).
+model is converted in host memory, never on one GPU. The local specs save their layer norms under
+Transformer Engine's names (`sharded_state_dict_keys_map`: megatron-core's own for the language model,
+build_llava's for the vision tower, whose local spec in 0.19.2 has none), so a converted checkpoint
+loads into a TE run as every CPU run's checkpoint does.
 """
 from __future__ import annotations
 
@@ -108,14 +108,8 @@ def init_single() -> None:
     """One process that is the whole world (TP=PP=1), reusing an existing process group if there is one."""
     from megatron.core import parallel_state
 
-    from nemo_twvlm.training.checkpoint import init_single_process
-    from nemo_twvlm.training.pretrain import free_port
+    from nemo_twvlm.compat.distributed import init_single_process
 
-    if not torch.distributed.is_initialized():
-        # Rendezvous by URL, not MASTER_ADDR/MASTER_PORT: variables set here would leak into any
-        # torchrun or megatron.training process this one starts later (which then cannot bind the port).
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
-                                             init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     init_single_process()
     world = torch.distributed.get_world_size()
     sizes = (parallel_state.get_tensor_model_parallel_world_size(), parallel_state.get_pipeline_model_parallel_world_size())

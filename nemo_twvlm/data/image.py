@@ -2,12 +2,18 @@
 chat and evaluation read images through it), then pad to square, resize, normalise (LLaVA's 'pad' mode)."""
 from __future__ import annotations
 
+import io
+import logging
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from nemo_twvlm.presets import VisionPreset
+
+log = logging.getLogger(__name__)
 
 # The note for an animation (WebP, GIF, APNG) of which only the first frame is kept: the encoder takes
 # a still, and the first frame is the one viewers and thumbnails show.
@@ -75,3 +81,16 @@ def preprocess_image(image: torch.Tensor, vision: VisionPreset) -> torch.Tensor:
 def blank_image(vision: VisionPreset) -> torch.Tensor:
     """The normalised image that carries no information (all pixels at the dataset mean)."""
     return torch.zeros(3, vision.image_size, vision.image_size)
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """[3, H, W] in [0, 1] from any file PIL reads, normalised as curation does (`normalise_image`)."""
+    try:
+        with Image.open(io.BytesIO(Path(path).read_bytes())) as image:
+            rgb, notes = normalise_image(image)
+            array = np.asarray(rgb, dtype=np.float32) / 255.0
+    except (OSError, ValueError) as error:
+        raise ValueError(f"image {path}: cannot be read ({error})") from None
+    if notes:
+        log.warning("image %s: %s", path, ", ".join(notes))
+    return torch.from_numpy(array).permute(2, 0, 1)

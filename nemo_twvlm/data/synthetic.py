@@ -18,7 +18,7 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterator
 
 import numpy as np
 import webdataset as wds
@@ -26,43 +26,10 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from nemo_twvlm.data.energon_prep import prepare
+from nemo_twvlm.data.synthetic_instructions import make_conversation
+from nemo_twvlm.data.world import COLOR, COLORS, OBJECT, OBJECTS, POSITION, POSITIONS, caption, sample_attributes
 
 
-class Color(NamedTuple):
-    key: str
-    zh: str
-    rgb: tuple[int, int, int]
-
-
-class Attr(NamedTuple):
-    key: str
-    en: str
-    zh: str
-
-
-# Saturated and far apart in RGB, and darker than every pastel background.
-COLORS = (
-    Color("red", "紅色", (215, 25, 32)),
-    Color("green", "綠色", (30, 150, 50)),
-    Color("blue", "藍色", (30, 70, 210)),
-    Color("yellow", "黃色", (235, 200, 0)),
-    Color("purple", "紫色", (135, 40, 170)),
-    Color("orange", "橙色", (245, 120, 0)),
-)
-OBJECTS = (
-    Attr("circle", "circle", "圓形"),
-    Attr("square", "square", "方形"),
-    Attr("triangle", "triangle", "三角形"),
-    Attr("bubble_tea", "bubble tea", "珍珠奶茶"),
-    Attr("temple_roof", "temple roof", "廟宇屋頂"),
-    Attr("taipei_101", "Taipei 101", "台北101"),
-)
-POSITIONS = (
-    Attr("top_left", "top left", "左上"),
-    Attr("top_right", "top right", "右上"),
-    Attr("bottom_left", "bottom left", "左下"),
-    Attr("bottom_right", "bottom right", "右下"),
-)
 ZH_PROBABILITY = 0.75
 # Where write_dataset's sft_blend.yaml expects the curated instructions: the output_dir of
 # `python -m nemo_twvlm.curation --config-name conversations_zh_tw input_dir=<out>/instructions_llava`.
@@ -133,38 +100,16 @@ def part_filter(part: str) -> bool:
     return part == "json" or part.endswith(".png")
 '''
 
-_COLOR = {c.key: c for c in COLORS}
-_OBJECT = {o.key: o for o in OBJECTS}
-_POSITION = {p.key: p for p in POSITIONS}
-
-
-def sample_attributes(rng: np.random.Generator) -> dict[str, str]:
-    """Colour, object and position keys, each uniform and independent of the others."""
-    return {
-        "color": COLORS[rng.integers(len(COLORS))].key,
-        "object": OBJECTS[rng.integers(len(OBJECTS))].key,
-        "position": POSITIONS[rng.integers(len(POSITIONS))].key,
-    }
-
-
-def caption(meta: dict, lang: str = "zh") -> str:
-    color, obj, pos = _COLOR[meta["color"]], _OBJECT[meta["object"]], _POSITION[meta["position"]]
-    if lang == "zh":
-        return f"{color.zh}的{obj.zh}在{pos.zh}。"
-    article = "An" if color.key[0] in "aeiou" else "A"
-    return f"{article} {color.key} {obj.en} at the {pos.en}."
-
-
 def probes(meta: dict) -> list[dict]:
     """Three multiple-choice zh probes; the evaluator scores log p(option | image, prefix)."""
-    color, obj = _COLOR[meta["color"]], _OBJECT[meta["object"]]
+    color, obj = COLOR[meta["color"]], OBJECT[meta["object"]]
     return [
         {"question": "color", "prefix": "", "options": [c.zh for c in COLORS],
          "answer": COLORS.index(color)},
         {"question": "object", "prefix": f"{color.zh}的", "options": [o.zh for o in OBJECTS],
          "answer": OBJECTS.index(obj)},
         {"question": "position", "prefix": f"{color.zh}的{obj.zh}在",
-         "options": [p.zh for p in POSITIONS], "answer": POSITIONS.index(_POSITION[meta["position"]])},
+         "options": [p.zh for p in POSITIONS], "answer": POSITIONS.index(POSITION[meta["position"]])},
     ]
 
 
@@ -229,7 +174,7 @@ def render_image(meta: dict, rng: np.random.Generator, size: int = 64) -> Image.
     col, row = ("right" in meta["position"]), ("bottom" in meta["position"])
     side = half - 2 * margin
     _PAINTERS[meta["object"]](ImageDraw.Draw(img), col * half + margin, row * half + margin,
-                              side, side, _COLOR[meta["color"]].rgb)
+                              side, side, COLOR[meta["color"]].rgb)
     noise = rng.integers(-8, 9, (size, size, 3), dtype=np.int16)
     return Image.fromarray(np.clip(np.asarray(img, np.int16) + noise, 0, 255).astype(np.uint8))
 
@@ -367,8 +312,6 @@ def write_llava_instructions(folder: Path, count: int, rng: np.random.Generator,
                              bar: tqdm | None = None) -> Path:
     """`count` conversations as LLaVA publishes them (llava_v1_5_mix665k.json): one JSON list of
     {id, image, conversations: [{from, value}]}, image paths relative to the list's folder."""
-    from nemo_twvlm.data.synthetic_instructions import make_conversation
-
     if folder.exists():
         shutil.rmtree(folder)
     (folder / "images").mkdir(parents=True)

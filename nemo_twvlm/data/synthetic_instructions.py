@@ -6,19 +6,11 @@ instruction-following probe. Answers are derived from the image's true attribute
 """
 import numpy as np
 
-from nemo_twvlm.data.synthetic import COLORS, OBJECTS, POSITIONS
-
-_COLOR = {c.key: c for c in COLORS}
-_OBJECT = {o.key: o for o in OBJECTS}
-_POSITION = {p.key: p for p in POSITIONS}
-
-
-def _attrs(meta: dict):
-    return _COLOR[meta["color"]], _OBJECT[meta["object"]], _POSITION[meta["position"]]
+from nemo_twvlm.data.world import OBJECTS, attributes
 
 
 def _english(meta, rng):
-    color, obj, pos = _attrs(meta)
+    color, obj, pos = attributes(meta)
     asks = [("What color is the object? Answer in English.", f"{color.key.capitalize()}."),
             ("這個東西是什麼顏色？請用英文回答。", f"{color.key.capitalize()}."),
             ("What is in the picture? Please answer in English.", f"{obj.en[0].upper()}{obj.en[1:]}."),
@@ -27,7 +19,7 @@ def _english(meta, rng):
 
 
 def _chinese(meta, rng):
-    color, obj, pos = _attrs(meta)
+    color, obj, pos = attributes(meta)
     asks = [("What color is the object? 請用中文回答。", f"{color.zh}。"),
             ("這是什麼東西？請用中文回答。", f"{obj.zh}。"),
             ("Where is the object? Please answer in Traditional Chinese.", f"在{pos.zh}。")]
@@ -35,7 +27,7 @@ def _chinese(meta, rng):
 
 
 def _yes_no(meta, rng):
-    color, obj, _ = _attrs(meta)
+    color, obj, _ = attributes(meta)
     asked = obj if rng.random() < 0.5 else OBJECTS[rng.integers(len(OBJECTS))]
     present = asked.key == obj.key
     if rng.random() < 0.5:
@@ -44,14 +36,14 @@ def _yes_no(meta, rng):
 
 
 def _bullets(meta, rng):
-    color, obj, pos = _attrs(meta)
+    color, obj, pos = attributes(meta)
     if rng.random() < 0.5:
         return "請用條列清單列出圖中東西的顏色、種類和位置。", f"- {color.zh}\n- {obj.zh}\n- {pos.zh}"
     return "List the color, the object and its position as bullet points.", f"- {color.key}\n- {obj.en}\n- {pos.en}"
 
 
 def _short(meta, rng):
-    color, obj, pos = _attrs(meta)
+    color, obj, pos = attributes(meta)
     asks = [("用不超過五個字回答：這是什麼？", obj.zh),
             ("用不超過五個字回答：它在哪裡？", pos.zh),
             ("In at most three words: what color is it?", color.key)]

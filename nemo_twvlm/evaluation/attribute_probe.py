@@ -21,9 +21,10 @@ import webdataset as wds
 from PIL import Image
 
 from nemo_twvlm.data.image import blank_image, preprocess_image
-from nemo_twvlm.data.synthetic import COLORS, OBJECTS, POSITIONS, caption
+from nemo_twvlm.data.world import COLORS, OBJECTS, POSITIONS, caption
 from nemo_twvlm.data.task_encoder import CAPTION_PROMPT
 from nemo_twvlm.evaluation.scoring import ScoringItem, continuation_logprobs
+from nemo_twvlm.inference.prompt import prompt_ids
 from nemo_twvlm.presets import ModelPreset
 
 
@@ -63,8 +64,8 @@ def read_probe_samples(shard_dir: str | Path, limit: int | None = None) -> list[
 
 def run_attribute_probe(model, tokenizer, preset: ModelPreset, samples, *, image_token_index: int,
                         blank: bool = False) -> ProbeResult:
-    context = ([tokenizer.bos_token_id, image_token_index]
-               + tokenizer.encode(f"\n{CAPTION_PROMPT}\n", add_special_tokens=False))
+    # The layout the caption pairs were trained in (prompt_style "plain"), whatever the checkpoint's stage.
+    context = prompt_ids(tokenizer, CAPTION_PROMPT, image_token_index=image_token_index, prompt_style="plain")
     items, index = [], []  # index: (sample, question) for each candidate row
     for s, (image, meta) in enumerate(samples):
         pixels = blank_image(preset.vision) if blank else preprocess_image(image, preset.vision)
@@ -90,7 +91,7 @@ def run_attribute_probe(model, tokenizer, preset: ModelPreset, samples, *, image
 
 def evaluate_checkpoint(save_dir: str, shard_dir: str, *, limit: int | None = None) -> dict[str, ProbeResult]:
     """Probe the latest checkpoint in `save_dir` on held-out shards, with real and with blank images."""
-    from nemo_twvlm.training.checkpoint import load_for_inference
+    from nemo_twvlm.inference.loading import load_for_inference
 
     loaded = load_for_inference(save_dir)
     samples = read_probe_samples(shard_dir, limit)

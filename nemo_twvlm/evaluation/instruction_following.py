@@ -8,15 +8,18 @@ Constraint families (the keys of `PROMPTS`; the family names of data/synthetic_i
     list         a list: at least 2 non-empty lines, each starting with "-", "*", "•" or "1." / "1)" / "1、"
     yes_no       nothing but yes or no: "是" / "否" / "yes" / "no" (case and end punctuation ignored)
 
-`PROMPTS` is what the probe asks; `TRAIN_PROMPTS` holds other phrasings of the same families, with the
-same checkers, for the SFT instruction split of the synthetic generator, so that the probe measures
-whether a constraint was learnt rather than whether a prompt was memorised. Every entry is an
-`IFPrompt(template, check, answer)`: `template.format(**fields)` is the prompt, `answer.format(**fields)`
-a reply that satisfies `check` (a tested invariant: every entry, every synthetic attribute combination),
-where `fields = template_fields(meta, ask_true)` for a synthetic sample's metadata.
+`PROMPTS` is what the probe asks. `TRAIN_PROMPTS` holds other phrasings of the same families with the
+same checkers, for SFT data that must not contain the probe's own prompts (tested: disjoint from
+`PROMPTS`). The synthetic generator does not draw from it: its SFT split comes from
+data/synthetic_instructions.py, whose answers are tested against `FAMILY_CHECKS` and whose prompts
+against `PROMPTS`, so that the probe measures whether a constraint was learnt rather than whether a
+prompt was memorised. Every entry is an `IFPrompt(template, check, answer)`: `template.format(**fields)`
+is the prompt, `answer.format(**fields)` a reply that satisfies `check` (a tested invariant: every entry,
+every synthetic attribute combination), where `fields = template_fields(meta, ask_true)` for a synthetic
+sample's metadata.
 
-Importing this module needs only the standard library (no torch, no megatron, no synthetic.py), so
-the synthetic generator can import it; `default_suite`/`run_probe` import what they need when called.
+Importing this module needs only the standard library and the demo's world (data/world.py): no torch,
+no megatron. `run_suite`/`run_probe` import the generation stack when called.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
+
+from nemo_twvlm.data.world import COLORS, OBJECTS, POSITIONS, caption
 
 # --- checkers -----------------------------------------------------------------------------------------
 
@@ -195,8 +200,6 @@ def template_fields(meta: dict, ask_true: bool = True, rng: random.Random | None
     asked_* name the true attribute when `ask_true`, otherwise another value of it (drawn with `rng`,
     or the next one in the table); yes_no_zh / yes_no_en are the correct bare answers.
     """
-    from nemo_twvlm.data.synthetic import COLORS, OBJECTS, POSITIONS, caption  # lazy: synthetic may import us
-
     tables = {"color": COLORS, "object": OBJECTS, "position": POSITIONS}
     fields = {"caption_zh": caption(meta, "zh"), "caption_en": caption(meta, "en"),
               "yes_no_zh": "是" if ask_true else "否", "yes_no_en": "yes" if ask_true else "no"}
@@ -295,7 +298,7 @@ def compliance(records: list[dict]) -> dict[str, float]:
 def run_suite(model, tokenizer, preset, suite: list[ProbePrompt], *, image_token_index: int,
               max_new_tokens: int = 64, prompt_style: str = "chat") -> list[dict]:
     """Greedy answers to every prompt of the suite, scored by `score_answers`."""
-    from nemo_twvlm.evaluation.harness import generate_text  # lazy: torch + megatron
+    from nemo_twvlm.inference.answer import generate_text  # lazy: torch + megatron
 
     answers = [generate_text(model, tokenizer, preset, item.image, item.prompt, image_token_index=image_token_index,
                              max_new_tokens=max_new_tokens, prompt_style=prompt_style) for item in suite]

@@ -1,31 +1,12 @@
 """Image-conditioned chat with a checkpoint: one question, or an interactive session."""
-import io
-import logging
-from pathlib import Path
+from __future__ import annotations
 
-import numpy as np
 import torch
-from PIL import Image
 
-from nemo_twvlm.data.image import normalise_image, preprocess_image
+from nemo_twvlm.data.image import preprocess_image
 from nemo_twvlm.inference.generate import SamplingParams, generate
+from nemo_twvlm.inference.loading import LoadedModel
 from nemo_twvlm.inference.prompt import chat_prompt, image_turn, sampling_params
-from nemo_twvlm.training.checkpoint import LoadedModel
-
-log = logging.getLogger(__name__)
-
-
-def load_image(path: str | Path) -> torch.Tensor:
-    """[3, H, W] in [0, 1] from any file PIL reads, normalised as curation does (data.image.normalise_image)."""
-    try:
-        with Image.open(io.BytesIO(Path(path).read_bytes())) as image:
-            rgb, notes = normalise_image(image)
-            array = np.asarray(rgb, dtype=np.float32) / 255.0
-    except (OSError, ValueError) as error:
-        raise ValueError(f"image {path}: cannot be read ({error})") from None
-    if notes:
-        log.warning("image %s: %s", path, ", ".join(notes))
-    return torch.from_numpy(array).permute(2, 0, 1)
 
 
 class ChatSession:

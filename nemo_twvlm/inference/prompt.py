@@ -1,4 +1,8 @@
-"""The one definition of a chat prompt and of when generation stops, for chat, evaluation and export.
+"""The one definition of a prompt and of when generation stops, for chat, evaluation and export.
+
+Two prompt styles: "chat", a user turn through the tokenizer's chat template ending with the assistant
+header, and "plain", the continued-pretraining layout "<bos><image>\\n{text}\\n", the only format a
+CPT-only model saw. Either holds exactly one image id, before the text.
 
 Stop ids are read, not named: the tokenizer's eos, every `eos_token_id` of the generation_config.json
 in the tokenizer's directory (checkpoints keep the source's there; Llama-3-Instruct lists
@@ -13,10 +17,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Sequence
 
 from nemo_twvlm.data.conversation import IMAGE_PLACEHOLDER, generation_prompt, render
 from nemo_twvlm.data.tokenizer import GENERATION_CONFIG
 from nemo_twvlm.inference.generate import SamplingParams
+
+PROMPT_STYLES = ("chat", "plain")
 
 
 def read_generation_config(tokenizer) -> dict:
@@ -59,6 +66,32 @@ def chat_prompt(tokenizer, messages: list[dict], *, system: str | None = None) -
 def image_turn(text: str) -> str:
     """A user turn about one image: the placeholder first, as training data puts it."""
     return f"{IMAGE_PLACEHOLDER}\n{text}"
+
+
+def format_options(options: Sequence[str], labels: Sequence[str]) -> str:
+    return "\n".join(f"{label}. {option}" for label, option in zip(labels, options))
+
+
+def user_text(question: str, options: Sequence[str] | None = None, labels: Sequence[str] | None = None) -> str:
+    """The text of the user turn after the image: the question, then the labelled options if any."""
+    question = question.replace(IMAGE_PLACEHOLDER, " ").strip()  # the one image goes first, always
+    if options:
+        return f"{question}\n{format_options(options, labels)}"
+    return question
+
+
+def prompt_ids(tokenizer, text: str, *, image_token_index: int, prompt_style: str = "chat") -> list[int]:
+    """Token ids ending where the model's answer starts; exactly one image id."""
+    if prompt_style == "chat":
+        ids = chat_prompt(tokenizer, [{"role": "user", "content": image_turn(text)}])
+    elif prompt_style == "plain":
+        ids = [tokenizer.bos_token_id, image_token_index] + tokenizer.encode(f"\n{text}\n", add_special_tokens=False)
+    else:
+        raise ValueError(f"prompt_style={prompt_style!r}: expected one of {PROMPT_STYLES}")
+    if ids.count(image_token_index) != 1:
+        raise ValueError(f"prompt holds {ids.count(image_token_index)} image ids; expected 1 "
+                         f"(does the tokenizer map {IMAGE_PLACEHOLDER!r} to id {image_token_index}?)")
+    return ids
 
 
 def sampling_params(tokenizer, params: SamplingParams | None = None) -> SamplingParams:

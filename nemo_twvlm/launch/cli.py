@@ -88,9 +88,10 @@ def chat(ckpt: str, image: str, prompt: str = "", max_new_tokens: int = 64, temp
          top_p: float = 1.0, system: str = "") -> None:
     """Ask about an image (`prompt=...`), or chat interactively when no prompt is given; `system=...` is an
     optional system prompt."""
-    from nemo_twvlm.inference.chat import ChatSession, load_image
+    from nemo_twvlm.data.image import load_image
+    from nemo_twvlm.inference.chat import ChatSession
     from nemo_twvlm.inference.generate import SamplingParams
-    from nemo_twvlm.training.checkpoint import load_for_inference
+    from nemo_twvlm.inference.loading import load_for_inference
 
     session = ChatSession(load_for_inference(ckpt), load_image(image),
                           SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p),

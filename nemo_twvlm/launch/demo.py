@@ -23,7 +23,7 @@ _ITERATION = re.compile(r"iteration\s+(\d+)/\s*(\d+)")
 
 def train_stage(cfg: PretrainConfig, log_path: Path) -> None:
     """Train `cfg` in a child process, showing a progress bar and keeping megatron's log in a file."""
-    from nemo_twvlm.training.pretrain import config_to_json
+    from nemo_twvlm.training.config import config_to_json
 
     config_path = log_path.with_suffix(".json")
     config_path.write_text(config_to_json(cfg), encoding="utf-8")
@@ -130,7 +130,7 @@ def instruction_following(checkpoint: str, shard_dir: Path, num_images: int = 20
     """Compliance of `checkpoint` with the probe's constraints on held-out images."""
     from nemo_twvlm.evaluation.attribute_probe import read_probe_samples
     from nemo_twvlm.evaluation.instruction_following import run_probe
-    from nemo_twvlm.training.checkpoint import load_for_inference
+    from nemo_twvlm.inference.loading import load_for_inference
 
     loaded = load_for_inference(checkpoint)
     return run_probe(loaded.model, loaded.tokenizer, loaded.preset, read_probe_samples(shard_dir, num_images),

@@ -1,4 +1,4 @@
-from nemo_twvlm.model.freeze import FREEZE_PLANS, apply_freeze_plan
-from nemo_twvlm.model.llava import build_llava, cpu_base_config
+"""Preset -> megatron-core LLaVAModel (llava.py) and the per-stage freeze plans (freeze.py).
 
-__all__ = ["FREEZE_PLANS", "apply_freeze_plan", "build_llava", "cpu_base_config"]
+Nothing is re-exported here, so that reading the freeze plans does not import megatron-core.
+"""

@@ -1,10 +1,20 @@
-"""Named freeze plans: which parts of the LLaVA model train in each stage (LLaVA lineage)."""
+"""Named freeze plans: which parts of the LLaVA model train in each stage (LLaVA lineage).
+
+Importing this module needs no torch: validation and the planner read the plan names here.
+"""
 from __future__ import annotations
 
-from megatron.core.models.multimodal.llava_model import LLaVAModel
+from typing import TYPE_CHECKING
 
-from nemo_twvlm.training.config import FREEZE_PLANS
+if TYPE_CHECKING:
+    from megatron.core.models.multimodal.llava_model import LLaVAModel
 
+# Stage -> the LLaVA submodules that train; `vision_model` joins any plan with model.train_vision.
+FREEZE_PLANS: dict[str, tuple[str, ...]] = {
+    "align": ("vision_projection",),
+    "cpt": ("vision_projection", "language_model"),
+    "sft": ("vision_projection", "language_model"),
+}
 
 
 def trainable_modules(plan: str, train_vision: bool = False) -> tuple[str, ...]:

@@ -1,10 +1,9 @@
 """PretrainConfig -> Megatron-LM command-line arguments (the loop is megatron.training's, unchanged)."""
 from __future__ import annotations
 
-import os
-
 from nemo_twvlm.compat import cuda_available, te_available
 from nemo_twvlm.presets import get_preset
+from nemo_twvlm.rundir import loader_state_dir
 from nemo_twvlm.training.config import PretrainConfig
 
 # Kernels that need CUDA (apex / TE / custom fusions): off on a CPU machine.
@@ -13,10 +12,6 @@ _CPU_ONLY_FLAGS = [
     "--no-bias-gelu-fusion", "--no-bias-swiglu-fusion", "--no-bias-dropout-fusion", "--no-rope-fusion",
     "--no-persist-layer-norm", "--distributed-backend", "gloo",
 ]
-
-
-def dataloader_state_dir(save_dir: str) -> str:
-    return os.path.join(save_dir, "dataloader")
 
 
 def megatron_args(cfg: PretrainConfig) -> list[str]:
@@ -75,7 +70,7 @@ def megatron_args(cfg: PretrainConfig) -> list[str]:
         args += ["--exit-duration-in-mins", str(t.exit_duration_in_mins)]
     if c.save:
         args += ["--save", c.save, "--save-interval", str(c.save_interval or t.max_steps), "--ckpt-format",
-                 "torch_dist", "--dataloader-save", dataloader_state_dir(c.save)]
+                 "torch_dist", "--dataloader-save", str(loader_state_dir(c.save))]
     if c.load:
         args += ["--load", c.load]
     if c.step is not None:

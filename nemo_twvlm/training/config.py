@@ -1,20 +1,17 @@
 """Typed training configuration: what a recipe returns and what `nemo twvlm pretrain` runs.
 
 Plain dataclasses so NeMo-Run can wrap them in `run.Config` and the CLI can override any field
-(`trainer.max_steps=20`, `data.seq_length=512`).
+(`trainer.max_steps=20`, `data.seq_length=512`). As JSON they are the run record a checkpoint carries
+(nemo_twvlm.rundir owns the file) and the file `python -m nemo_twvlm.training.pretrain` runs.
 """
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Optional
 
-# The values a field may take, kept beside the fields (validation, the planner and the model read them
-# here, so none of them needs torch to know the names).
-# Stage -> the LLaVA submodules that train; `vision_model` joins any plan with model.train_vision.
-FREEZE_PLANS: dict[str, tuple[str, ...]] = {
-    "align": ("vision_projection",),
-    "cpt": ("vision_projection", "language_model"),
-    "sft": ("vision_projection", "language_model"),
-}
+# The values a field may take, kept beside the fields (validation and the planner read them here, so
+# neither needs torch to know the names). The freeze plans are the model's (model/freeze.py).
 PRECISIONS = ("fp32", "bf16", "fp8")
 FP8_RECIPES = ("delayed", "tensorwise")
 RECOMPUTE_MODES = (None, "selective", "full")
@@ -108,3 +105,21 @@ class PretrainConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+def config_to_json(cfg: PretrainConfig) -> str:
+    return json.dumps(dataclasses.asdict(cfg), indent=2)
+
+
+def config_from_record(raw: dict) -> PretrainConfig:
+    """A PretrainConfig from its dict form (a run record); a section or field the record leaves out
+    (an import records only what it decided) takes its default here."""
+    return PretrainConfig(
+        name=raw.get("name", PretrainConfig.name), model=ModelConfig(**raw.get("model", {})),
+        data=DataConfig(**raw.get("data", {})), parallel=ParallelConfig(**raw.get("parallel", {})),
+        trainer=TrainerConfig(**raw.get("trainer", {})), checkpoint=CheckpointConfig(**raw.get("checkpoint", {})),
+    )
+
+
+def config_from_json(text: str) -> PretrainConfig:
+    return config_from_record(json.loads(text))

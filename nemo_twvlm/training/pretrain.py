@@ -5,37 +5,14 @@
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from nemo_twvlm.training.config import (
-    CheckpointConfig, DataConfig, ModelConfig, ParallelConfig, PretrainConfig, TrainerConfig,
-)
-
-
-def config_to_json(cfg: PretrainConfig) -> str:
-    return json.dumps(dataclasses.asdict(cfg), indent=2)
-
-
-def config_from_json(text: str) -> PretrainConfig:
-    raw = json.loads(text)
-    return PretrainConfig(
-        name=raw["name"], model=ModelConfig(**raw["model"]), data=DataConfig(**raw["data"]),
-        parallel=ParallelConfig(**raw["parallel"]), trainer=TrainerConfig(**raw["trainer"]),
-        checkpoint=CheckpointConfig(**raw["checkpoint"]),
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from nemo_twvlm.compat.distributed import free_port
+from nemo_twvlm.training.config import PretrainConfig, config_from_json, config_to_json
 
 
 def run_pretrain(cfg: PretrainConfig, *, nproc: int = 1) -> None:

@@ -6,8 +6,6 @@ argument namespace has no field for: the preset, the freeze plan, the Energon da
 from __future__ import annotations
 
 import functools
-import glob
-import os
 
 import torch
 from megatron.core import parallel_state
@@ -19,11 +17,11 @@ from nemo_twvlm.data.loader_state import decode_state, encode_state
 from nemo_twvlm.data.mock import MockBatches
 from nemo_twvlm.data.task_encoder import LlavaTaskEncoder
 from nemo_twvlm.data.tokenizer import image_token_id, load_tokenizer
-from nemo_twvlm.model import apply_freeze_plan, build_llava
+from nemo_twvlm.model.freeze import apply_freeze_plan
+from nemo_twvlm.model.llava import build_llava
 from nemo_twvlm.presets import get_preset
-from nemo_twvlm.rundir import resolve_local
+from nemo_twvlm.rundir import iteration_dir, loader_state_dir, loader_state_files, loader_state_name, resolve_local
 from nemo_twvlm.training import step
-from nemo_twvlm.training.checkpoint import iteration_dir
 from nemo_twvlm.training.config import PretrainConfig
 
 _RUN: PretrainConfig | None = None
@@ -98,11 +96,11 @@ def _load_loader_state(path: str):
 
 
 def _restore_loader_state(loader, load_dir: str, iteration: int, dp_rank: int, dp_size: int) -> None:
-    """Restore this DP rank's loader state from where megatron's maybe_save_dataloader_state wrote it: one
-    file per DP rank in the TP0/PP0 directory (`mp_rank_00` or, if saved under PP, `mp_rank_00_000`)."""
-    state_dir = iteration_dir(os.path.join(load_dir, "dataloader"), iteration)
-    saved = glob.glob(os.path.join(state_dir, "mp_rank_00*", "train_dataloader_dprank*.pt"))
+    """Restore this DP rank's loader state from where megatron's maybe_save_dataloader_state wrote it
+    (rundir.loader_state_files: one file per DP rank)."""
+    saved = loader_state_files(load_dir, iteration)
     if not saved:
+        state_dir = iteration_dir(loader_state_dir(load_dir), iteration)
         print_rank_0(f"nemo_twvlm: WARNING no loader state in {state_dir}; data restarts from the beginning")
         return
     if len(saved) != dp_size:
@@ -110,7 +108,7 @@ def _restore_loader_state(loader, load_dir: str, iteration: int, dp_rank: int, d
             f"{load_dir} was saved at data-parallel size {len(saved)} and this run has {dp_size}: the data-loader "
             f"state is per data-parallel rank, so resume at the size the run started with, or start a new run "
             f"from it with model.init_from={load_dir}")
-    (state_path,) = [p for p in saved if os.path.basename(p) == f"train_dataloader_dprank{dp_rank:03d}.pt"]
+    (state_path,) = [p for p in saved if p.name == loader_state_name(dp_rank)]
     loader.restore_state_rank(_load_loader_state(state_path))
     print_rank_0(f"nemo_twvlm: restored data loader state from {state_path}")
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Optional
 
 from nemo_twvlm.compat import te_available as transformer_engine_available
+from nemo_twvlm.model.freeze import FREEZE_PLANS
 from nemo_twvlm.presets import PRESETS, get_preset
 from nemo_twvlm.training.config import (
-    EXIT_SIGNALS, FP8_RECIPES, FREEZE_PLANS, PRECISIONS, RECOMPUTE_MODES, PretrainConfig,
+    EXIT_SIGNALS, FP8_RECIPES, PRECISIONS, RECOMPUTE_MODES, PretrainConfig,
 )
 
 

@@ -1,4 +1,4 @@
-"""Every image reader (curation's decode/verify, chat and evaluation's load_image) normalises through
+"""Every image reader (curation's decode/verify, chat and evaluation's data.image.load_image) normalises through
 data.image.normalise_image: 16-bit scaled (not clipped to white), EXIF orientation applied, alpha and
 palette transparency on white, an animation cut to its first frame and noted `animated_first_frame`
 (an EXIF rotation is noted `exif_oriented`, and the image re-encoded as shown)."""
@@ -15,7 +15,7 @@ from PIL import Image
 from nemo_twvlm.curation.sample import ImageItem, Sample, SampleBatch
 from nemo_twvlm.curation.stages.decode_verify import DecodeVerifyStage
 from nemo_twvlm.curation.stages.resize import ResizeStage
-from nemo_twvlm.inference.chat import load_image
+from nemo_twvlm.data.image import load_image
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -92,7 +92,7 @@ def test_resize_reencodes_what_its_bytes_show_otherwise():
 def test_chat_load_image_normalises(tmp_path, caplog, name, data, size, value):
     path = tmp_path / name
     path.write_bytes(data)
-    with caplog.at_level(logging.WARNING, logger="nemo_twvlm.inference.chat"):
+    with caplog.at_level(logging.WARNING, logger="nemo_twvlm.data.image"):
         pixels = load_image(path)
     assert tuple(pixels.shape) == (3, size[1], size[0])
     if value is not None:

@@ -119,8 +119,8 @@ def canonical_tensors(directory: Path) -> dict[str, torch.Tensor]:
 def load_ours(directory: Path, image_token_index: int = IMAGE_ID):
     """Our model (TP=1, fp32, local specs, eval) with the checkpoint's weights, and its preset."""
     from nemo_twvlm.conversion import megatron_io
-    from nemo_twvlm.conversion.layout import checkpoint_preset
-    from nemo_twvlm.training.checkpoint import load_model_weights
+    from nemo_twvlm.rundir import checkpoint_preset
+    from nemo_twvlm.inference.loading import load_model_weights
 
     megatron_io.init_single()
     preset = checkpoint_preset(directory)

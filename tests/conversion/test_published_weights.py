@@ -39,12 +39,12 @@ def test_the_fixture_is_the_published_layout(published_pair):
 
 
 def _train(cfg, tmp_path: Path, name: str, nproc: int = 1) -> None:
-    from nemo_twvlm.training.pretrain import config_to_json
+    from nemo_twvlm.training.config import config_to_json
 
     path = tmp_path / f"{name}.json"
     path.write_text(config_to_json(cfg))
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")}
-    code = ("import sys; from nemo_twvlm.training.pretrain import config_from_json, run_pretrain; "
+    code = ("import sys; from nemo_twvlm.training.config import config_from_json; from nemo_twvlm.training.pretrain import run_pretrain; "
             f"run_pretrain(config_from_json(open(sys.argv[1]).read()), nproc={nproc})")
     result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=900,
                             env=env)
@@ -135,7 +135,7 @@ def _export_model(directory):
 
 @torch.no_grad()
 def test_our_trained_model_matches_its_export(chain):
-    from nemo_twvlm.training.checkpoint import load_for_inference
+    from nemo_twvlm.inference.loading import load_for_inference
 
     loaded = load_for_inference(str(chain["cpt"]))
     hf_model = _export_model(chain["export_cpt"])
@@ -192,7 +192,7 @@ class _PushLogits:
 def test_chat_renders_the_llama3_template_and_stops_on_eot(chain):
     from nemo_twvlm.inference.chat import ChatSession
     from nemo_twvlm.inference.generate import SamplingParams, generate
-    from nemo_twvlm.training.checkpoint import load_for_inference
+    from nemo_twvlm.inference.loading import load_for_inference
 
     loaded = load_for_inference(str(chain["cpt"]))
     tokenizer, image = loaded.tokenizer, torch.rand(3, 40, 30)

@@ -14,8 +14,7 @@ from nemo_twvlm.presets import PRESETS
 def test_training_loads_an_import_and_its_checkpoint_exports(tiny, tmp_path):
     from nemo_twvlm.conversion import export_hf, import_hf
     from nemo_twvlm.data.synthetic import write_dataset
-    from nemo_twvlm.training.config import PretrainConfig
-    from nemo_twvlm.training.pretrain import config_to_json
+    from nemo_twvlm.training.config import PretrainConfig, config_to_json
 
     vision, lm = PRESETS["debug"].vision, PRESETS["debug"].language
     hf = tiny.write_llava(
@@ -40,7 +39,7 @@ def test_training_loads_an_import_and_its_checkpoint_exports(tiny, tmp_path):
     cfg.checkpoint.save, cfg.checkpoint.save_interval = str(tmp_path / "trained"), 1
     config_path = tmp_path / "cfg.json"
     config_path.write_text(config_to_json(cfg))
-    # training.checkpoint.init_single_process() (used by other test folders) leaves MASTER_PORT in this
+    # compat.distributed.init_single_process() (used by other test folders) leaves MASTER_PORT in this
     # process's environment; the run must pick its own port.
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")}
     result = subprocess.run([sys.executable, "-m", "nemo_twvlm.training.pretrain", str(config_path)],

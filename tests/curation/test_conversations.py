@@ -212,7 +212,7 @@ def test_debug_sft_trains_on_curated_conversations(run, tmp_path):
     import subprocess
     import sys
 
-    from nemo_twvlm.training.pretrain import config_to_json
+    from nemo_twvlm.training.config import config_to_json
     from recipes import get_recipe
 
     _, out = run

@@ -19,16 +19,12 @@ from megatron.energon import (
 
 from nemo_twvlm.data import synthetic
 from nemo_twvlm.data.synthetic import (
-    COLORS,
-    OBJECTS,
-    POSITIONS,
-    caption,
     make_pair,
     probes,
     render_image,
-    sample_attributes,
     write_dataset,
 )
+from nemo_twvlm.data.world import COLORS, OBJECTS, POSITIONS, caption, sample_attributes
 
 SMALL = dict(train_pairs=40, val_pairs=10, interleaved_docs=12, samples_per_shard=16, instructions=20)
 ZH = {a.key: a.zh for a in COLORS + OBJECTS + POSITIONS}

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from nemo_twvlm.data.synthetic import COLORS, OBJECTS, POSITIONS, caption, corpus_lines, probes
+from nemo_twvlm.data.synthetic import corpus_lines, probes
+from nemo_twvlm.data.world import COLORS, OBJECTS, POSITIONS, caption
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENIZER_DIR = ROOT / "data" / "tokenizer"

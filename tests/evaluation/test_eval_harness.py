@@ -7,6 +7,7 @@ renders. CI needs Chromium for the rendering test:  apt-get install -y --no-inst
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import queue
@@ -29,9 +30,10 @@ def _save_random_checkpoint(directory: Path) -> None:
 
     from nemo_twvlm.data.tokenizer import load_tokenizer
     from nemo_twvlm.data.tokenizer import image_token_id
-    from nemo_twvlm.model import build_llava
+    from nemo_twvlm.model.llava import build_llava
     from nemo_twvlm.presets import PRESETS
-    from nemo_twvlm.training.checkpoint import init_single_process, save_run_config
+    from nemo_twvlm.compat.distributed import init_single_process
+    from nemo_twvlm.rundir import write_run_record
     from nemo_twvlm.training.config import DataConfig, ModelConfig, PretrainConfig
 
     init_single_process(1234)
@@ -44,8 +46,9 @@ def _save_random_checkpoint(directory: Path) -> None:
     (directory / "iter_0000001").mkdir(parents=True)
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(directory / "iter_0000001"))
     (directory / "latest_checkpointed_iteration.txt").write_text("1")
-    save_run_config(PretrainConfig(name="eval_test", model=ModelConfig(preset="debug"),
-                                   data=DataConfig(tokenizer=str(REPO / "data" / "tokenizer"))), str(directory))
+    # A run record only (no preset file, no tokenizer/): the layout of checkpoints written before those existed.
+    write_run_record(directory, dataclasses.asdict(PretrainConfig(
+        name="eval_test", model=ModelConfig(preset="debug"), data=DataConfig(tokenizer=str(REPO / "data" / "tokenizer")))))
 
 
 def _draw(path: Path, color, shape: str) -> None:
@@ -152,7 +155,7 @@ def test_results_cover_every_task_and_count_bad_lines(evaluated):
 
 def test_generation_is_bounded_and_prompts_use_the_chat_template(evaluated):
     from nemo_twvlm.data.tokenizer import load_tokenizer
-    from nemo_twvlm.evaluation.harness import prompt_ids
+    from nemo_twvlm.inference.prompt import prompt_ids
 
     results, _, _ = evaluated
     tokenizer = load_tokenizer(REPO / "data" / "tokenizer")

@@ -35,7 +35,7 @@ def test_checkers():
 
 
 def _all_metas():
-    from nemo_twvlm.data.synthetic import COLORS, OBJECTS, POSITIONS
+    from nemo_twvlm.data.world import COLORS, OBJECTS, POSITIONS
 
     for c, o, p in itertools.product(COLORS, OBJECTS, POSITIONS):
         yield {"color": c.key, "object": o.key, "position": p.key}

@@ -3,10 +3,11 @@ exactly where each stage expects them."""
 import pytest
 import torch
 
-from nemo_twvlm.model import apply_freeze_plan, build_llava
+from nemo_twvlm.model.freeze import apply_freeze_plan
+from nemo_twvlm.model.llava import build_llava
 from nemo_twvlm.planner import count_parameters
 from nemo_twvlm.presets import PRESETS
-from nemo_twvlm.training.checkpoint import init_single_process
+from nemo_twvlm.compat.distributed import init_single_process
 
 IMAGE_ID = 5
 PARTS = ("vision_model", "vision_projection", "language_model")

@@ -3,7 +3,7 @@ import re
 import subprocess
 import sys
 
-from nemo_twvlm.training.pretrain import config_to_json
+from nemo_twvlm.training.config import config_to_json
 from recipes import get_recipe
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from nemo_twvlm.data.synthetic import write_dataset
 from nemo_twvlm.presets import PRESETS, save_preset
-from nemo_twvlm.training.config import PretrainConfig
-from nemo_twvlm.training.pretrain import free_port, config_to_json
+from nemo_twvlm.compat.distributed import free_port
+from nemo_twvlm.training.config import PretrainConfig, config_to_json
 
 STEPS = 3
 

@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from nemo_twvlm.data.synthetic import write_dataset
-from nemo_twvlm.training.config import PretrainConfig
-from nemo_twvlm.training.pretrain import config_to_json
+from nemo_twvlm.training.config import PretrainConfig, config_to_json
 
 N = 4
 

@@ -142,8 +142,9 @@ class ModelJudge:
         self.loaded, self.name, self.max_new_tokens = loaded, name, max_new_tokens
 
     def reply(self, prompt: str, image_path: str) -> str:
+        from nemo_twvlm.data.image import load_image
         from nemo_twvlm.evaluation.benchmarks.runner import model_text
-        from nemo_twvlm.evaluation.harness import generate_text, load_image
+        from nemo_twvlm.inference.answer import generate_text
 
         return generate_text(self.loaded.model, self.loaded.tokenizer, self.loaded.preset, load_image(image_path),
                              model_text(prompt), image_token_index=self.loaded.image_token_index,
@@ -154,7 +155,8 @@ def make_judge(spec: str, model: str | None = None):
     """An endpoint judge for an http(s) URL, else the latest checkpoint in the directory `spec`."""
     if re.match(r"https?://", spec):
         return EndpointJudge(spec, model or DEFAULT_ENDPOINT_MODEL)
-    from nemo_twvlm.training.checkpoint import latest_iteration, load_for_inference
+    from nemo_twvlm.inference.loading import load_for_inference
+    from nemo_twvlm.rundir import latest_iteration
 
     return ModelJudge(load_for_inference(spec, latest_iteration(spec)), name=spec)
 

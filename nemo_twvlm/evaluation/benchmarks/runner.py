@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from nemo_twvlm.data.conversation import IMAGE_PLACEHOLDER
 from nemo_twvlm.evaluation.benchmarks.rows import BenchItem
-from nemo_twvlm.evaluation.harness import IMAGE_PLACEHOLDER
 from nemo_twvlm.evaluation.scorers import accuracy
 
 GENERATE_ONLY = "scored by generation, as its authors score it; 'generate' is not among the modes"
