@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, CI): sets up the environment if needed, then runs the CPU test suite.
-# Extra arguments go to pytest, e.g. `scripts/test.sh tests/data -x`. Tests run on $TWVLM_TEST_WORKERS
-# pytest-xdist workers (default 0: in this process; under 2 workers the CLI dry-run tests that read rich output fail, see the issue note), a test module (or a folder sharing session
-# fixtures, tests/conftest.py) per worker at a time.
+# Extra arguments go to pytest, e.g. `scripts/test.sh tests/data -x`. TWVLM_TEST_WORKERS=N runs them on N
+# pytest-xdist workers, a module (or a folder sharing session fixtures, tests/conftest.py) per worker;
+# the default, 0, runs them in this process (under workers the CLI tests that read rich's output fail).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

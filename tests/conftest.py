@@ -1,6 +1,7 @@
 """Fixtures shared across test folders: the committed debug tokenizer, a small synthetic blend, the debug LLaVA."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -27,11 +28,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="slow: opt in with --runslow"))
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
-        module = Path(str(item.fspath)).relative_to(REPO).as_posix()
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return  # in-process runs keep pytest's own order
+    rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
+    modules = {item: Path(str(item.fspath)).relative_to(REPO).as_posix() for item in items}
+    for item, module in modules.items():
         folder = module.split("/")[1]
         item.add_marker(pytest.mark.xdist_group(folder if folder in SHARED_SESSION_FIXTURES else module))
-    rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).relative_to(REPO).as_posix(), len(rank)))
+    items.sort(key=lambda item: rank.get(modules[item], len(rank)))
 
 
 @pytest.fixture(scope="session")
