@@ -33,6 +33,7 @@ import torch
 
 from nemo_twvlm.presets import ModelPreset
 
+
 class ConversionError(ValueError):
     """A checkpoint that cannot be converted: the message names the tensor, field or file."""
 
