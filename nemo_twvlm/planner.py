@@ -307,45 +307,74 @@ def memory_per_gpu(
     buckets, pipeline send/receive buffers. Keep a margin.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
+    _check_memory_arguments(freeze_plan, precision, recompute, tp=tp, pp=pp, dp=dp, cp=cp,
+                            micro_batch_size=micro_batch_size)
+    params = _stage_parameters(p, pp, train_lm=freeze_plan in ("cpt", "sft"), train_vision=train_vision)
+    activations = _stage_activations(
+        p, tp=tp, pp=pp, vp=vp or 1, cp=cp, micro_batch_size=micro_batch_size, seq_length=seq_length,
+        sequence_parallel=sequence_parallel and tp > 1, recompute=recompute, train_vision=train_vision,
+        num_microbatches=num_microbatches, images_per_sample=images_per_sample)
+    weight_bytes = 4 if precision == "fp32" else 2
+    optim_bytes = 8 if precision == "fp32" else 12
+    optim_shards = dp * cp if distributed_optimizer else 1
+    stages = {}
+    for name, (all_params, train_params) in params.items():
+        stage = {
+            "weights": int(weight_bytes * all_params / tp),
+            "gradients": int(4 * train_params / tp),
+            "optimizer": int(optim_bytes * train_params / tp / optim_shards),
+            "activations": int(activations[name]),
+        }
+        stages[name] = {**stage, "total": sum(stage.values())}
+    worst = max(stages, key=lambda k: stages[k]["total"])
+    return {**stages[worst], "stage": worst, "stages": stages}
+
+
+def _check_memory_arguments(freeze_plan: str, precision: str, recompute: Optional[str], **sizes: int) -> None:
     _check_freeze_plan(freeze_plan)
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
     if recompute not in RECOMPUTE_MODES:
         raise ValueError(f"recompute={recompute!r}; expected one of {RECOMPUTE_MODES}")
-    for name, val in (("tp", tp), ("pp", pp), ("dp", dp), ("cp", cp), ("micro_batch_size", micro_batch_size)):
+    for name, val in sizes.items():
         if val < 1:
             raise ValueError(f"{name}={val}; expected >= 1")
-    vp = vp or 1
-    lm, v = p.language, p.vision
+
+
+def _stage_parameters(p: ModelPreset, pp: int, *, train_lm: bool, train_vision: bool) -> dict[str, tuple[int, int]]:
+    """(all, trainable) parameters of the first and, with pp > 1, the last pipeline stage, before TP
+    sharding; with pp == 1 the first stage is the whole model."""
     c = count_parameters(p)
-    sp = sequence_parallel and tp > 1
-
-    layer = language_layer_parameters(lm)
-    layers_per_stage = math.ceil(lm.num_layers / pp)
-    train_lm = freeze_plan in ("cpt", "sft")
-
-    # (all params, trainable params) per stage, before tp sharding
-    first_all = c["language_embedding"] + layers_per_stage * layer + c["vision"] + c["projector"]
+    stage_layers = math.ceil(p.language.num_layers / pp) * language_layer_parameters(p.language)
+    first_all = c["language_embedding"] + stage_layers + c["vision"] + c["projector"]
     first_train = c["projector"] + (c["vision"] if train_vision else 0)
     if train_lm:
-        first_train += c["language_embedding"] + layers_per_stage * layer
-    last_all = layers_per_stage * layer + c["language_final_norm"] + c["language_output"]
+        first_train += c["language_embedding"] + stage_layers
+    last_all = stage_layers + c["language_final_norm"] + c["language_output"]
     last_train = last_all if train_lm else 0
-    if pp == 1:
-        first_all += last_all - layers_per_stage * layer
-        first_train += (last_train - layers_per_stage * layer) if train_lm else 0
+    if pp > 1:
+        return {"first": (first_all, first_train), "last": (last_all, last_train)}
+    first_all += last_all - stage_layers
+    first_train += (last_train - stage_layers) if train_lm else 0
+    return {"first": (first_all, first_train)}
 
-    weight_bytes = 4 if precision == "fp32" else 2
-    optim_bytes = 8 if precision == "fp32" else 12
-    optim_shards = dp * cp if distributed_optimizer else 1
 
+def _stage_activations(
+    p: ModelPreset, *, tp: int, pp: int, vp: int, cp: int, micro_batch_size: int, seq_length: int,
+    sequence_parallel: bool, recompute: Optional[str], train_vision: bool, num_microbatches: Optional[int],
+    images_per_sample: int,
+) -> dict[str, float]:
+    """Peak activation bytes of the first and, with pp > 1, the last pipeline stage: the LM layers in
+    flight, plus the projector (and a training ViT) per in-flight microbatch on the first, fp32 logits on
+    the last."""
+    lm, v = p.language, p.vision
     s_local = math.ceil(seq_length / cp)
     b = micro_batch_size
     per_layer = _activation_bytes_per_layer(
-        s_local, seq_length, b, lm.hidden_size, lm.num_attention_heads, tp, sp, recompute)
+        s_local, seq_length, b, lm.hidden_size, lm.num_attention_heads, tp, sequence_parallel, recompute)
     logits = 4 * s_local * b * lm.vocab_size / tp
 
-    # first stage extras: projector (input, fc1 out, GELU out) and a training ViT, per in-flight microbatch
+    # projector: input, fc1 out, GELU out
     n_img = p.num_image_tokens * b * images_per_sample
     projector_act = 2 * n_img * (v.hidden_size + 2 * lm.hidden_size) / tp
     vit_act = 0.0
@@ -355,26 +384,15 @@ def memory_per_gpu(
             n_vit, n_vit, b * images_per_sample, v.hidden_size, v.num_attention_heads, tp, False, recompute)
     first_mbs_in_flight = pp if num_microbatches is None else min(pp, num_microbatches)
 
-    def stage(all_params: float, train_params: float, rank: int) -> dict:
+    def stage(rank: int) -> float:
         acts = per_layer * _in_flight_layers(lm.num_layers, pp, vp, rank, num_microbatches)
         if rank == 0:
             acts += (projector_act + vit_act) * first_mbs_in_flight
         if rank == pp - 1:
             acts += logits
-        d = {
-            "weights": int(weight_bytes * all_params / tp),
-            "gradients": int(4 * train_params / tp),
-            "optimizer": int(optim_bytes * train_params / tp / optim_shards),
-            "activations": int(acts),
-        }
-        d["total"] = sum(d.values())
-        return d
+        return acts
 
-    stages = {"first": stage(first_all, first_train, 0)}
-    if pp > 1:
-        stages["last"] = stage(last_all, last_train, pp - 1)
-    worst = max(stages, key=lambda k: stages[k]["total"])
-    return {**stages[worst], "stage": worst, "stages": stages}
+    return {"first": stage(0), "last": stage(pp - 1)} if pp > 1 else {"first": stage(0)}
 
 
 # =====================================================================================================

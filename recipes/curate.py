@@ -11,7 +11,7 @@ from __future__ import annotations
 from nemo_twvlm.curation.cli import compose_config
 from nemo_twvlm.curation.config import CurationConfig
 from nemo_twvlm.rundir import TOKENIZER_DIR
-from recipes.pretrain import BASE_70B, twvlm_70b_cpt
+from .pretrain import BASE_70B, twvlm_70b_cpt
 
 
 def curate_pairs_zh_tw() -> CurationConfig:

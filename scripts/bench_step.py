@@ -45,9 +45,9 @@ _ITER_LINE = re.compile(r"iteration\s+(\d+)/\s*\d+ \|.*?elapsed time per iterati
 
 
 def bench_config(data: Path, steps: int, log_interval: int):
-    from recipes.pretrain import twvlm_debug
+    from nemo_twvlm.launch.recipes import get_recipe
 
-    cfg = twvlm_debug()
+    cfg = get_recipe("twvlm_debug")
     cfg.name = "bench_step"
     cfg.data = dataclasses.replace(cfg.data, path=str(data / "blend.yaml"))
     cfg.trainer = dataclasses.replace(cfg.trainer, max_steps=steps, log_interval=log_interval,

@@ -7,18 +7,14 @@ step time and tokens/s/GPU at the given MFU, days for the seed's data budget.
 """
 import argparse
 import re
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `recipes` lives at the repo root
-
-from nemo_twvlm.planner import DEFAULT_MFU, plan_table  # noqa: E402
-from recipes import all_recipes  # noqa: E402
+from nemo_twvlm.launch.recipes import find_recipes
+from nemo_twvlm.planner import DEFAULT_MFU, plan_table
 
 
 def recipes_70b() -> dict:
     """Every 70B recipe, grouped by stage and variant, smallest cluster first."""
-    configs = {name: recipe() for name, recipe in all_recipes().items() if name.startswith("twvlm_70b")}
+    configs = {name: recipe() for name, recipe in find_recipes("pretrain").items() if name.startswith("twvlm_70b")}
 
     def key(name: str):
         return re.sub(r"_\d+gpu$", "", name), configs[name].parallel.num_gpus

@@ -271,16 +271,16 @@ def test_benchmarks_lists_the_current_prediction_for_every_70b_recipe():
     table = subprocess.run([sys.executable, str(repo / "scripts" / "plan_recipes.py")], capture_output=True,
                            text=True, check=True, timeout=120).stdout.strip().splitlines()
     names = {row.split("`")[1] for row in table[2:]}
-    from recipes import all_recipes
+    from nemo_twvlm.launch.recipes import find_recipes
 
-    assert names == {n for n in all_recipes() if n.startswith("twvlm_70b")}
+    assert names == {n for n in find_recipes("pretrain") if n.startswith("twvlm_70b")}
     benchmarks = (repo / "BENCHMARKS.md").read_text()
     missing = [row for row in table if row not in benchmarks]
     assert not missing, f"BENCHMARKS.md section 6 is stale; rerun scripts/plan_recipes.py: {missing[:3]}"
 
 
 def test_step_time_and_bubble_follow_the_layout():
-    from recipes import get_recipe
+    from nemo_twvlm.launch.recipes import get_recipe
 
     plan = plan_from_config(get_recipe("twvlm_70b_cpt"), num_gpus=64, mfu=0.4)
     assert plan.microbatches_per_rank == 64  # GBS 128 / (MBS 1 x DP 2)

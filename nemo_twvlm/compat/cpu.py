@@ -1,7 +1,8 @@
 """CPU workarounds for megatron-core 0.19 and megatron.training, applied only when no GPU is present.
 
 Each patch names the megatron assumption it replaces (measured in ../shared/probes and FIELD_NOTES).
-None of them edits megatron files; all are process-wide and idempotent.
+None of them edits megatron files. `apply_cpu_workarounds` is process-wide and idempotent, and only entry
+points call it; `construction_workarounds` is what a model builder needs, undone when the build ends.
 """
 from __future__ import annotations
 
@@ -182,11 +183,10 @@ def _patch_megatron_training() -> None:
     datasets_utils.compile_helpers = lambda: None
 
 
-def apply_no_te_workarounds() -> None:
+@contextlib.contextmanager
+def _clip_with_torch_norm():
     """Without Transformer Engine, CLIPViTModel's default ln_pre is torch.nn.LayerNorm, which
     build_module(config=...) cannot construct; megatron's WrappedTorchNorm takes the same arguments."""
-    if "clip_ln" in _applied or te_available():
-        return
     import megatron.core.models.multimodal.llava_model as llava_model
     from megatron.core.models.vision.clip_vit_model import CLIPViTModel
     from megatron.core.transformer.torch_norm import WrappedTorchNorm
@@ -197,13 +197,31 @@ def apply_no_te_workarounds() -> None:
             kwargs.setdefault("ln_post_impl", WrappedTorchNorm)
             super().__init__(*args, **kwargs)
 
-    llava_model.CLIPViTModel = CLIPViTModelTorchNorm
-    _applied.append("clip_ln")
+    original, llava_model.CLIPViTModel = llava_model.CLIPViTModel, CLIPViTModelTorchNorm
+    try:
+        yield
+    finally:
+        llava_model.CLIPViTModel = original
+
+
+@contextlib.contextmanager
+def construction_workarounds():
+    """What building a model needs on this machine, for the length of the build only: CLIP's layer norms
+    without Transformer Engine, and (without a GPU) CLIP's unconditional `.cuda()` on its position ids.
+    Scoped, so a model builder leaves the process as it found it; running the model on CPU needs
+    `apply_cpu_workarounds()`, which entry points call."""
+    with contextlib.ExitStack() as stack:
+        if not te_available():
+            stack.enter_context(_clip_with_torch_norm())
+        if not cuda_available():
+            stack.enter_context(_CudaToCpu())
+        yield
 
 
 def apply_cpu_workarounds() -> list[str]:
-    """Apply every workaround this machine needs; returns the names applied (empty on a GPU machine)."""
-    apply_no_te_workarounds()
+    """Apply every process-wide workaround this machine needs; returns the names applied (empty on a GPU
+    machine). For entry points only (training main, single-process init for inference and tests,
+    conversion ranks): it switches on a TorchFunctionMode for the rest of the process."""
     if cuda_available() or "cpu" in _applied:
         return list(_applied)
     mode = _CudaToCpu()

@@ -4,11 +4,11 @@
     export_hf(src, dst)                             our checkpoint (any TP/PP) -> LlavaForConditionalGeneration dir
     export_trtllm(hf_dir, engine_dir, ...)          exported HF dir -> TensorRT-LLM engines (GPU + tensorrt_llm)
 
-Modules: mapping (the table and the QKV / gated-MLP / class-token special cases), sources (HF layouts and
-canonical names), hf_config (HF config <-> preset), hf_io (lazy safetensors reads, planned shard writes),
-megatron_io (a rank's model, global names, dist_checkpointing save, layer-by-layer reads via dcp_regions),
-importer, exporter, trtllm, layout (our checkpoint directory); `python -m nemo_twvlm.conversion` is the
-command line. Imports are lazy: `import nemo_twvlm.conversion` does not import megatron.
+Modules: mapping (the table; its special cases are Mapping subclasses: QKV, gated MLP, class token, tied
+output layer), sources (HF layouts and canonical names), hf_config (HF config <-> preset), hf_io (lazy
+safetensors reads, planned shard writes), megatron_io (a rank's model, global names, dist_checkpointing
+save, layer-by-layer reads via dcp_regions), importer, exporter, trtllm, layout (our checkpoint
+directory); `python -m nemo_twvlm.conversion` is the command line. Imports are lazy: `import nemo_twvlm.conversion` does not import megatron.
 """
 from nemo_twvlm.conversion.mapping import ConversionError
 

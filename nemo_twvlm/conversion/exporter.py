@@ -26,7 +26,7 @@ from nemo_twvlm.conversion.hf_io import PlannedSafetensorsWriter, dtype_from_nam
 from nemo_twvlm.conversion.layout import (
     FILES_DIR, HF_DIR, SIDECAR_FILE, prepare_destination, read_source_record, run_dir_errors,
 )
-from nemo_twvlm.conversion.mapping import ConversionError, hf_names, match, to_hf
+from nemo_twvlm.conversion.mapping import ConversionError, match
 from nemo_twvlm.conversion.sources import HUB_NAMING, output_name
 from nemo_twvlm.data.tokenizer import (
     GENERATION_CONFIG, IMAGE_TOKEN, TOKENIZER_FILES, image_token_id, load_tokenizer,
@@ -109,7 +109,7 @@ def _plan(model, preset: ModelPreset, record: dict | None, sidecar: Path | None,
     for megatron_name, tensor in megatron_io.parameters(model):
         rule, layer = match(megatron_name)
         meta = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
-        for name, value in zip(hf_names(rule, layer, preset), to_hf(rule, meta, preset)):
+        for name, value in zip(rule.hf_names(layer, preset), rule.megatron_to_hf(meta, preset)):
             plan.append((name, tuple(value.shape), dtypes.get(name, dtype)))
     if sidecar is not None:
         with safe_open(str(sidecar), framework="pt") as f:
@@ -141,7 +141,7 @@ def _write_tensors(model, checkpoint_dir: Path, preset: ModelPreset, dst: Path, 
 
     for megatron_name, tensor in megatron_io.stream_checkpoint(model, checkpoint_dir):
         rule, layer = match(megatron_name)
-        for name, value in zip(hf_names(rule, layer, preset), to_hf(rule, tensor, preset)):
+        for name, value in zip(rule.hf_names(layer, preset), rule.megatron_to_hf(tensor, preset)):
             write(name, value)
     if sidecar is not None:
         with safe_open(str(sidecar), framework="pt") as f:

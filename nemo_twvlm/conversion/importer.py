@@ -23,7 +23,7 @@ from nemo_twvlm.conversion import megatron_io
 from nemo_twvlm.conversion.hf_config import check_against, infer_preset, llava_config
 from nemo_twvlm.conversion.hf_io import dtype_name
 from nemo_twvlm.conversion.layout import FILES_DIR, HF_DIR, SIDECAR_FILE, SOURCE_FILE, prepare_destination
-from nemo_twvlm.conversion.mapping import ConversionError, expected_hf_names, hf_names, match, to_megatron, tp_slice
+from nemo_twvlm.conversion.mapping import ConversionError, expected_hf_names, match, tp_slice
 from nemo_twvlm.conversion.sources import HUB_NAMING, HFSource, SourceSpec, llava_canonical_name, open_source, reopen
 from nemo_twvlm.conversion.vocab import ADDED_ROWS_FILE, VocabPlan, load_added_rows, plan_vocab, write_added_rows
 from nemo_twvlm.data.tokenizer import (
@@ -180,12 +180,12 @@ def fill_model(model, source: HFSource, preset: ModelPreset, tp_rank: int, tp_si
     lossy = []
     for name, param in megatron_io.parameters(model):
         rule, layer = match(name)
-        sources = hf_names(rule, layer, preset)
+        sources = rule.hf_names(layer, preset)
         parts = []
         for hf_name in sources:
             bounds = tp_slice(source.tensors[hf_name].shape, rule.tp_dim, tp_rank, tp_size)
             parts.append(source.read(hf_name, rule.tp_dim, *bounds) if bounds else source.read(hf_name))
-        value = to_megatron(rule, parts, preset)
+        value = rule.hf_to_megatron(parts, preset)
         if tuple(value.shape) != tuple(param.shape):
             shapes = ", ".join(f"{n} {tuple(source.tensors[n].shape)}" for n in sources)
             raise ConversionError(f"megatron tensor {name!r}: expected shape {tuple(param.shape)} on TP rank "

@@ -13,6 +13,11 @@ Each rule lists its megatron name under the local (pure torch) layer specs and, 
 Transformer Engine specs, whose layer norms are fused into the following linear layer; a model's own
 state-dict keys pick the layout.
 
+A rule is a `Mapping`: the plain case copies one tensor; the special cases are subclasses that carry
+both directions (`hf_to_megatron`, `megatron_to_hf`): `QKVMapping` (GQA query groups),
+`GatedMLPMapping` (SwiGLU fc1), `ClassTokenMapping` (CLIP's class embedding), `OutputLayerMapping`
+(tied embeddings). A new special case is one subclass and its rows in RULES.
+
 Tensor parallelism: `tp_dim` 0 is column-parallel (rows split: qkv, fc1, embedding, output, projector
 fc1), 1 is row-parallel (columns split: attention proj, fc2, projector fc2), None is replicated (norms,
 row-parallel biases, ViT embeddings). Slicing each HF source tensor along `tp_dim` and then applying the
@@ -28,23 +33,106 @@ import torch
 
 from nemo_twvlm.presets import ModelPreset
 
-COPY, QKV, GATED, CLASS_TOKEN = "copy", "qkv", "gated", "class_token"
-
 
 class ConversionError(ValueError):
     """A checkpoint that cannot be converted: the message names the tensor, field or file."""
 
 
 @dataclass(frozen=True)
-class Rule:
+class Mapping:
+    """One megatron tensor and the HF tensor(s) it is made of, with both directions of the transform.
+
+    This base is the plain case: one HF tensor in the same layout (linear layers, norms, the projector,
+    CLIP's patch and position embeddings, which megatron keeps in HF's order, class position first).
+    """
+
     megatron: tuple[str, ...]  # local-spec name first, then the Transformer Engine name if different
     hf: tuple[str, ...]
-    kind: str = COPY
     tp_dim: int | None = None
 
     @property
     def tower(self) -> str:
         return "language" if self.megatron[0].startswith("language_model.") else "vision"
+
+    def hf_names(self, layer: int | None, preset: ModelPreset) -> tuple[str, ...]:
+        return tuple(name.replace("*", str(layer)) for name in self.hf)
+
+    def megatron_name(self, layer: int | None, *, te: bool = False) -> str:
+        pattern = self.megatron[-1] if te else self.megatron[0]
+        return pattern.replace("*", str(layer))
+
+    def hf_to_megatron(self, parts: list[torch.Tensor], preset: ModelPreset) -> torch.Tensor:
+        """HF tensors (already sliced to this rank's TP shard along `tp_dim`) -> the megatron tensor."""
+        return parts[0]
+
+    def megatron_to_hf(self, tensor: torch.Tensor, preset: ModelPreset) -> list[torch.Tensor]:
+        """A full (TP=1) megatron tensor -> its HF tensors, in `hf` order."""
+        return [tensor]
+
+
+class OutputLayerMapping(Mapping):
+    """With tied embeddings the output layer exists only on a last pipeline stage that is not also the
+    first, where it is a copy of the embedding: it is read from the embedding and adds no HF tensor."""
+
+    def hf_names(self, layer: int | None, preset: ModelPreset) -> tuple[str, ...]:
+        if not preset.language.untie_embeddings:
+            return ("language_model.embed_tokens.weight",)
+        return super().hf_names(layer, preset)
+
+
+class ClassTokenMapping(Mapping):
+    """CLIP's class embedding: HF (hidden,), megatron (1, 1, hidden)."""
+
+    def hf_to_megatron(self, parts: list[torch.Tensor], preset: ModelPreset) -> torch.Tensor:
+        return parts[0].reshape(1, 1, -1)
+
+    def megatron_to_hf(self, tensor: torch.Tensor, preset: ModelPreset) -> list[torch.Tensor]:
+        return [tensor.reshape(-1)]
+
+
+class GatedMLPMapping(Mapping):
+    """SwiGLU fc1: HF gate_proj and up_proj, megatron one [gate; up] (a TP shard is [gate_r; up_r])."""
+
+    def hf_to_megatron(self, parts: list[torch.Tensor], preset: ModelPreset) -> torch.Tensor:
+        return torch.cat(parts, dim=0)
+
+    def megatron_to_hf(self, tensor: torch.Tensor, preset: ModelPreset) -> list[torch.Tensor]:
+        return list(torch.chunk(tensor, 2, dim=0))
+
+
+class QKVMapping(Mapping):
+    """HF q/k/v projections <-> megatron's fused linear_qkv, grouped per query group: each group is
+    [its q heads; k; v] (GQA in the LM; the ViT has one group per head). A TP shard holds whole groups."""
+
+    def head_dim(self, preset: ModelPreset) -> int:
+        if self.tower == "language":
+            return preset.language.kv_channels
+        return preset.vision.hidden_size // preset.vision.num_attention_heads
+
+    def heads_and_groups(self, preset: ModelPreset) -> tuple[int, int]:
+        if self.tower == "language":
+            return preset.language.num_attention_heads, preset.language.num_query_groups
+        return preset.vision.num_attention_heads, preset.vision.num_attention_heads
+
+    def hf_to_megatron(self, parts: list[torch.Tensor], preset: ModelPreset) -> torch.Tensor:
+        q, k, v = parts
+        head_dim = self.head_dim(preset)
+        # Groups from the (possibly TP-sliced) k rows, not the preset: a shard holds only its groups.
+        groups = k.shape[0] // head_dim
+        if groups == 0 or q.shape[0] % (groups * head_dim) or k.shape != v.shape:
+            raise ConversionError(f"{self.hf[0]}: q/k/v shapes {tuple(q.shape)}, {tuple(k.shape)}, "
+                                  f"{tuple(v.shape)} do not split into query groups of head_dim={head_dim}")
+        rest = q.shape[1:]
+        per_group = [q.reshape(groups, -1, *rest), k.reshape(groups, head_dim, *rest), v.reshape(groups, head_dim, *rest)]
+        return torch.cat(per_group, dim=1).reshape(-1, *rest)
+
+    def megatron_to_hf(self, tensor: torch.Tensor, preset: ModelPreset) -> list[torch.Tensor]:
+        heads, groups = self.heads_and_groups(preset)
+        head_dim = self.head_dim(preset)
+        rest = tensor.shape[1:]
+        grouped = tensor.reshape(groups, (heads // groups + 2) * head_dim, *rest)
+        q, k, v = torch.split(grouped, [heads // groups * head_dim, head_dim, head_dim], dim=1)
+        return [part.reshape(-1, *rest) for part in (q, k, v)]
 
 
 def _lm(name: str) -> str:
@@ -63,55 +151,52 @@ def _hf_vit(name: str) -> str:
     return f"vision_tower.encoder.layers.*.{name}"
 
 
-RULES: tuple[Rule, ...] = (
+RULES: tuple[Mapping, ...] = (
     # Language model (Llama).
-    Rule(("language_model.embedding.word_embeddings.weight",), ("language_model.embed_tokens.weight",), tp_dim=0),
-    Rule((_lm("input_layernorm.weight"), _lm("self_attention.linear_qkv.layer_norm_weight")),
-         (_hf_lm("input_layernorm.weight"),)),
-    Rule((_lm("self_attention.linear_qkv.weight"),),
-         (_hf_lm("self_attn.q_proj.weight"), _hf_lm("self_attn.k_proj.weight"), _hf_lm("self_attn.v_proj.weight")),
-         kind=QKV, tp_dim=0),
-    Rule((_lm("self_attention.linear_proj.weight"),), (_hf_lm("self_attn.o_proj.weight"),), tp_dim=1),
-    Rule((_lm("pre_mlp_layernorm.weight"), _lm("mlp.linear_fc1.layer_norm_weight")),
-         (_hf_lm("post_attention_layernorm.weight"),)),
-    Rule((_lm("mlp.linear_fc1.weight"),), (_hf_lm("mlp.gate_proj.weight"), _hf_lm("mlp.up_proj.weight")),
-         kind=GATED, tp_dim=0),
-    Rule((_lm("mlp.linear_fc2.weight"),), (_hf_lm("mlp.down_proj.weight"),), tp_dim=1),
-    Rule(("language_model.decoder.final_layernorm.weight",), ("language_model.norm.weight",)),
-    # With tied embeddings the output layer exists only on a last pipeline stage that is not also the
-    # first, where it is a copy of the embedding: see `hf_names`.
-    Rule(("language_model.output_layer.weight",), ("lm_head.weight",), tp_dim=0),
-    # Vision tower (CLIP ViT). Megatron keeps the class token as (1, 1, h) and its position embedding
-    # table in HF's order (class token first), so only the class token changes shape.
-    Rule(("vision_model.class_token",), ("vision_tower.embeddings.class_embedding",), kind=CLASS_TOKEN),
-    Rule(("vision_model.conv1.weight",), ("vision_tower.embeddings.patch_embedding.weight",)),
-    Rule(("vision_model.position_embeddings.weight",), ("vision_tower.embeddings.position_embedding.weight",)),
-    Rule(("vision_model.ln_pre.weight",), ("vision_tower.pre_layrnorm.weight",)),
-    Rule(("vision_model.ln_pre.bias",), ("vision_tower.pre_layrnorm.bias",)),
+    Mapping(("language_model.embedding.word_embeddings.weight",), ("language_model.embed_tokens.weight",), tp_dim=0),
+    Mapping((_lm("input_layernorm.weight"), _lm("self_attention.linear_qkv.layer_norm_weight")),
+            (_hf_lm("input_layernorm.weight"),)),
+    QKVMapping((_lm("self_attention.linear_qkv.weight"),),
+               (_hf_lm("self_attn.q_proj.weight"), _hf_lm("self_attn.k_proj.weight"), _hf_lm("self_attn.v_proj.weight")),
+               tp_dim=0),
+    Mapping((_lm("self_attention.linear_proj.weight"),), (_hf_lm("self_attn.o_proj.weight"),), tp_dim=1),
+    Mapping((_lm("pre_mlp_layernorm.weight"), _lm("mlp.linear_fc1.layer_norm_weight")),
+            (_hf_lm("post_attention_layernorm.weight"),)),
+    GatedMLPMapping((_lm("mlp.linear_fc1.weight"),), (_hf_lm("mlp.gate_proj.weight"), _hf_lm("mlp.up_proj.weight")),
+                    tp_dim=0),
+    Mapping((_lm("mlp.linear_fc2.weight"),), (_hf_lm("mlp.down_proj.weight"),), tp_dim=1),
+    Mapping(("language_model.decoder.final_layernorm.weight",), ("language_model.norm.weight",)),
+    OutputLayerMapping(("language_model.output_layer.weight",), ("lm_head.weight",), tp_dim=0),
+    # Vision tower (CLIP ViT).
+    ClassTokenMapping(("vision_model.class_token",), ("vision_tower.embeddings.class_embedding",)),
+    Mapping(("vision_model.conv1.weight",), ("vision_tower.embeddings.patch_embedding.weight",)),
+    Mapping(("vision_model.position_embeddings.weight",), ("vision_tower.embeddings.position_embedding.weight",)),
+    Mapping(("vision_model.ln_pre.weight",), ("vision_tower.pre_layrnorm.weight",)),
+    Mapping(("vision_model.ln_pre.bias",), ("vision_tower.pre_layrnorm.bias",)),
     *(
         rule
         for part in ("weight", "bias")
         for rule in (
-            Rule((_vit(f"input_layernorm.{part}"), _vit(f"self_attention.linear_qkv.layer_norm_{part}")),
-                 (_hf_vit(f"layer_norm1.{part}"),)),
-            Rule((_vit(f"self_attention.linear_qkv.{part}"),),
-                 (_hf_vit(f"self_attn.q_proj.{part}"), _hf_vit(f"self_attn.k_proj.{part}"),
-                  _hf_vit(f"self_attn.v_proj.{part}")),
-                 kind=QKV, tp_dim=0),
-            Rule((_vit(f"self_attention.linear_proj.{part}"),), (_hf_vit(f"self_attn.out_proj.{part}"),),
-                 tp_dim=1 if part == "weight" else None),
-            Rule((_vit(f"pre_mlp_layernorm.{part}"), _vit(f"mlp.linear_fc1.layer_norm_{part}")),
-                 (_hf_vit(f"layer_norm2.{part}"),)),
-            Rule((_vit(f"mlp.linear_fc1.{part}"),), (_hf_vit(f"mlp.fc1.{part}"),), tp_dim=0),
-            Rule((_vit(f"mlp.linear_fc2.{part}"),), (_hf_vit(f"mlp.fc2.{part}"),),
-                 tp_dim=1 if part == "weight" else None),
+            Mapping((_vit(f"input_layernorm.{part}"), _vit(f"self_attention.linear_qkv.layer_norm_{part}")),
+                    (_hf_vit(f"layer_norm1.{part}"),)),
+            QKVMapping((_vit(f"self_attention.linear_qkv.{part}"),),
+                       (_hf_vit(f"self_attn.q_proj.{part}"), _hf_vit(f"self_attn.k_proj.{part}"),
+                        _hf_vit(f"self_attn.v_proj.{part}")),
+                       tp_dim=0),
+            Mapping((_vit(f"self_attention.linear_proj.{part}"),), (_hf_vit(f"self_attn.out_proj.{part}"),),
+                    tp_dim=1 if part == "weight" else None),
+            Mapping((_vit(f"pre_mlp_layernorm.{part}"), _vit(f"mlp.linear_fc1.layer_norm_{part}")),
+                    (_hf_vit(f"layer_norm2.{part}"),)),
+            Mapping((_vit(f"mlp.linear_fc1.{part}"),), (_hf_vit(f"mlp.fc1.{part}"),), tp_dim=0),
+            Mapping((_vit(f"mlp.linear_fc2.{part}"),), (_hf_vit(f"mlp.fc2.{part}"),),
+                    tp_dim=1 if part == "weight" else None),
         )
     ),
     # Projector (mlp2x_gelu).
-    Rule(("vision_projection.encoder.linear_fc1.weight",), ("multi_modal_projector.linear_1.weight",), tp_dim=0),
-    Rule(("vision_projection.encoder.linear_fc1.bias",), ("multi_modal_projector.linear_1.bias",), tp_dim=0),
-    Rule(("vision_projection.encoder.linear_fc2.weight",), ("multi_modal_projector.linear_2.weight",), tp_dim=1),
-    Rule(("vision_projection.encoder.linear_fc2.bias",), ("multi_modal_projector.linear_2.bias",)),
+    Mapping(("vision_projection.encoder.linear_fc1.weight",), ("multi_modal_projector.linear_1.weight",), tp_dim=0),
+    Mapping(("vision_projection.encoder.linear_fc1.bias",), ("multi_modal_projector.linear_1.bias",), tp_dim=0),
+    Mapping(("vision_projection.encoder.linear_fc2.weight",), ("multi_modal_projector.linear_2.weight",), tp_dim=1),
+    Mapping(("vision_projection.encoder.linear_fc2.bias",), ("multi_modal_projector.linear_2.bias",)),
 )
 
 
@@ -122,7 +207,7 @@ def _compile(pattern: str) -> re.Pattern:
 _MATCHERS = [(_compile(pattern), rule) for rule in RULES for pattern in rule.megatron]
 
 
-def match(megatron_name: str) -> tuple[Rule, int | None]:
+def match(megatron_name: str) -> tuple[Mapping, int | None]:
     """The rule for a (global) megatron parameter name and its layer index, if any."""
     for regex, rule in _MATCHERS:
         found = regex.match(megatron_name)
@@ -131,82 +216,17 @@ def match(megatron_name: str) -> tuple[Rule, int | None]:
     raise ConversionError(f"megatron tensor {megatron_name!r} has no rule in nemo_twvlm.conversion.mapping.RULES")
 
 
-def hf_names(rule: Rule, layer: int | None, preset: ModelPreset) -> tuple[str, ...]:
-    if rule.megatron[0] == "language_model.output_layer.weight" and not preset.language.untie_embeddings:
-        return ("language_model.embed_tokens.weight",)
-    return tuple(name.replace("*", str(layer)) for name in rule.hf)
-
-
-def megatron_name(rule: Rule, layer: int | None, *, te: bool = False) -> str:
-    pattern = rule.megatron[-1] if te else rule.megatron[0]
-    return pattern.replace("*", str(layer))
-
-
 def expected_hf_names(preset: ModelPreset) -> list[str]:
-    """Every HF tensor the megatron model is built from, in rule order (the sidecar holds the rest)."""
+    """Every HF tensor the megatron model is built from, in table order (the sidecar holds the rest)."""
     names = []
     for rule in RULES:
-        if rule.megatron[0] == "language_model.output_layer.weight" and not preset.language.untie_embeddings:
-            continue
         if "*" not in rule.megatron[0]:
-            names.extend(hf_names(rule, None, preset))
+            names.extend(rule.hf_names(None, preset))
             continue
         layers = preset.language.num_layers if rule.tower == "language" else preset.vision.num_built_layers
         for layer in range(layers):
-            names.extend(hf_names(rule, layer, preset))
-    return names
-
-
-def _head_dim(rule: Rule, preset: ModelPreset) -> int:
-    if rule.tower == "language":
-        return preset.language.kv_channels
-    return preset.vision.hidden_size // preset.vision.num_attention_heads
-
-
-def _groups(rule: Rule, preset: ModelPreset) -> tuple[int, int]:
-    """(attention heads, query groups) of the rule's tower; the ViT has one group per head."""
-    if rule.tower == "language":
-        return preset.language.num_attention_heads, preset.language.num_query_groups
-    return preset.vision.num_attention_heads, preset.vision.num_attention_heads
-
-
-def to_megatron(rule: Rule, parts: list[torch.Tensor], preset: ModelPreset) -> torch.Tensor:
-    """HF tensors (already sliced to this rank's TP shard along `rule.tp_dim`) -> the megatron tensor."""
-    if rule.kind == COPY:
-        return parts[0]
-    if rule.kind == CLASS_TOKEN:
-        return parts[0].reshape(1, 1, -1)
-    if rule.kind == GATED:
-        return torch.cat(parts, dim=0)
-    if rule.kind == QKV:
-        q, k, v = parts
-        head_dim = _head_dim(rule, preset)
-        groups = k.shape[0] // head_dim
-        if groups == 0 or q.shape[0] % (groups * head_dim) or k.shape != v.shape:
-            raise ConversionError(f"{rule.hf[0]}: q/k/v shapes {tuple(q.shape)}, {tuple(k.shape)}, "
-                                  f"{tuple(v.shape)} do not split into query groups of head_dim={head_dim}")
-        rest = q.shape[1:]
-        per_group = [q.reshape(groups, -1, *rest), k.reshape(groups, head_dim, *rest), v.reshape(groups, head_dim, *rest)]
-        return torch.cat(per_group, dim=1).reshape(-1, *rest)
-    raise AssertionError(rule.kind)
-
-
-def to_hf(rule: Rule, tensor: torch.Tensor, preset: ModelPreset) -> list[torch.Tensor]:
-    """A full (TP=1) megatron tensor -> its HF tensors, in `rule.hf` order."""
-    if rule.kind == COPY:
-        return [tensor]
-    if rule.kind == CLASS_TOKEN:
-        return [tensor.reshape(-1)]
-    if rule.kind == GATED:
-        return list(torch.chunk(tensor, 2, dim=0))
-    if rule.kind == QKV:
-        heads, groups = _groups(rule, preset)
-        head_dim = _head_dim(rule, preset)
-        rest = tensor.shape[1:]
-        grouped = tensor.reshape(groups, (heads // groups + 2) * head_dim, *rest)
-        q, k, v = torch.split(grouped, [heads // groups * head_dim, head_dim, head_dim], dim=1)
-        return [part.reshape(-1, *rest) for part in (q, k, v)]
-    raise AssertionError(rule.kind)
+            names.extend(rule.hf_names(layer, preset))
+    return list(dict.fromkeys(names))  # a tied output layer names the embedding again
 
 
 def tp_slice(tensor_shape: tuple[int, ...], tp_dim: int | None, rank: int, size: int) -> tuple[int, int] | None:

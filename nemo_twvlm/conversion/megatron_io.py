@@ -2,10 +2,10 @@
 and saving it the way megatron.training does.
 
 Conversion builds with the local (pure torch) layer specs on CPU, whatever machine it runs on: a 70B
-model is converted in host memory, never on one GPU. The local specs save their layer norms under
-Transformer Engine's names (`sharded_state_dict_keys_map`: megatron-core's own for the language model,
-build_llava's for the vision tower, whose local spec in 0.19.2 has none), so a converted checkpoint
-loads into a TE run as every CPU run's checkpoint does.
+model is converted in host memory, never on one GPU. Both towers save their layer norms under Transformer
+Engine's names (`sharded_state_dict_keys_map`: the language model's local spec has it, and `build_llava`
+adds it to megatron-core 0.19.2's local ViT spec, which lacks it), so a converted checkpoint loads into a
+TE run and back, as every CPU training run of this repository does.
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@
     nemo twvlm curate --factory curate_pairs_zh_tw input_dir=IN output_dir=OUT executor.name=xenna
     python -m nemo_twvlm.launch.cli pretrain ...                              # same, without `nemo`
 
-`--factory` takes any recipe name in `recipes.RECIPES` (pretrain, plan) or `recipes.CURATE_RECIPES`
-(curate). Overrides address the config directly
+`--factory` takes any recipe name of the command's kind in `launch.recipes.find_recipes` (`pretrain`
+for pretrain and plan, `curate` for curate). Overrides address the config directly
 (`trainer.max_steps=20` means `cfg.trainer.max_steps=20`). `run.executor=<name>` picks
 `<conf>/cluster/<name>.yaml`, where `<conf>` is `$TWVLM_CONF` or `./conf`; `local` always exists.
 Without `run.executor` the task runs in this process.
@@ -28,8 +28,8 @@ import nemo_run as run
 
 from nemo_twvlm.curation.config import CurationConfig
 from nemo_twvlm.launch.executors import load_executor, local_executor
+from nemo_twvlm.launch.recipes import find_recipes
 from nemo_twvlm.training.config import PretrainConfig
-from recipes import CURATE_RECIPES, RECIPES
 
 NAMESPACE = "twvlm"
 
@@ -81,7 +81,8 @@ def demo(out_dir: str = "runs/demo") -> None:
     """Synthetic data -> debug align -> CPT -> SFT -> held-out probes (image vs blank; instruction following)."""
     from nemo_twvlm.launch.demo import run_demo
 
-    run_demo(RECIPES["twvlm_debug_align"](), RECIPES["twvlm_debug_cpt"](), RECIPES["twvlm_debug_sft"](), out_dir)
+    recipes = find_recipes("pretrain")
+    run_demo(recipes["twvlm_debug_align"](), recipes["twvlm_debug_cpt"](), recipes["twvlm_debug_sft"](), out_dir)
 
 
 def chat(ckpt: str, image: str, prompt: str = "", max_new_tokens: int = 64, temperature: float = 0.0,
@@ -203,10 +204,8 @@ COMMANDS: dict[str, Callable[..., Any]] = {
 # Run before submitting to a remote executor, and by dry runs; local runs validate as they start.
 REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor, bool], None]] = {"pretrain": check_pretrain}
 
-# What `--factory NAME` builds for each command: a task per recipe.
-COMMAND_RECIPES: dict[str, dict[str, Callable[[], Any]]] = {
-    "pretrain": RECIPES, "plan": RECIPES, "curate": CURATE_RECIPES,
-}
+# What `--factory NAME` builds for each command: a task per recipe of this kind.
+COMMAND_RECIPES: dict[str, str] = {"pretrain": "pretrain", "plan": "pretrain", "curate": "curate"}
 
 
 def conf_dir() -> Path:
@@ -300,7 +299,8 @@ def qualify_overrides(root: str, fn: Callable, args: list[str]) -> list[str]:
 def _register_commands() -> None:
     for name, command in COMMANDS.items():
         run.cli.entrypoint(command, namespace=NAMESPACE, run_ctx_cls=TwvlmRunContext)
-        for recipe_name, recipe in COMMAND_RECIPES.get(name, {}).items():
+        kind = COMMAND_RECIPES.get(name)
+        for recipe_name, recipe in (find_recipes(kind) if kind else {}).items():
             _register_recipe(command, recipe_name, recipe)
 
 

@@ -23,7 +23,7 @@ from megatron.core.tensor_parallel.layers import ColumnParallelLinear, RowParall
 from megatron.core.transformer.mlp import MLPSubmodules
 from megatron.core.transformer.transformer_config import TransformerConfig
 
-from nemo_twvlm.compat import apply_cpu_workarounds, te_available
+from nemo_twvlm.compat import construction_workarounds, te_available
 from nemo_twvlm.presets import ModelPreset
 
 _ACTIVATIONS = {"quick_gelu": quick_gelu, "gelu": F.gelu}
@@ -112,46 +112,53 @@ def build_llava(
     `max_sequence_length` is the longest combined (image + text) sequence; with pipeline parallelism
     megatron pads every micro-batch to it, since stages exchange fixed-shape tensors. Training passes its
     sequence length; inference leaves it at the preset's max_position_embeddings.
+
+    Building has no process-wide effect; running the model on a CPU needs the workarounds an entry point
+    switches on (`nemo_twvlm.compat.apply_cpu_workarounds`, called by `init_single_process`).
     """
-    apply_cpu_workarounds()
     base = base_config if base_config is not None else cpu_base_config()
-    use_te = te_available() if use_te is None else use_te
-    if use_te:
-        lm_spec = get_gpt_layer_with_transformer_engine_spec()
-        vit_spec = get_vit_layer_with_transformer_engine_spec()
-    else:
-        lm_spec = get_gpt_layer_local_spec(normalization="RMSNorm")
-        vit_spec = get_vit_layer_with_local_spec()
-        # megatron's local ViT spec lacks the key map its GPT spec has: save layer norms under the TE names
-        # so that a checkpoint written on CPU loads into a Transformer Engine run and back.
-        vit_spec.submodules.sharded_state_dict_keys_map = {
-            "input_layernorm.": "self_attention.linear_qkv.layer_norm_",
-            "pre_mlp_layernorm.": "mlp.linear_fc1.layer_norm_",
-        }
+    lm_spec, vit_spec = layer_specs(te_available() if use_te is None else use_te)
     lm = preset.language
-    return LLaVAModel(
-        language_transformer_config=language_config(preset, base),
-        language_transformer_layer_spec=lm_spec,
-        language_vocab_size=lm.vocab_size,
-        language_max_sequence_length=max_sequence_length or lm.max_position_embeddings,
-        vision_transformer_config=_vision_config(preset, base),
-        vision_transformer_layer_spec=vit_spec,
-        drop_vision_class_token=preset.vision.drop_class_token,
-        vision_projection_config=_projector_config(preset, base),
-        vision_projection_layer_spec=MLPSubmodules(linear_fc1=ColumnParallelLinear, linear_fc2=RowParallelLinear),
-        vision_projection_type="mlp",
-        parallel_output=True,
-        share_embeddings_and_output_weights=not lm.untie_embeddings,
-        language_position_embedding_type="rope",
-        language_rotary_base=int(lm.rotary_base),
-        pre_process=pre_process,
-        post_process=post_process,
-        add_encoder=add_encoder,
-        add_decoder=add_decoder,
-        img_h=preset.vision.image_size,
-        img_w=preset.vision.image_size,
-        patch_dim=preset.vision.patch_size,
-        image_token_index=image_token_index,
-        pg_collection=pg_collection,
-        vp_stage=vp_stage,
-    )
+    with construction_workarounds():
+        return LLaVAModel(
+            language_transformer_config=language_config(preset, base),
+            language_transformer_layer_spec=lm_spec,
+            language_vocab_size=lm.vocab_size,
+            language_max_sequence_length=max_sequence_length or lm.max_position_embeddings,
+            vision_transformer_config=_vision_config(preset, base),
+            vision_transformer_layer_spec=vit_spec,
+            drop_vision_class_token=preset.vision.drop_class_token,
+            vision_projection_config=_projector_config(preset, base),
+            vision_projection_layer_spec=MLPSubmodules(linear_fc1=ColumnParallelLinear,
+                                                       linear_fc2=RowParallelLinear),
+            vision_projection_type="mlp",
+            parallel_output=True,
+            share_embeddings_and_output_weights=not lm.untie_embeddings,
+            language_position_embedding_type="rope",
+            language_rotary_base=int(lm.rotary_base),
+            pre_process=pre_process,
+            post_process=post_process,
+            add_encoder=add_encoder,
+            add_decoder=add_decoder,
+            img_h=preset.vision.image_size,
+            img_w=preset.vision.image_size,
+            patch_dim=preset.vision.patch_size,
+            image_token_index=image_token_index,
+            pg_collection=pg_collection,
+            vp_stage=vp_stage,
+        )
+
+
+def layer_specs(use_te: bool):
+    """(language, vision) layer specs: Transformer Engine's, or megatron's local (pure torch) modules."""
+    if use_te:
+        return get_gpt_layer_with_transformer_engine_spec(), get_vit_layer_with_transformer_engine_spec()
+    lm_spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+    vit_spec = get_vit_layer_with_local_spec()
+    # megatron's local ViT spec lacks the key map its GPT spec has: save layer norms under the TE names
+    # so that a checkpoint written on CPU loads into a Transformer Engine run and back.
+    vit_spec.submodules.sharded_state_dict_keys_map = {
+        "input_layernorm.": "self_attention.linear_qkv.layer_norm_",
+        "pre_mlp_layernorm.": "mlp.linear_fc1.layer_norm_",
+    }
+    return lm_spec, vit_spec

@@ -145,7 +145,7 @@ def test_an_unknown_image_token_mode_is_refused(published_pair, tmp_path):
 def test_a_data_tokenizer_that_is_not_the_checkpoints_is_refused_naming_both(base):
     from nemo_twvlm.training.lineage import resolve_start
     from nemo_twvlm.training.validate import ConfigError
-    from recipes import get_recipe
+    from nemo_twvlm.launch.recipes import get_recipe
 
     cfg = get_recipe("twvlm_debug_align")
     cfg.model.init_from = str(base)

@@ -72,7 +72,7 @@ def _stage(recipe, init_from: Path, save: Path, data: Path, tp: int = 1):
 def chain(request, published_pair, synthetic_blend, tmp_path_factory):
     """import -> align 3 steps -> CPT 3 steps (from the align checkpoint) -> export of each stage."""
     from nemo_twvlm.conversion import export_hf, import_hf
-    from recipes import get_recipe
+    from nemo_twvlm.launch.recipes import get_recipe
 
     mode, tp = request.param
     root = tmp_path_factory.mktemp(f"chain_{mode}_{tp}")

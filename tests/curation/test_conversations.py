@@ -213,7 +213,7 @@ def test_debug_sft_trains_on_curated_conversations(run, tmp_path):
     import sys
 
     from nemo_twvlm.training.config import config_to_json
-    from recipes import get_recipe
+    from nemo_twvlm.launch.recipes import get_recipe
 
     _, out = run
     cfg = get_recipe("twvlm_debug_sft")

@@ -19,7 +19,7 @@ import yaml
 from nemo_twvlm.launch import cli
 from nemo_twvlm.launch.executors import ClusterSpecError, executor_from_spec, load_executor
 from nemo_twvlm.training.config import PretrainConfig
-from recipes import CURATE_RECIPES, all_recipes, get_recipe
+from nemo_twvlm.launch.recipes import find_recipes, get_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_YAML = REPO / "conf" / "cluster" / "slurm_h100.yaml"
@@ -188,29 +188,29 @@ def test_help_lists_recipes_and_executors(in_process, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # rich cuts long factory names short in narrow terminals
     cli.main(["pretrain", "--help"])
     out = capsys.readouterr().out
-    for name in [*all_recipes(), "local", "slurm_h100"]:
+    for name in [*find_recipes("pretrain"), "local", "slurm_h100"]:
         assert name in out
     cli.main(["curate", "--help"])
     out = capsys.readouterr().out
-    for name in CURATE_RECIPES:
+    for name in find_recipes("curate"):
         assert name in out
 
 
 def test_every_recipe_is_a_factory():
     from nemo_run.cli.api import resolve_factory
 
-    for name in all_recipes():
+    for name in find_recipes("pretrain"):
         task = resolve_factory(cli.pretrain, name)()
-        assert fdl.build(task.cfg) == all_recipes()[name]()
+        assert fdl.build(task.cfg) == find_recipes("pretrain")[name]()
 
 
 # --- executors from cluster files -------------------------------------------------------------------
 
-CLUSTER_RECIPES = sorted(name for name, recipe in all_recipes().items() if recipe().parallel.num_gpus)
+CLUSTER_RECIPES = sorted(name for name, recipe in find_recipes("pretrain").items() if recipe().parallel.num_gpus)
 
 
 def test_every_gpu_recipe_says_its_cluster_size():
-    assert {n for n in all_recipes() if not n.startswith("twvlm_debug")} == set(CLUSTER_RECIPES)
+    assert {n for n in find_recipes("pretrain") if not n.startswith("twvlm_debug")} == set(CLUSTER_RECIPES)
     sizes = {get_recipe(n).parallel.num_gpus for n in CLUSTER_RECIPES if n.startswith("twvlm_70b")}
     assert {32, 64, 128, 256} <= sizes
 
@@ -346,7 +346,7 @@ def test_curate_refuses_a_config_name_beside_a_recipe(in_process, capsys):
 def test_every_curate_recipe_is_a_factory():
     from nemo_run.cli.api import resolve_factory
 
-    for name, recipe in CURATE_RECIPES.items():
+    for name, recipe in find_recipes("curate").items():
         task = resolve_factory(cli.curate, name)()
         assert fdl.build(task.cfg) == recipe()
 

@@ -1,13 +1,20 @@
-"""The debug LLaVA model: its size matches the planner's arithmetic, and freeze plans put gradients
-exactly where each stage expects them."""
+"""The debug LLaVA model: its size matches the planner's arithmetic, freeze plans put gradients
+exactly where each stage expects them, and building it switches nothing on for the process."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import megatron.core.models.multimodal.llava_model as llava_model
 import pytest
 import torch
 
+from nemo_twvlm.compat import cpu
+from nemo_twvlm.compat.distributed import init_single_process
 from nemo_twvlm.model.freeze import apply_freeze_plan
 from nemo_twvlm.model.llava import build_llava
 from nemo_twvlm.planner import count_parameters
 from nemo_twvlm.presets import PRESETS
-from nemo_twvlm.compat.distributed import init_single_process
 
 IMAGE_ID = 5
 PARTS = ("vision_model", "vision_projection", "language_model")
@@ -36,6 +43,43 @@ def test_vision_tower_stops_at_the_feature_layer(model):
     assert PRESETS["70b"].vision.num_built_layers == 23
     assert model.img_seq_len == PRESETS["debug"].num_image_tokens == 16
     assert PRESETS["70b"].num_image_tokens == 576
+
+
+def _process_state():
+    return (list(torch.overrides._get_current_function_mode_stack()), torch.cuda.current_device,
+            torch.cuda.get_rng_state, llava_model.CLIPViTModel)
+
+
+def test_building_leaves_the_process_as_it_found_it(model, monkeypatch):
+    """The CPU workarounds are switched on by entry points (init_single_process, pretrain, conversion
+    ranks), never by the builder: no new torch-function mode, torch.cuda and megatron's CLIP unpatched."""
+    monkeypatch.setattr(cpu, "_applied", [])  # as if this process had never switched them on
+    before = _process_state()
+    built = build_llava(PRESETS["debug"], image_token_index=IMAGE_ID)
+    assert _process_state() == before
+    assert type(built.vision_model).__name__ == "CLIPViTModelTorchNorm"  # the build itself had its fix
+
+
+@pytest.mark.slow
+def test_building_in_a_fresh_process_leaves_no_torch_function_mode(tmp_path):
+    """The same in a process that never switched the workarounds on (megatron's import makes it ~10 s)."""
+    probe = textwrap.dedent("""
+        import torch
+        from megatron.core import parallel_state
+        from nemo_twvlm.model.llava import build_llava
+        from nemo_twvlm.presets import PRESETS
+
+        torch.distributed.init_process_group("gloo", init_method="file://" + {store!r}, rank=0, world_size=1)
+        parallel_state.initialize_model_parallel(1, 1)
+        model = build_llava(PRESETS["debug"], image_token_index=5)
+        print(sum(p.numel() for p in model.parameters()), len(torch.overrides._get_current_function_mode_stack()))
+    """).format(store=str(tmp_path / "store"))
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    from nemo_twvlm.planner import count_parameters
+
+    assert out.stdout.split() == [str(count_parameters(PRESETS["debug"])["total"]), "0"]
 
 
 def _batch(seed: int = 0):

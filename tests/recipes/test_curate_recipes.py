@@ -8,7 +8,9 @@ import pytest
 from nemo_twvlm.curation.cli import compose_config
 from nemo_twvlm.curation.config import CurationConfig
 from nemo_twvlm.presets import PRESETS
-from recipes import CURATE_RECIPES, get_recipe
+from nemo_twvlm.launch.recipes import find_recipes, get_recipe
+
+CURATE_RECIPES = find_recipes("curate")
 
 NAMES = sorted(CURATE_RECIPES)
 

@@ -7,15 +7,15 @@ import pytest
 from nemo_twvlm.presets import PRESETS, get_preset
 from nemo_twvlm.training.config import PretrainConfig
 from nemo_twvlm.training.validate import validate
-from recipes import all_recipes, get_recipe
+from nemo_twvlm.launch.recipes import find_recipes, get_recipe
 
-RECIPE_NAMES = sorted(all_recipes())
+RECIPE_NAMES = sorted(find_recipes("pretrain"))
 NAME_PATTERN = re.compile(r"twvlm_(?P<size>[a-z0-9]+)(?:_(?P<stage>align|cpt|sft))?(?:_(?P<variant>\w+))?")
 
 
 @pytest.mark.parametrize("name", RECIPE_NAMES)
 def test_recipe_builds_a_consistent_config(name):
-    cfg = all_recipes()[name]()
+    cfg = find_recipes("pretrain")[name]()
     assert isinstance(cfg, PretrainConfig)
     assert cfg.name == name
 

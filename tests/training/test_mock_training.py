@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from nemo_twvlm.training.config import config_to_json
-from recipes import get_recipe
+from nemo_twvlm.launch.recipes import get_recipe
 
 
 def test_debug_perf_recipe_trains_on_mock_rows(tmp_path):
