@@ -34,7 +34,9 @@ from typing import Sequence
 
 from nemo_twvlm.evaluation import benchmarks, scorers
 from nemo_twvlm.evaluation.instruction_following import compliance, default_suite, grounding, run_suite
-from nemo_twvlm.evaluation.tasks import CaptionItem, MCQItem, OpenQAItem, TaskFile, parse_task_spec, read_task, summarise
+from nemo_twvlm.evaluation.tasks import (
+    CaptionItem, MCQItem, OpenQAItem, Problem, TaskFile, parse_task_spec, read_task, summarise,
+)
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +225,38 @@ def _caption(ctx: _Context, items: list[CaptionItem]) -> tuple[dict, list[dict]]
 _RUNNERS = {"mcq": _mcq, "open_qa": _open_qa, "caption": _caption}
 
 
+def usable_items(ctx: _Context, task: TaskFile, items: list) -> list:
+    """The items whose image decodes and whose prompt, with what follows it (the longest option scored,
+    max_new_tokens generated), fits the model's context; each other one becomes a problem of `task` (a
+    counted skip with its reason in results.json), so one bad item never ends the run."""
+    from nemo_twvlm.inference.generate import PromptTooLong, check_fits, context_length, expanded_length
+
+    usable = []
+    for item in items:
+        try:
+            ctx.image(item.image)  # a JPEG cut short passes PIL's verify() and fails here
+        except ValueError as error:
+            task.problems.append(Problem(str(task.path), item.line, f"image unreadable: {error}"))
+            continue
+        question = item.prompt if task.kind == "caption" else item.question
+        text = user_text(question, *((item.options, item.labels) if task.kind == "mcq" else ()))
+        ids = prompt_ids(ctx.tokenizer, text, image_token_index=ctx.image_token_index, prompt_style=ctx.prompt_style)
+        following = [ctx.max_new_tokens] if "generate" in ctx.modes else []
+        if task.kind == "mcq" and "loglik" in ctx.modes:
+            following.append(max(len(ctx.tokenizer.encode(o, add_special_tokens=False)) for o in item.options))
+        try:
+            check_fits(expanded_length(ids, image_token_index=ctx.image_token_index,
+                                       num_image_tokens=ctx.preset.num_image_tokens),
+                       max(following, default=0), context_length(ctx.model), what="tokens")
+        except PromptTooLong as error:
+            task.problems.append(Problem(str(task.path), item.line, f"prompt too long: {error}"))
+            continue
+        usable.append(item)
+    dropped = {id(item) for item in items} - {id(item) for item in usable}
+    task.items = [item for item in task.items if id(item) not in dropped]  # loaded stays lines - skipped
+    return usable
+
+
 # --- instruction-following probe ----------------------------------------------------------------------
 
 def if_samples(source: str | None, count: int, *, seed: int = 0):
@@ -331,6 +365,7 @@ def evaluate_model(model, tokenizer, preset, task_specs: Sequence[str], *, out_d
         if task.kind in benchmarks.KINDS:
             scores, records = benchmarks.run(ctx, task, items)
         else:
+            items = usable_items(ctx, task, items)
             scores, records = _RUNNERS[task.kind](ctx, items) if task.kind in _RUNNERS else ({"n": 0}, [])
         results["tasks"].append({"name": task.name, "kind": task.kind, "path": str(task.path),
                                  "summary": {**task.summary(), "evaluated": len(items)},
