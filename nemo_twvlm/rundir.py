@@ -17,6 +17,8 @@ run record instead.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 from nemo_twvlm.presets import PRESET_FILE, ModelPreset, get_preset, load_preset
@@ -76,6 +78,12 @@ def checkpoint_preset(directory: str | Path) -> ModelPreset:
     return get_preset(read_run_record(directory)["model"]["preset"])
 
 
+def conf_dir() -> Path:
+    """The conf/ directory entry points merge in (clusters, curation pipelines): `$TWVLM_CONF`, else the
+    repository's, wherever the command runs from."""
+    return Path(os.environ.get("TWVLM_CONF") or REPO / "conf")
+
+
 def resolve_local(path: str) -> str:
     """A tokenizer path as a recipe names it (relative to the repository, like data/tokenizer), from any
     working directory; a path that exists nowhere is returned as given (a hub id in production)."""
@@ -85,11 +93,41 @@ def resolve_local(path: str) -> str:
     return str(in_repo) if in_repo.exists() else path
 
 
+# `org/name`: what the Hugging Face hub calls a repository id.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def missing_local_path(path: str) -> str | None:
+    """Why `path` names a local file or directory that is not there, or None if it exists (as given or
+    under the repository) or reads as a hub id.
+
+    A hub id is `org/name` whose `org` is no directory here: `data/tokenizr` (a typo of the repository's
+    `data/tokenizer`) is a missing path, not a repository for the network to look up."""
+    if not path:
+        return None
+    candidates = [Path(path), REPO / path]
+    if any(candidate.exists() for candidate in candidates):
+        return None
+    if _HUB_ID.fullmatch(path) and not any(candidate.parent.is_dir() for candidate in candidates):
+        return None
+    return "no such file or directory (looked for " + ", ".join(str(c) for c in dict.fromkeys(candidates)) + ")"
+
+
 def checkpoint_tokenizer(directory: str | Path) -> str:
+    """The tokenizer a checkpoint trains and exports with: its own tokenizer/ directory, else the one its
+    run record names, found as given, beside the checkpoint or in the repository. Never a hub lookup: a
+    relative path that is not found from here is refused, naming it."""
     directory = Path(directory)
     if (directory / TOKENIZER_DIR).is_dir():
         return str(directory / TOKENIZER_DIR)
-    return resolve_local(read_run_record(directory)["data"]["tokenizer"])
+    named = read_run_record(directory)["data"]["tokenizer"]
+    candidates = [Path(named), directory / named, REPO / named] if named else []
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    raise RunDirError(f"{directory / RUN_CONFIG_FILE} names data.tokenizer={named!r}, which is not here (looked for "
+                      f"{', '.join(str(c) for c in dict.fromkeys(candidates)) or 'nothing'}); copy the "
+                      f"tokenizer to {directory / TOKENIZER_DIR}")
 
 
 def loader_state_dir(directory: str | Path) -> Path:

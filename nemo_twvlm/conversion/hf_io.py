@@ -74,10 +74,18 @@ class TensorReader:
 
     def _scan(self, path: Path):
         if path.suffix == ".safetensors":
-            with safe_open(str(path), framework="pt") as f:
-                for name in f.keys():
-                    piece = f.get_slice(name)
-                    yield TensorInfo(str(path), name, tuple(piece.get_shape()), _ST_DTYPES[piece.get_dtype()])
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    pieces = [(name, f.get_slice(name)) for name in f.keys()]
+            except Exception as error:  # SafetensorError (cut-off header or data), OSError
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise ConversionError(f"{path} is not a readable safetensors file ({first_line}); a truncated "
+                                      f"download or copy? fetch it again") from None
+            for name, piece in pieces:
+                if piece.get_dtype() not in _ST_DTYPES:
+                    raise ConversionError(f"{path}: tensor {name!r} has dtype {piece.get_dtype()}, which a model "
+                                          f"weight cannot have; supported: {sorted(_ST_DTYPES)}")
+                yield TensorInfo(str(path), name, tuple(piece.get_shape()), _ST_DTYPES[piece.get_dtype()])
         else:
             state = self._open_bin(str(path))
             for name, tensor in state.items():
@@ -100,11 +108,14 @@ class TensorReader:
         if info.file.endswith(".safetensors"):
             # Opened per read: the mapping is released at once, so pages already copied out of the file
             # do not stay resident next to the model being built.
-            with safe_open(info.file, framework="pt") as f:
-                if dim is None:
-                    return f.get_tensor(name)
-                index = (slice(None),) * dim + (slice(start, stop),)
-                return f.get_slice(name)[index].contiguous()
+            try:
+                with safe_open(info.file, framework="pt") as f:
+                    if dim is None:
+                        return f.get_tensor(name)
+                    index = (slice(None),) * dim + (slice(start, stop),)
+                    return f.get_slice(name)[index].contiguous()
+            except Exception as error:  # the file changed or was cut short after it was scanned
+                raise ConversionError(f"{info.file}: tensor {name!r} cannot be read ({error})") from None
         tensor = self._open_bin(info.file)[name]
         if dim is not None:
             tensor = tensor.narrow(dim, start, stop - start)

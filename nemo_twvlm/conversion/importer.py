@@ -177,7 +177,7 @@ def convert_rank(job: RankJob, source: HFSource) -> None:
 
 @torch.no_grad()
 def fill_model(model, source: HFSource, preset: ModelPreset, tp_rank: int, tp_size: int) -> None:
-    lossy = []
+    lossy, nonfinite = [], []
     for name, param in megatron_io.parameters(model):
         rule, layer = match(name)
         sources = rule.hf_names(layer, preset)
@@ -192,8 +192,14 @@ def fill_model(model, source: HFSource, preset: ModelPreset, tp_rank: int, tp_si
                                   f"{tp_rank}/{tp_size}, got {tuple(value.shape)} from {shapes}")
         if value.dtype != param.dtype and not torch.equal(value.to(param.dtype).to(value.dtype), value):
             lossy.append(name)
+        if value.is_floating_point() and (bad := value.numel() - int(torch.isfinite(value).sum())):
+            nonfinite.append(f"{' + '.join(sources)} ({bad} of {value.numel()} values)")
         param.copy_(value)
         del parts, value
+    if nonfinite:
+        rank = f" (TP rank {tp_rank}/{tp_size}'s slices)" if tp_size > 1 else ""
+        warnings.warn(f"{len(nonfinite)} tensors hold NaN or Inf{rank}, imported as they are: "
+                      f"{'; '.join(nonfinite)}", stacklevel=2)
     if lossy:
         warnings.warn(f"{len(lossy)} tensors lose precision in the model dtype (e.g. {lossy[0]}); an export "
                       f"will not reproduce them bit for bit", stacklevel=2)

@@ -1,28 +1,24 @@
-"""Entry points: Hydra composes conf/curation/<name>.yaml with overrides into a CurationConfig.
+"""Hydra composes conf/curation/<name>.yaml with overrides into a CurationConfig, and a config runs.
 
-    python -m nemo_twvlm.curation --config-name pairs_zh_tw input_dir=IN output_dir=OUT [key=value ...]
-    nemo twvlm curate config=pairs_zh_tw input_dir=IN output_dir=OUT overrides="executor.name=xenna"
-    nemo twvlm curate --factory curate_pairs_zh_tw input_dir=IN output_dir=OUT executor.name=xenna
+The command line is `nemo twvlm curate --factory NAME input_dir=IN output_dir=OUT [field=value ...]`
+(launch.cli; `python -m nemo_twvlm.curation --config-name NAME ...` forwards to it), where NAME is a
+recipe of recipes/curate.py (these YAMLs composed here, plus a few changed fields) or a YAML by name.
 
-The recipes in recipes/curate.py are these YAMLs composed here, plus a few changed fields.
-
-The conf directory is this checkout's conf/curation, or $TWVLM_CONF/curation.
+The conf directory is the repository's conf/curation, or $TWVLM_CONF/curation (rundir.conf_dir).
 """
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 from nemo_twvlm.curation.config import CurationConfig
+from nemo_twvlm.rundir import conf_dir as conf_root
 
 CONTRACT_KEYS = ("input", "kept", "dropped", "quarantined", "text_tokens", "image_tokens")
 
 
 def conf_dir() -> Path:
-    root = os.environ.get("TWVLM_CONF")
-    return (Path(root) if root else Path(__file__).resolve().parents[2] / "conf") / "curation"
+    return conf_root() / "curation"
 
 
 def compose_config(name: str, overrides: list[str], *, check: bool = True) -> CurationConfig:
@@ -51,25 +47,3 @@ def run_config(cfg: CurationConfig) -> dict:
 def run(name: str, overrides: list[str]) -> dict:
     """Compose conf/curation/<name>.yaml with Hydra overrides and run it."""
     return run_config(compose_config(name, overrides))
-
-
-def curate(config: str, input_dir: str, output_dir: str, overrides: list[str] = ()) -> dict:
-    """The typed form `nemo twvlm curate config=...` calls."""
-    return run(config, [f"input_dir={input_dir}", f"output_dir={output_dir}", *overrides])
-
-
-def _split_args(args: list[str]) -> tuple[str, list[str]]:
-    name, overrides = "pairs_zh_tw", []
-    it = iter(args)
-    for arg in it:
-        if arg in ("--config-name", "-cn"):
-            name = next(it, name)
-        elif arg.startswith("--config-name="):
-            name = arg.split("=", 1)[1]
-        else:
-            overrides.append(arg)
-    return name, overrides
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return run(*_split_args(list(sys.argv[1:] if argv is None else argv)))

@@ -1,9 +1,52 @@
-"""Energon loaders for training and evaluation, shared by the CPU debug runs and the GPU clusters."""
+"""Energon loaders for training and evaluation, shared by the CPU debug runs and the GPU clusters.
+
+Bad samples are skipped and counted (task_encoder.count_and_log_skip). When none can be used, the loader
+says so, "no usable samples in DIR (N skipped: reasons)", instead of Energon's FatalSampleError (100
+failures in a row) or, for a validation split, an empty pass.
+"""
 from __future__ import annotations
 
-from megatron.energon import WorkerConfig, get_savable_loader, get_train_dataset, get_val_dataset
+from collections import Counter
 
-from nemo_twvlm.data.task_encoder import LlavaTaskEncoder, count_and_log_skip
+from megatron.energon import WorkerConfig, get_savable_loader, get_train_dataset, get_val_dataset
+from megatron.energon.errors import FatalSampleError
+
+from nemo_twvlm.data.task_encoder import SKIPPED, LlavaTaskEncoder, count_and_log_skip
+
+
+class NoUsableSamples(ValueError):
+    """A dataset (or a long run of it) from which no sample could be used; the message counts the reasons."""
+
+
+class CheckedLoader:
+    """An Energon savable loader (its state methods pass through) that names the dataset and the skip
+    reasons when no batch can be made from it."""
+
+    def __init__(self, loader, path: str):
+        self.loader, self.path = loader, path
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def __iter__(self):
+        before, batches = Counter(SKIPPED), 0
+        try:
+            for batch in self.loader:
+                batches += 1
+                yield batch
+        except FatalSampleError:
+            raise NoUsableSamples(self._message(before, batches)) from None
+        if batches == 0:
+            raise NoUsableSamples(self._message(before, batches))
+
+    def _message(self, before: Counter, batches: int) -> str:
+        skipped = Counter(SKIPPED)
+        skipped.subtract(before)
+        reasons = ", ".join(f"{reason} {n}" for reason, n in skipped.most_common() if n > 0)
+        counts = f"{skipped.total()} skipped: {reasons}" if reasons else "skips counted in the loader workers' logs"
+        if batches == 0:
+            return f"no usable samples in {self.path} ({counts})"
+        return f"{self.path}: 100 samples in a row unusable after {batches} good batches ({counts})"
 
 
 def worker_config(rank: int, world_size: int, num_workers: int, seed: int) -> WorkerConfig:
@@ -24,7 +67,7 @@ def train_loader(path: str, encoder: LlavaTaskEncoder, *, micro_batch_size: int,
         packing_buffer_size=packing_buffer_size if packing else None,
         task_encoder=encoder,
     )
-    return get_savable_loader(dataset)
+    return CheckedLoader(get_savable_loader(dataset), path)
 
 
 def val_loader(path: str, encoder: LlavaTaskEncoder, *, micro_batch_size: int, rank: int = 0,
@@ -35,4 +78,4 @@ def val_loader(path: str, encoder: LlavaTaskEncoder, *, micro_batch_size: int, r
         batch_size=micro_batch_size,
         task_encoder=encoder,
     )
-    return get_savable_loader(dataset)
+    return CheckedLoader(get_savable_loader(dataset), path)

@@ -29,7 +29,7 @@ from nemo_twvlm.evaluation import benchmarks
 from nemo_twvlm.evaluation.context import EvalContext
 from nemo_twvlm.evaluation.if_task import DEFAULT_IF_SAMPLES, IF_PROBE, run_if_probe
 from nemo_twvlm.evaluation.report import write_report
-from nemo_twvlm.evaluation.runners import run_caption, run_mcq, run_open_qa
+from nemo_twvlm.evaluation.runners import run_caption, run_mcq, run_open_qa, usable_items
 from nemo_twvlm.evaluation.tasks import TaskFile, parse_task_spec, read_task, summarise
 from nemo_twvlm.inference.prompt import PROMPT_STYLES
 
@@ -97,6 +97,8 @@ def evaluate_model(model, tokenizer, preset, task_specs: Sequence[str], *, out_d
     for task in tasks:
         items = task.items[:limit] if limit else task.items
         log.info("evaluating %s (%s, %d items)", task.name, task.kind, len(items))
+        if task.kind in RUNNERS and task.kind not in benchmarks.KINDS:
+            items = usable_items(ctx, task, items)
         scores, records = RUNNERS[task.kind](ctx, task, items) if task.kind in RUNNERS else ({"n": 0}, [])
         results["tasks"].append({"name": task.name, "kind": task.kind, "path": str(task.path),
                                  "summary": {**task.summary(), "evaluated": len(items)},

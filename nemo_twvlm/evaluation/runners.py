@@ -12,7 +12,8 @@ from __future__ import annotations
 from nemo_twvlm.evaluation import scorers
 from nemo_twvlm.evaluation.context import EvalContext
 from nemo_twvlm.evaluation.scoring import ScoringItem, continuation_logprobs
-from nemo_twvlm.evaluation.tasks import CaptionItem, MCQItem, OpenQAItem, TaskFile
+from nemo_twvlm.evaluation.tasks import CaptionItem, MCQItem, OpenQAItem, Problem, TaskFile
+from nemo_twvlm.inference.generate import PromptTooLong, check_fits, context_length, expanded_length
 from nemo_twvlm.inference.prompt import prompt_ids, user_text
 
 
@@ -99,3 +100,33 @@ def run_caption(ctx: EvalContext, task: TaskFile, items: list[CaptionItem]) -> t
         scores.update(bleu4=scorers.corpus_bleu(hyps, refs),
                       bleu4_sentence_mean=scorers.accuracy([r["bleu4"] for r in records]), cider_d=cider)
     return scores, records
+
+
+def usable_items(ctx: EvalContext, task: TaskFile, items: list) -> list:
+    """The items whose image decodes and whose prompt, with what follows it (the longest option scored,
+    max_new_tokens generated), fits the model's context; each other one becomes a problem of `task` (a
+    counted skip with its reason in results.json), so one bad item never ends the run."""
+    usable = []
+    for item in items:
+        try:
+            ctx.image(item.image)  # a JPEG cut short passes PIL's verify() and fails here
+        except ValueError as error:
+            task.problems.append(Problem(str(task.path), item.line, f"image unreadable: {error}"))
+            continue
+        question = item.prompt if task.kind == "caption" else item.question
+        text = user_text(question, *((item.options, item.labels) if task.kind == "mcq" else ()))
+        ids = prompt_ids(ctx.tokenizer, text, image_token_index=ctx.image_token_index, prompt_style=ctx.prompt_style)
+        following = [ctx.max_new_tokens] if "generate" in ctx.modes else []
+        if task.kind == "mcq" and "loglik" in ctx.modes:
+            following.append(max(len(ctx.tokenizer.encode(o, add_special_tokens=False)) for o in item.options))
+        try:
+            check_fits(expanded_length(ids, image_token_index=ctx.image_token_index,
+                                       num_image_tokens=ctx.preset.num_image_tokens),
+                       max(following, default=0), context_length(ctx.model), what="tokens")
+        except PromptTooLong as error:
+            task.problems.append(Problem(str(task.path), item.line, f"prompt too long: {error}"))
+            continue
+        usable.append(item)
+    dropped = {id(item) for item in items} - {id(item) for item in usable}
+    task.items = [item for item in task.items if id(item) not in dropped]  # loaded stays lines - skipped
+    return usable

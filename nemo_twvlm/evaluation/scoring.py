@@ -20,7 +20,12 @@ def continuation_logprobs(model, items: list[ScoringItem], *, image_token_index:
 
     `num_tokens`: the tokenizer's size; the distribution is over its ids only, not over padding rows
     of the model's vocabulary (None: over every row)."""
+    from nemo_twvlm.inference.generate import check_fits, context_length, expanded_length
+
     model.eval()
+    for item in items:
+        check_fits(expanded_length(item.context, image_token_index=image_token_index, num_image_tokens=num_image_tokens),
+                   len(item.continuation), context_length(model), what="option tokens")
     scores: list[float] = []
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]

@@ -3,6 +3,11 @@
 The prompt (with its images) is run once; each new token then attends to cached keys/values through
 megatron's StaticInferenceContext. `use_cache=False` recomputes the whole sequence every step, the
 reference the cached path is tested against.
+
+A prompt is never cut to fit: the prompt (each image counted as its image tokens) plus max_new_tokens must
+fit the model's context, or `PromptTooLong` names the lengths. (megatron's LLaVA would silently keep the
+first positions, dropping the end of the question and the assistant header, and answer something else.)
+Chat, evaluation and scoring share the rule (`check_fits`).
 """
 from dataclasses import dataclass, field
 
@@ -19,6 +24,28 @@ class SamplingParams:
     stop_ids: tuple[int, ...] = field(default_factory=tuple)
     # Ids at or past this are never sampled (padding rows of the vocabulary); None = every logit.
     num_tokens: int | None = None
+
+
+class PromptTooLong(ValueError):
+    """A prompt (and what is to follow it) longer than the model's context."""
+
+
+def context_length(model) -> int:
+    """The longest sequence (image tokens included) the model's language model takes."""
+    return model.language_model.max_sequence_length
+
+
+def expanded_length(prompt_ids: list[int], *, image_token_index: int, num_image_tokens: int) -> int:
+    """The prompt's length as the language model sees it: each image id becomes its image tokens."""
+    return len(prompt_ids) + prompt_ids.count(image_token_index) * (num_image_tokens - 1)
+
+
+def check_fits(length: int, following: int, context: int, *, what: str = "new tokens") -> None:
+    """Raise `PromptTooLong` unless a prompt of `length` positions and `following` more fit `context`."""
+    if length + following > context:
+        raise PromptTooLong(f"the prompt takes {length} positions (images as their tokens) and {following} "
+                            f"{what} must follow, {length + following} in all, more than the model's context of "
+                            f"{context}; shorten the prompt" + (" or lower max_new_tokens" if what == "new tokens" else ""))
 
 
 def _next_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
@@ -43,7 +70,8 @@ def generate(model, prompt_ids: list[int], images: torch.Tensor, *, image_token_
     num_images = prompt_ids.count(image_token_index)
     if num_images != len(images):
         raise ValueError(f"prompt has {num_images} image placeholders but {len(images)} images were given")
-    expanded = len(prompt_ids) + num_images * (num_image_tokens - 1)
+    expanded = expanded_length(prompt_ids, image_token_index=image_token_index, num_image_tokens=num_image_tokens)
+    check_fits(expanded, params.max_new_tokens, context_length(model))
     context = StaticInferenceContext(1, expanded + params.max_new_tokens) if use_cache else None
     ids = list(prompt_ids)
     out: list[int] = []

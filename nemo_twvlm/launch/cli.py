@@ -1,4 +1,4 @@
-"""`nemo twvlm <command>`: a table from command name to a typed function, served by NeMo-Run.
+"""`nemo twvlm <command> key=value ...`: a table from command name to a typed function, served by NeMo-Run.
 
     nemo twvlm pretrain --factory twvlm_debug trainer.max_steps=20 --yes      # in-process
     nemo twvlm pretrain --factory twvlm_debug run.executor=local --yes        # venv subprocess
@@ -7,17 +7,24 @@
     nemo twvlm curate --factory curate_pairs_zh_tw input_dir=IN output_dir=OUT executor.name=xenna
     python -m nemo_twvlm.launch.cli pretrain ...                              # same, without `nemo`
 
-`--factory` takes any recipe name of the command's kind in `launch.recipes.find_recipes` (`pretrain`
-for pretrain and plan, `curate` for curate). Overrides address the config directly
-(`trainer.max_steps=20` means `cfg.trainer.max_steps=20`). `run.executor=<name>` picks
-`<conf>/cluster/<name>.yaml`, where `<conf>` is `$TWVLM_CONF` or `./conf`; `local` always exists.
-Without `run.executor` the task runs in this process.
+This is the one command line: `python -m nemo_twvlm.conversion ...` and `python -m nemo_twvlm.curation
+--config-name NAME ...` forward to it. `--factory` takes any recipe name of the command's kind in
+`launch.recipes.find_recipes` (`pretrain` for pretrain and plan, `curate` for curate); curate also takes
+the name of any conf/curation YAML. Overrides address the config directly (`trainer.max_steps=20` means
+`cfg.trainer.max_steps=20`). `run.executor=<name>` picks `<conf>/cluster/<name>.yaml` (`rundir.conf_dir`:
+`$TWVLM_CONF`, else the repository's conf/, from any working directory); `local` always exists. Without
+`run.executor` the task runs in this process.
+
+Nothing is registered on import: `register()` (run by `main()`, and by NeMo-Run's plugin hook
+`launch.plugin`) adds the commands, recipes and executors. A failing command prints one line naming what
+was wrong and exits 1, never a traceback (`-v` shows it).
 
 A new command is a function taking typed arguments, added to COMMANDS.
 """
 import dataclasses
+import functools
 import inspect
-import os
+import logging
 import re
 import sys
 from pathlib import Path
@@ -25,7 +32,11 @@ from typing import Any, Callable, Optional, get_args, get_type_hints
 
 import fiddle as fdl
 import nemo_run as run
+import typer
+from nemo_run.cli.api import RunContextError
+from nemo_run.cli.cli_parser import CLIException
 
+from nemo_twvlm.rundir import conf_dir, missing_local_path
 from nemo_twvlm.curation.config import CurationConfig
 from nemo_twvlm.launch.executors import load_executor, local_executor
 from nemo_twvlm.launch.recipes import find_recipes
@@ -54,8 +65,8 @@ def check_pretrain(task: run.Partial, executor: run.Executor | None, nodes_given
     the cluster file's. The checkpoint the run starts from is checked where it is on this machine: its
     tokenizer and vocabulary become the run's (training.lineage).
     """
-    from nemo_twvlm.training.lineage import resolve_start
-    from nemo_twvlm.training.validate import ConfigError, validate
+    from nemo_twvlm.training.lineage import check_run
+    from nemo_twvlm.training.validate import ConfigError
 
     cfg = fdl.build(task.cfg)
     par = cfg.parallel
@@ -69,18 +80,41 @@ def check_pretrain(task: run.Partial, executor: run.Executor | None, nodes_given
                                    f"GPUs per node; set run.executor.nodes"])
             executor.nodes = par.num_gpus // per_node
         world = executor.nnodes() * executor.nproc_per_node()
-    cfg = resolve_start(cfg, local=executor is None or isinstance(executor, run.LocalExecutor))
+    # Transformer Engine (fp8, context parallelism) is the container's business, not the login node's.
+    cfg = check_run(cfg, world_size=world, local=executor is None or isinstance(executor, run.LocalExecutor),
+                    te_available=True)
     if cfg.model.init_from and cfg.data.tokenizer:
         print(f"nemo_twvlm: starts from {cfg.model.init_from}: tokenizer {cfg.data.tokenizer}, "
               f"model.preset {cfg.model.preset}")
-    # Transformer Engine (fp8, context parallelism) is the container's business, not the login node's.
-    validate(cfg, world_size=world, te_available=True)
+
+
+class CommandError(ValueError):
+    """A command argument that cannot work; the message names the argument and its value."""
+
+
+def _existing(field: str, value: str, what: str = "file or directory") -> str:
+    if not value:
+        raise CommandError(f"{field}={value!r}: expected a {what}")
+    if not Path(value).exists():
+        raise CommandError(f"{field}={value!r}: no such {what}")
+    return value
+
+
+def _local_or_hub(field: str, value: str) -> str:
+    problem = missing_local_path(value)
+    if problem:
+        raise CommandError(f"{field}={value!r}: {problem}")
+    return value
 
 
 def demo(out_dir: str = "runs/demo") -> None:
     """Synthetic data -> debug align -> CPT -> SFT -> held-out probes (image vs blank; instruction following)."""
     from nemo_twvlm.launch.demo import run_demo
 
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"out_dir={out_dir!r}: cannot be created ({error.strerror})") from None
     recipes = find_recipes("pretrain")
     run_demo(recipes["twvlm_debug_align"](), recipes["twvlm_debug_cpt"](), recipes["twvlm_debug_sft"](), out_dir)
 
@@ -89,6 +123,8 @@ def chat(ckpt: str, image: str, prompt: str = "", max_new_tokens: int = 64, temp
          top_p: float = 1.0, system: str = "") -> None:
     """Ask about an image (`prompt=...`), or chat interactively when no prompt is given; `system=...` is an
     optional system prompt."""
+    _existing("ckpt", ckpt, "checkpoint directory")
+    _existing("image", image, "image file")
     from nemo_twvlm.data.image import load_image
     from nemo_twvlm.inference.chat import ChatSession
     from nemo_twvlm.inference.generate import SamplingParams
@@ -119,6 +155,10 @@ def plan(cfg: PretrainConfig, num_gpus: int = 0, mfu: float = 0.4) -> None:
     from nemo_twvlm.planner import format_plan, plan_from_config
     from nemo_twvlm.training.validate import validate
 
+    if num_gpus < 0:
+        raise CommandError(f"num_gpus={num_gpus}: expected 0 (the recipe's) or a positive number of GPUs")
+    if not 0 < mfu <= 1:
+        raise CommandError(f"mfu={mfu}: expected a fraction of peak in (0, 1]")
     par = cfg.parallel
     world = num_gpus or par.num_gpus or par.tensor_parallel * par.pipeline_parallel * par.context_parallel
     validate(cfg, world_size=world, te_available=True)  # the plan is for the GPU container
@@ -134,6 +174,7 @@ def evaluate(ckpt: str, tasks: str, out_dir: str = "runs/eval", limit: Optional[
            | vistw_mcq:DIR | vistw_dialogue:DIR | taiwanvqa:DIR | vlmeval_mcq:TSV (published layouts)
     judge: scores vistw_dialogue: an OpenAI-compatible endpoint URL (model judge_model) or a checkpoint DIR
     """
+    _existing("ckpt", ckpt, "checkpoint directory")
     from nemo_twvlm.evaluation.harness import cli_evaluate
 
     cli_evaluate(ckpt, tasks, out_dir=out_dir, limit=limit, modes=modes, max_new_tokens=max_new_tokens,
@@ -144,56 +185,51 @@ def import_hf(src: str = "", dst: str = "", tp: int = 1, pp: int = 1, preset: st
               llama: str = "", tokenizer: str = "", image_token: str = "reserved") -> None:
     """HF LLaVA dir (or clip=DIR llama=DIR) -> our distributed checkpoint at dst, split tp x pp ways.
 
-    image_token: how <image> enters a tokenizer without one (Llama-3's): `reserved` (a reserved special
-    token; the vocabulary keeps its 128,256 ids) or `append` (a new id; rows grow to a multiple of 64)."""
-    from nemo_twvlm.conversion import ConversionError, import_hf as run_import
+    Each source is a local directory or a hub id. image_token: how <image> enters a tokenizer without one
+    (Llama-3's): `reserved` (a reserved special token; the vocabulary keeps its 128,256 ids) or `append`
+    (a new id; rows grow to a multiple of 64)."""
+    from nemo_twvlm.conversion import import_hf as run_import
 
-    try:
-        run_import(src or (clip, llama), dst, tp=tp, pp=pp, preset=preset or None, tokenizer=tokenizer or None,
-                   image_token=image_token)
-    except ConversionError as error:
-        raise SystemExit(f"import_hf: {error}") from None
+    if not ((src and not clip and not llama) or (not src and clip and llama)):
+        raise CommandError(f"src={src!r} clip={clip!r} llama={llama!r}: give either src=LLAVA_DIR or both "
+                           f"clip=DIR and llama=DIR")
+    if not dst:
+        raise CommandError("dst='': expected the directory to write the checkpoint to")
+    sources = {"src": src} if src else {"clip": clip, "llama": llama}
+    for field, value in sources.items():
+        _local_or_hub(field, value)
+    preset_used = run_import(src or (clip, llama), dst, tp=tp, pp=pp, preset=preset or None,
+                             tokenizer=tokenizer or None, image_token=image_token)
+    print(f"import_hf: {dst} (preset {preset_used.name}, tp={tp}, pp={pp})")
 
 
 def export_hf(src: str, dst: str, max_shard_size: str = "5GB") -> None:
     """Our checkpoint (any TP/PP) -> a transformers LlavaForConditionalGeneration directory."""
-    from nemo_twvlm.conversion import ConversionError, export_hf as run_export
+    from nemo_twvlm.conversion import export_hf as run_export
 
-    try:
-        run_export(src, dst, max_shard_size=max_shard_size)
-    except ConversionError as error:
-        raise SystemExit(f"export_hf: {error}") from None
+    print(f"export_hf: {run_export(_existing('src', src, 'checkpoint directory'), dst, max_shard_size=max_shard_size)}")
 
 
 def export_trtllm(hf_dir: str, engine_dir: str, dtype: str = "bfloat16", tp: int = 1, max_batch_size: int = 1,
                   max_input_len: int = 2048) -> None:
     """An export_hf directory -> TensorRT-LLM engines (needs a GPU and tensorrt_llm)."""
-    from nemo_twvlm.conversion import ConversionError, export_trtllm as run_export
+    from nemo_twvlm.conversion import export_trtllm as run_export
 
-    try:
-        run_export(hf_dir, engine_dir, dtype=dtype, tp=tp, max_batch_size=max_batch_size,
-                   max_input_len=max_input_len)
-    except ConversionError as error:
-        raise SystemExit(f"export_trtllm: {error}") from None
+    out = run_export(_existing("hf_dir", hf_dir, "export_hf directory"), engine_dir, dtype=dtype, tp=tp,
+                     max_batch_size=max_batch_size, max_input_len=max_input_len)
+    print(f"export_trtllm: {out}")
 
 
-def curate(config: str = "", input_dir: str = "", output_dir: str = "", overrides: str = "",
-           cfg: Optional[CurationConfig] = None) -> None:
-    """Curate raw pairs / interleaved documents into Energon shards, from a recipe or a YAML by name.
+def curate(cfg: Optional[CurationConfig] = None) -> None:
+    """Curate raw pairs / interleaved documents / visual instructions into Energon shards (the config has no
+    default: --factory is required).
 
-    `--factory curate_pairs_zh_tw input_dir=IN output_dir=OUT executor.name=xenna`: a recipe, with
-    dotted overrides of its fields. `config=pairs_zh_tw input_dir=IN output_dir=OUT
-    overrides="executor.name=xenna"`: conf/curation/<config>.yaml with Hydra overrides (space-separated).
+    `--factory NAME`: a recipe (`curate_pairs_zh_tw`) or a YAML in conf/curation by name (`pairs_laion`),
+    then its fields as dotted overrides: `input_dir=IN output_dir=OUT executor.name=xenna`.
     """
-    from nemo_twvlm.curation.cli import curate as run_curate, run_config
+    from nemo_twvlm.curation.cli import run_config
 
-    if cfg is None:
-        run_curate(config or "pairs_zh_tw", input_dir, output_dir, overrides.split())
-        return
-    if config or overrides:
-        raise ValueError(f"curate: config={config!r} / overrides={overrides!r} do not combine with --factory, "
-                         "which gives the whole config; override its fields directly (executor.name=xenna)")
-    run_config(dataclasses.replace(cfg, input_dir=input_dir or cfg.input_dir, output_dir=output_dir or cfg.output_dir))
+    run_config(cfg)
 
 
 COMMANDS: dict[str, Callable[..., Any]] = {
@@ -204,12 +240,27 @@ COMMANDS: dict[str, Callable[..., Any]] = {
 # Run before submitting to a remote executor, and by dry runs; local runs validate as they start.
 REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor, bool], None]] = {"pretrain": check_pretrain}
 
-# What `--factory NAME` builds for each command: a task per recipe of this kind.
-COMMAND_RECIPES: dict[str, str] = {"pretrain": "pretrain", "plan": "pretrain", "curate": "curate"}
 
 
-def conf_dir() -> Path:
-    return Path(os.environ.get("TWVLM_CONF", "conf"))
+def curation_factories() -> dict[str, Callable[[], CurationConfig]]:
+    """What `curate --factory NAME` builds: the curation recipes, and every conf/curation YAML by name."""
+    from nemo_twvlm.curation.cli import compose_config
+
+    def from_yaml(path: Path) -> Callable[[], CurationConfig]:
+        def compose() -> CurationConfig:
+            return compose_config(path.stem, [], check=False)
+
+        compose.__doc__ = f"{path} as it is."
+        return compose
+
+    return {**{path.stem: from_yaml(path) for path in sorted((conf_dir() / "curation").glob("*.yaml"))},
+            **find_recipes("curate")}
+
+
+def command_recipes() -> dict[str, dict[str, Callable[[], Any]]]:
+    """What `--factory NAME` builds for each command: a task per recipe."""
+    pretrain = find_recipes("pretrain")
+    return {"pretrain": pretrain, "plan": pretrain, "curate": curation_factories()}
 
 
 def to_config(value: Any) -> Any:
@@ -235,6 +286,9 @@ class TwvlmRunContext(run.cli.RunContext):
 
     def parse_fn(self, fn, args, **default_kwargs):
         root = config_arg(fn)
+        if root is not None and inspect.signature(fn).parameters[root].default is None and not self.factory:
+            raise CommandError(f"{fn.__name__}: no {root}; give --factory with one of "
+                               f"{sorted(command_recipes().get(fn.__name__, {}))}")
         if root is not None:
             args = qualify_overrides(root, fn, args)
         self._task = super().parse_fn(fn, args, **default_kwargs)
@@ -258,6 +312,20 @@ class TwvlmRunContext(run.cli.RunContext):
                 f"('local' or a file in {cluster_dir.resolve()}; $TWVLM_CONF moves the conf directory)"
             ) from None
 
+    def cli_execute(self, fn, args, entrypoint_type="task"):
+        # NeMo-Run prints anything but a RunContextError as "Unexpected error: {error}", which is empty for a
+        # declined or impossible confirmation and dumps whole configs for a bad override.
+        # It also logs each parse error with the whole config before raising it; the raised one is reported.
+        logging.getLogger("nemo_run.cli.cli_parser").setLevel(logging.CRITICAL)
+        try:
+            return super().cli_execute(fn, args, entrypoint_type)
+        except typer.Abort:
+            raise RunContextError(f"{fn.__name__}: not confirmed (pass --yes to run without asking)") from None
+        except RunContextError:
+            raise
+        except Exception as error:
+            raise RunContextError(error_message(fn.__name__, error)) from error
+
     # Overrides a private NeMo-Run 0.11.1 method: it is the only hook between parsing and launching.
     def _execute_task(self, fn, task_args):
         super()._execute_task(fn, task_args)
@@ -266,6 +334,32 @@ class TwvlmRunContext(run.cli.RunContext):
             with run.Experiment(self.name, executor=self.executor) as experiment:
                 experiment.add(self._task, name=self.name)
                 experiment.dryrun()
+
+
+# A NeMo-Run parse error's message embeds the whole config; its context names the argument.
+_PARSED_AS = re.compile(r"'key': '(?P<key>[^']+)', 'value': '(?P<value>[^']*)', 'expected_type': <class '(?P<type>[\w.]+)'>")
+_NO_FIELD = re.compile(r"(?:No parameter named|Invalid attribute) '(?P<field>\w+)'")
+
+
+def error_message(command: str, error: Exception) -> str:
+    """One line for a failed command: what failed, naming the argument or field and the value."""
+    text = str(error)
+    if isinstance(error, CLIException):
+        context = getattr(error, "context", {}) or {}
+        parsed, unknown = _PARSED_AS.search(text), _NO_FIELD.search(text)
+        if parsed:
+            text = f"{parsed['key']}={parsed['value']!r}: expected {parsed['type'].rsplit('.', 1)[-1]}"
+        elif unknown:
+            text = f"{context.get('key') or unknown['field']}: no such field or argument of {command}"
+        else:
+            text = text.splitlines()[0][:300]
+    elif text.startswith("No matching factory found for:"):
+        known = sorted(command_recipes().get(command, {}))
+        text = f"--factory: {text}; expected one of {known}"
+    elif not text or not isinstance(error, (ValueError, OSError, LookupError)):
+        text = f"{type(error).__name__}: {text or repr(error)} (-v shows the traceback)"
+    first = text.split(":", 1)[0]
+    return text if first == command else f"{command}: {text}"
 
 
 def config_arg(fn: Callable) -> str | None:
@@ -296,12 +390,17 @@ def qualify_overrides(root: str, fn: Callable, args: list[str]) -> list[str]:
     return qualified
 
 
-def _register_commands() -> None:
+@functools.cache
+def register() -> None:
+    """Add the commands, each command's recipes and the executors to NeMo-Run's registry (once a process)."""
+    recipes = command_recipes()
     for name, command in COMMANDS.items():
         run.cli.entrypoint(command, namespace=NAMESPACE, run_ctx_cls=TwvlmRunContext)
-        kind = COMMAND_RECIPES.get(name)
-        for recipe_name, recipe in (find_recipes(kind) if kind else {}).items():
+        for recipe_name, recipe in recipes.get(name, {}).items():
             _register_recipe(command, recipe_name, recipe)
+    run.cli.factory(local_executor, target=run.Executor, name="local")
+    for path in sorted((conf_dir() / "cluster").glob("*.yaml")):
+        _register_cluster_file(path)
 
 
 def _register_recipe(command: Callable, name: str, recipe: Callable[[], Any]) -> None:
@@ -315,12 +414,6 @@ def _register_recipe(command: Callable, name: str, recipe: Callable[[], Any]) ->
     run.cli.factory(task, target=command, name=name)
 
 
-def _register_executors(conf: Path) -> None:
-    run.cli.factory(local_executor, target=run.Executor, name="local")
-    for path in sorted((conf / "cluster").glob("*.yaml")):
-        _register_cluster_file(path)
-
-
 def _register_cluster_file(path: Path) -> None:
     def executor() -> run.Config[run.Executor]:
         return load_executor(path)
@@ -330,17 +423,20 @@ def _register_cluster_file(path: Path) -> None:
     run.cli.factory(executor, target=run.Executor, name=path.stem)
 
 
-_register_commands()
-_register_executors(conf_dir())
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m nemo_twvlm.launch.cli <command> ...`, the same as `nemo twvlm <command> ...`."""
     from nemo_run.cli.api import create_cli
 
+    register()
     sys.argv = [sys.argv[0], NAMESPACE, *(sys.argv[1:] if argv is None else argv)]
-    return create_cli()(standalone_mode=False) or 0
+    try:
+        return create_cli()(standalone_mode=False) or 0
+    except typer.TyperException as error:  # a bad option, an unknown command: typer's (vendored) click errors
+        error.show()
+        return error.exit_code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nemo_twvlm.launch.cli import main as registered_main  # this module under its own name, not __main__
+
+    sys.exit(registered_main())

@@ -16,6 +16,8 @@ PRECISIONS = ("fp32", "bf16", "fp8")
 FP8_RECIPES = ("delayed", "tensorwise")
 RECOMPUTE_MODES = (None, "selective", "full")
 EXIT_SIGNALS = (None, "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
+# megatron.training's choices for --lr-decay-style.
+LR_DECAY_STYLES = ("constant", "linear", "cosine", "inverse-square-root", "WSD")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pathlib import Path
 from nemo_twvlm import rundir
 from nemo_twvlm.presets import PRESET_FILE, architecture_diff, get_preset
 from nemo_twvlm.training.config import PretrainConfig
-from nemo_twvlm.training.validate import ConfigError
+from nemo_twvlm.training.validate import ConfigError, validate
 
 
 def start_checkpoint(cfg: PretrainConfig) -> str | None:
@@ -34,6 +34,23 @@ def start_checkpoint(cfg: PretrainConfig) -> str | None:
         if path and rundir.is_checkpoint(path):
             return path
     return None
+
+
+def check_run(cfg: PretrainConfig, *, world_size: int, local: bool = True,
+              te_available: bool | None = None) -> PretrainConfig:
+    """The one check before a model is built (a launch, a local run, a dry run): `cfg` resolved from
+    the checkpoint it starts from and validated, paths included when the run starts on this machine.
+    Raises one `ConfigError` with every problem of both."""
+    try:
+        resolved = resolve_start(cfg, local=local)
+    except ConfigError as error:
+        try:
+            validate(cfg, world_size=world_size, te_available=te_available, paths=local)
+        except ConfigError as more:
+            raise ConfigError([*error.errors, *more.errors]) from None
+        raise
+    validate(resolved, world_size=world_size, te_available=te_available, paths=local)
+    return resolved
 
 
 def resolve_start(cfg: PretrainConfig, *, local: bool = True) -> PretrainConfig:

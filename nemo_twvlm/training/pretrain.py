@@ -19,12 +19,9 @@ def run_pretrain(cfg: PretrainConfig, *, nproc: int = 1) -> None:
     """Train `cfg`. With nproc > 1 (or under an existing torchrun/srun) every rank runs `main`.
 
     The checkpoint the run starts from gives it its tokenizer and vocabulary first (training.lineage)."""
-    from nemo_twvlm.training.lineage import resolve_start
-    from nemo_twvlm.training.validate import validate
+    from nemo_twvlm.training.lineage import check_run
 
-    world_size = int(os.environ.get("WORLD_SIZE", nproc))
-    cfg = resolve_start(cfg)
-    validate(cfg, world_size=world_size)
+    cfg = check_run(cfg, world_size=int(os.environ.get("WORLD_SIZE", nproc)))
     if nproc > 1 and "RANK" not in os.environ:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             f.write(config_to_json(cfg))

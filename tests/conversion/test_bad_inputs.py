@@ -148,8 +148,8 @@ def test_export_trtllm_without_gpu_stops_with_a_clear_message(tmp_path):
 def test_cli_reports_conversion_errors_in_one_line(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    result = subprocess.run([sys.executable, "-m", "nemo_twvlm.conversion", "export-trtllm", str(tmp_path),
-                             str(tmp_path / "engines")], capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 2
+    result = subprocess.run([sys.executable, "-m", "nemo_twvlm.conversion", "export_trtllm", f"hf_dir={tmp_path}",
+                             f"engine_dir={tmp_path / 'engines'}"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("export-trtllm: export_trtllm needs a CUDA GPU")
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: export_trtllm: export_trtllm needs a CUDA GPU")

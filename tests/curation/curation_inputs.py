@@ -124,12 +124,11 @@ def image_server(images: dict[str, bytes]) -> Iterator[str]:
 
 def curate(input_dir: Path, output_dir: Path, *overrides: str, config: str = "pairs_zh_tw",
            executor: str = "in_process") -> dict:
-    """`python -m nemo_twvlm.curation --config-name <config> input_dir=... output_dir=...` in this process."""
-    from nemo_twvlm.curation.cli import main
+    """conf/curation/<config>.yaml with Hydra overrides, run in this process (what `nemo twvlm curate` runs)."""
+    from nemo_twvlm.curation.cli import run
 
-    return main(["--config-name", config, f"input_dir={input_dir}", f"output_dir={output_dir}",
-                 f"lang.model_path={LANGID_MODEL}", f"tokens.tokenizer={REPO / 'data' / 'tokenizer'}",
-                 f"executor.name={executor}", *overrides])
+    return run(config, [f"input_dir={input_dir}", f"output_dir={output_dir}", f"lang.model_path={LANGID_MODEL}",
+                        f"tokens.tokenizer={REPO / 'data' / 'tokenizer'}", f"executor.name={executor}", *overrides])
 
 
 def rejections(output_dir: Path) -> dict[str, dict]:

@@ -151,8 +151,10 @@ def test_cfg_prefixed_overrides_work_too(in_process):
     assert cfg.trainer.max_steps == 7
 
 
-def test_dryrun_prints_the_plan_and_does_not_run(in_process, capsys):
-    assert cli.main(["pretrain", "--factory", "twvlm_debug", "data.seq_length=384", "--dryrun"]) == 0
+def test_dryrun_prints_the_plan_and_does_not_run(in_process, capsys, tmp_path):
+    # A local dry run checks that the data is there (tests/adversarial/test_training_config.py).
+    assert cli.main(["pretrain", "--factory", "twvlm_debug", "data.seq_length=384", f"data.path={tmp_path}",
+                     "--dryrun"]) == 0
     assert in_process == []
     out = capsys.readouterr().out
     assert "Dry run for task nemo_twvlm.launch.cli:pretrain" in out and "seq_length=384" in out
@@ -331,16 +333,19 @@ def test_curate_runs_a_recipe_with_overrides(in_process, raw_pairs, tmp_path, ca
     assert max(s["samples"] for s in manifest) <= 4
 
 
-def test_curate_by_config_name_still_works(in_process, raw_pairs, tmp_path):
-    assert cli.main(["curate", "config=pairs_zh_tw", f"input_dir={raw_pairs}", f"output_dir={tmp_path}",
-                     "overrides=executor.name=in_process shards.samples_per_shard=4", "--yes"]) == 0
+def test_curate_takes_a_conf_curation_yaml_by_name(in_process, raw_pairs, tmp_path):
+    assert cli.main(["curate", "--factory", "pairs_zh_tw", f"input_dir={raw_pairs}", f"output_dir={tmp_path}",
+                     "executor.name=in_process", "shards.samples_per_shard=4", "--yes"]) == 0
     assert curated_stats(tmp_path)["input"] == 12
 
 
-def test_curate_refuses_a_config_name_beside_a_recipe(in_process, capsys):
+def test_curate_has_one_form(in_process, capsys):
+    """The pipeline is --factory's; the second form (config=NAME overrides="...") is gone, and named."""
     assert cli.main(["curate", "--factory", "curate_pairs_zh_tw", "config=interleaved_zh_tw", "input_dir=a",
                      "output_dir=b", "--yes"]) == 1
-    assert "do not combine with --factory" in capsys.readouterr().err
+    assert "curate: config: no such field or argument of curate" in capsys.readouterr().err
+    assert cli.main(["curate", "input_dir=a", "output_dir=b", "--yes"]) == 1
+    assert "curate: no cfg; give --factory with one of ['conversations_zh_tw'," in capsys.readouterr().err
 
 
 def test_every_curate_recipe_is_a_factory():
