@@ -20,6 +20,8 @@ from nemo_twvlm.presets import PRESET_FILE, ModelPreset, get_preset, load_preset
 TRACKER_FILE = "latest_checkpointed_iteration.txt"
 RUN_CONFIG_FILE = "twvlm_config.json"
 TOKENIZER_DIR = "tokenizer"
+# The retention scores of the checkpoint a stage started from (training.in_training_eval), kept across resumes.
+RETENTION_BASELINE_FILE = "retention_baseline.json"
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -10,7 +10,8 @@ from typing import Optional
 from nemo_twvlm.compat import te_available as transformer_engine_available
 from nemo_twvlm.presets import PRESETS, get_preset
 from nemo_twvlm.training.config import (
-    EXIT_SIGNALS, FP8_RECIPES, FREEZE_PLANS, PRECISIONS, RECOMPUTE_MODES, PretrainConfig,
+    EXIT_SIGNALS, FP8_RECIPES, FREEZE_PLANS, PRECISIONS, RECOMPUTE_MODES, RETENTION_GATE_ACTIONS,
+    RETENTION_GATE_METRICS, PretrainConfig,
 )
 
 
@@ -178,5 +179,36 @@ def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional
             for field, value, why in needs_te:
                 err(field, value, f"{why}, which is not importable here; run in a TE container")
 
+    errors += monitoring_errors(cfg)
     if errors:
         raise ConfigError(errors)
+
+
+def monitoring_errors(cfg: PretrainConfig) -> list[str]:
+    """Telemetry, in-training evaluation and the retention gate: one message per problem."""
+    d, tr, errors = cfg.data, cfg.trainer, []
+    suites = [name for name in ("data.retention_path", "data.probe_path") if getattr(d, name.split(".")[1])]
+    if suites and not (isinstance(tr.eval_interval, int) and tr.eval_interval > 0):
+        errors.append(f"trainer.eval_interval={tr.eval_interval!r}: {' and '.join(suites)} are scored at each "
+                      f"evaluation; expected a positive interval")
+    # Megatron evaluates (and calls the hook that scores the suites) only with a validation set.
+    if suites and not (d.val_path and isinstance(tr.eval_iters, int) and tr.eval_iters > 0):
+        errors.append(f"data.val_path={d.val_path!r}, trainer.eval_iters={tr.eval_iters!r}: "
+                      f"{' and '.join(suites)} are scored inside megatron's evaluation, which runs only with a "
+                      f"validation set; expected both")
+    if tr.retention_gate is not None:
+        if not (isinstance(tr.retention_gate, (int, float)) and 0 < tr.retention_gate < 1):
+            errors.append(f"trainer.retention_gate={tr.retention_gate!r}: expected a relative drop in (0, 1), "
+                          f"e.g. 0.2 for 20 %")
+        if not d.retention_path:
+            errors.append(f"trainer.retention_gate={tr.retention_gate!r}: needs data.retention_path, the text "
+                          f"set it scores")
+    if tr.retention_gate_action not in RETENTION_GATE_ACTIONS:
+        errors.append(f"trainer.retention_gate_action={tr.retention_gate_action!r}: expected one of "
+                      f"{list(RETENTION_GATE_ACTIONS)}")
+    if tr.retention_gate_metric not in RETENTION_GATE_METRICS:
+        errors.append(f"trainer.retention_gate_metric={tr.retention_gate_metric!r}: expected one of "
+                      f"{list(RETENTION_GATE_METRICS)}")
+    if not (isinstance(d.probe_images, int) and d.probe_images >= 1):
+        errors.append(f"data.probe_images={d.probe_images!r}: expected a positive number of images")
+    return errors
