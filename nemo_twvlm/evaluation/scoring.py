@@ -33,6 +33,10 @@ def continuation_logprobs(model, items: list[ScoringItem], *, image_token_index:
         with_image = chunk[0].image is not None
         if any((item.image is not None) != with_image for item in chunk):
             raise ValueError("a scoring batch mixes items with and without an image; score them apart")
+        for item in chunk:
+            if item.context.count(image_token_index) != int(with_image):
+                raise ValueError(f"a scoring context {'with' if with_image else 'without'} an image must hold "
+                                 f"{int(with_image)} image placeholder(s), not {item.context.count(image_token_index)}")
         # LLaVA takes an empty image batch for text-only rows.
         images = torch.stack([item.image for item in chunk]) if with_image else torch.empty(0)
         position_ids = torch.arange(width).expand(len(chunk), -1)
@@ -40,9 +44,6 @@ def continuation_logprobs(model, items: list[ScoringItem], *, image_token_index:
         logprobs = torch.log_softmax(logits[..., :num_tokens].float(), dim=-1)
         shift = num_image_tokens - 1 if with_image else 0
         for row, item in enumerate(chunk):
-            if item.context.count(image_token_index) != int(with_image):
-                raise ValueError(f"a scoring context {'with' if with_image else 'without'} an image must hold "
-                                 f"{int(with_image)} image placeholder(s), not {item.context.count(image_token_index)}")
             total = 0.0
             for offset, token in enumerate(item.continuation):
                 compact = len(item.context) + offset  # position of this token among the compact ids

@@ -140,7 +140,7 @@ def _unsupported_layout(cfg: PretrainConfig) -> str | None:
 
 
 def _format(scores: dict[str, float]) -> str:
-    return " ".join(f"{k}={v:.4f}" for k, v in scores.items())
+    return " ".join(f"{k}={v:.4g}" for k, v in scores.items())
 
 
 def _print(message: str) -> None:
