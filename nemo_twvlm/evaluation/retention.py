@@ -20,6 +20,7 @@ from nemo_twvlm.evaluation.scoring import ScoringItem, continuation_logprobs
 
 LETTERS = ("A", "B", "C", "D")
 MCQ_FIELDS = ("question", *LETTERS, "answer")
+MAX_MEAN_NLL = 80.0
 
 
 @dataclass
@@ -116,6 +117,7 @@ class RetentionScorer:
         if self._text_items:
             logprobs = continuation_logprobs(model, self._text_items, **self._kwargs)
             tokens = sum(len(item.continuation) for item in self._text_items)
-            # Capped where exp overflows a float: a wrecked LM is still reported, as ~1e304.
-            scores["retention/perplexity"] = math.exp(min(-sum(logprobs) / tokens, 700.0))
+            # Capped at e^80 (~5.5e34): a wrecked LM is still reported as a finite number, also in
+            # TensorBoard's float32 (e^89 would overflow it).
+            scores["retention/perplexity"] = math.exp(min(-sum(logprobs) / tokens, MAX_MEAN_NLL))
         return scores

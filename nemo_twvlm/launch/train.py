@@ -8,19 +8,22 @@ from __future__ import annotations
 
 from nemo_twvlm.training.config import PretrainConfig
 
+# Spelled out: run with -m, this module's __name__ is "__main__".
+ENTRY = "nemo_twvlm.launch.train"
+
 
 def train(cfg: PretrainConfig, *, nproc: int = 1) -> None:
     from nemo_twvlm.evaluation.in_training import scorer_for
     from nemo_twvlm.training.pretrain import run_pretrain
 
-    run_pretrain(cfg, nproc=nproc, scorer_factory=scorer_for, entry=__name__)
+    run_pretrain(cfg, nproc=nproc, scorer_factory=scorer_for, entry=ENTRY)
 
 
 def main(argv: list[str] | None = None) -> None:
     from nemo_twvlm.evaluation.in_training import scorer_for
     from nemo_twvlm.training.pretrain import main as training_main
 
-    training_main(argv, scorer_factory=scorer_for, entry=__name__)
+    training_main(argv, scorer_factory=scorer_for, entry=ENTRY)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,10 @@ def run_pretrain(cfg: PretrainConfig, *, nproc: int = 1, scorer_factory: ScorerF
     from nemo_twvlm.training.lineage import resolve_start
     from nemo_twvlm.training.validate import validate
 
+    if (cfg.data.retention_path or cfg.data.probe_path) and scorer_factory is None:
+        raise SystemExit("data.retention_path / data.probe_path are scored by the evaluation layer: train with "
+                         "`nemo twvlm pretrain` or `python -m nemo_twvlm.launch.train CONFIG.json`")
+
     world_size = int(os.environ.get("WORLD_SIZE", nproc))
     cfg = resolve_start(cfg)
     validate(cfg, world_size=world_size)
@@ -92,9 +96,6 @@ def _train(cfg: PretrainConfig, scorer_factory: ScorerFactory | None = None) -> 
     provider.set_run_config(cfg)
     evaluation = None
     if cfg.data.retention_path or cfg.data.probe_path:
-        if scorer_factory is None:
-            raise SystemExit("data.retention_path / data.probe_path are scored by the evaluation layer: train with "
-                             "`nemo twvlm pretrain` or `python -m nemo_twvlm.launch.train CONFIG.json`")
         # Built before megatron starts, so a bad retention or probe set fails in seconds.
         evaluation = InTrainingEval(cfg, scorer_factory(cfg), on_time_spent=provider.exclude_from_step_time)
     provider.set_evaluation(evaluation)

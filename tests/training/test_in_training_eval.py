@@ -56,3 +56,12 @@ def test_tensor_or_pipeline_parallel_runs_skip_the_suites_with_a_reason():
     cfg.parallel.tensor_parallel = 2
     assert "tensor_parallel=1" in in_training_eval._unsupported_layout(cfg)
     assert in_training_eval._unsupported_layout(PretrainConfig()) is None
+
+
+def test_training_without_the_evaluation_layer_refuses_suites_it_cannot_score():
+    from nemo_twvlm.training.pretrain import run_pretrain
+
+    cfg = PretrainConfig()
+    cfg.data.retention_path = "data/retention"
+    with pytest.raises(SystemExit, match="python -m nemo_twvlm.launch.train"):
+        run_pretrain(cfg)
