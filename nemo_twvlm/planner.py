@@ -130,6 +130,17 @@ def projector_flops_per_image(preset: ModelPreset, *, backward: bool = True) -> 
     return float((TRAIN_PASSES if backward else 1) * FLOPS_PER_MAC * macs)
 
 
+def training_flops(preset: ModelPreset, *, images: float, text_tokens: float, seq_length: int,
+                   train_vision: bool) -> float:
+    """Model FLOPs of training on `images` images and `text_tokens` text tokens: every image through the
+    ViT (3 x forward only when it trains) and the projector, and its `num_image_tokens` positions plus
+    the text through the LM. The plan's budget and the training log's TFLOP/s both use it."""
+    lm_fpt = language_flops_per_token(preset, seq_length, causal=CAUSAL_HALVED)
+    per_image = (vit_flops_per_image(preset.vision, backward=train_vision) + projector_flops_per_image(preset)
+                 + preset.num_image_tokens * lm_fpt)
+    return images * per_image + text_tokens * lm_fpt
+
+
 # =====================================================================================================
 # Parameters
 # =====================================================================================================
@@ -509,7 +520,8 @@ def make_plan(
     lm_fpt = language_flops_per_token(p, seq_length, causal=CAUSAL_HALVED)
     vit_fpi = vit_flops_per_image(p.vision, backward=train_vision)
     proj_fpi = projector_flops_per_image(p)
-    total_flops = images * (vit_fpi + proj_fpi + p.num_image_tokens * lm_fpt) + text_tokens * lm_fpt
+    total_flops = training_flops(p, images=images, text_tokens=text_tokens, seq_length=seq_length,
+                                 train_vision=train_vision)
     memory = memory_per_gpu(
         p, tp=tp, pp=pp, dp=dp, cp=cp, vp=vp, micro_batch_size=micro_batch_size, seq_length=seq_length,
         precision=precision, distributed_optimizer=distributed_optimizer, recompute=recompute,

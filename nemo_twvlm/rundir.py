@@ -27,6 +27,8 @@ TRACKER_FILE = "latest_checkpointed_iteration.txt"
 RUN_CONFIG_FILE = "twvlm_config.json"
 TOKENIZER_DIR = "tokenizer"
 LOADER_STATE_DIR = "dataloader"
+# The retention scores of the checkpoint a stage started from (training.in_training_eval), kept across resumes.
+RETENTION_BASELINE_FILE = "retention_baseline.json"
 REPO = Path(__file__).resolve().parents[1]
 
 

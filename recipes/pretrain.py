@@ -120,6 +120,13 @@ def twvlm_debug_cpt() -> PretrainConfig:
     cfg = twvlm_debug()
     cfg.name = "twvlm_debug_cpt"
     cfg.model.init_from = twvlm_debug_align().checkpoint.save
+    # Evaluated before the first step and after the last: validation loss, text retention, and the gate
+    # on it (the align checkpoint's LM is the stage's baseline).
+    cfg.data.val_path = "runs/demo_data/pairs_val"
+    cfg.data.retention_path = "runs/demo_data/retention"
+    cfg.trainer.eval_interval = cfg.trainer.max_steps
+    cfg.trainer.eval_iters = 2
+    cfg.trainer.retention_gate = 0.5
     return cfg
 
 

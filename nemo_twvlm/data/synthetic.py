@@ -34,6 +34,8 @@ ZH_PROBABILITY = 0.75
 # Where write_dataset's sft_blend.yaml expects the curated instructions: the output_dir of
 # `python -m nemo_twvlm.curation --config-name conversations_zh_tw input_dir=<out>/instructions_llava`.
 CURATED_INSTRUCTIONS = "instructions"
+# The text-retention set (data.synthetic_retention) beside the splits, for data.retention_path.
+RETENTION_SET = "retention"
 DARK = (45, 30, 25)  # pearls and straw: a detail colour no object colour is near
 
 INTRO_PHRASES = ("今天在台灣拍到：", "分享幾張照片：", "來看看這些圖片。", "這是我的旅行紀錄：", "週末出去走走，看到：")
@@ -265,8 +267,8 @@ def write_dataset(
 ) -> dict:
     """Write pairs/, pairs_val/, interleaved/ (Energon-prepared), instructions_llava/ (LLaVA instruction
     JSON + images/, raw: the `conversations` curation kind turns it into instructions/shards/, which
-    sft_blend.yaml names), blend.yaml (pretraining), sft_blend.yaml (instruction tuning with some
-    captioning kept) and stats.json."""
+    sft_blend.yaml names), retention/ (the text-retention set), blend.yaml (pretraining), sft_blend.yaml
+    (instruction tuning with some captioning kept) and stats.json."""
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -304,6 +306,9 @@ def write_dataset(
     (out / "blend.yaml").write_text(_blend_yaml(("pairs", blend[0]), ("interleaved", blend[1])), encoding="utf-8")
     (out / "sft_blend.yaml").write_text(_blend_yaml((f"{CURATED_INSTRUCTIONS}/shards", 0.8), ("pairs", 0.2)),
                                         encoding="utf-8")
+    from nemo_twvlm.data.synthetic_retention import write_retention_set  # it imports this module
+
+    write_retention_set(out / RETENTION_SET, seed=seed)
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return stats
 

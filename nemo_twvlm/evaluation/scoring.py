@@ -1,4 +1,5 @@
-"""Option log-likelihood scoring with the LLaVA model: log p(continuation | image, context)."""
+"""Option log-likelihood scoring with the LLaVA model: log p(continuation | image, context), or with no
+image for text-only sets (the text-retention suite)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,8 +9,8 @@ import torch
 
 @dataclass
 class ScoringItem:
-    image: torch.Tensor  # [3, S, S], CLIP-normalised
-    context: list[int]  # ids before the continuation; contains exactly one image id
+    image: torch.Tensor | None  # [3, S, S], CLIP-normalised; None: a text-only item
+    context: list[int]  # ids before the continuation; exactly one image id (none for a text-only item)
     continuation: list[int]  # ids whose log-probability is summed
 
 
@@ -34,14 +35,20 @@ def continuation_logprobs(model, items: list[ScoringItem], *, image_token_index:
         tokens = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         for row, seq in enumerate(sequences):
             tokens[row, : len(seq)] = torch.tensor(seq)
-        images = torch.stack([item.image for item in chunk])
+        with_image = chunk[0].image is not None
+        if any((item.image is not None) != with_image for item in chunk):
+            raise ValueError("a scoring batch mixes items with and without an image; score them apart")
+        for item in chunk:
+            if item.context.count(image_token_index) != int(with_image):
+                raise ValueError(f"a scoring context {'with' if with_image else 'without'} an image must hold "
+                                 f"{int(with_image)} image placeholder(s), not {item.context.count(image_token_index)}")
+        # LLaVA takes an empty image batch for text-only rows.
+        images = torch.stack([item.image for item in chunk]) if with_image else torch.empty(0)
         position_ids = torch.arange(width).expand(len(chunk), -1)
         logits, _ = model(images, tokens, position_ids, None)
         logprobs = torch.log_softmax(logits[..., :num_tokens].float(), dim=-1)
-        shift = num_image_tokens - 1
+        shift = num_image_tokens - 1 if with_image else 0
         for row, item in enumerate(chunk):
-            if item.context.count(image_token_index) != 1:
-                raise ValueError("each scoring context must hold exactly one image placeholder")
             total = 0.0
             for offset, token in enumerate(item.continuation):
                 compact = len(item.context) + offset  # position of this token among the compact ids

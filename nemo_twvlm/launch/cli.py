@@ -52,9 +52,9 @@ def pretrain(cfg: PretrainConfig, nproc: int = 1) -> None:
     (Slurm executor, torchrun) it is ignored.
     """
     # Imported here: it pulls in megatron-core (~10 s), which --help, --dryrun and --to-yaml never need.
-    from nemo_twvlm.training.pretrain import run_pretrain
+    from nemo_twvlm.launch.train import train
 
-    run_pretrain(cfg, nproc=nproc)
+    train(cfg, nproc=nproc)
 
 
 def check_pretrain(task: run.Partial, executor: run.Executor | None, nodes_given: bool) -> None:

@@ -27,7 +27,7 @@ def train_stage(cfg: PretrainConfig, log_path: Path) -> None:
 
     config_path = log_path.with_suffix(".json")
     config_path.write_text(config_to_json(cfg), encoding="utf-8")
-    command = [sys.executable, "-m", "nemo_twvlm.training.pretrain", str(config_path)]
+    command = [sys.executable, "-m", "nemo_twvlm.launch.train", str(config_path)]
     with open(log_path, "w", encoding="utf-8") as log, \
             tqdm(total=cfg.trainer.max_steps, desc=cfg.name, unit="step") as bar, \
             subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
@@ -44,13 +44,33 @@ def train_stage(cfg: PretrainConfig, log_path: Path) -> None:
 
 
 def _stage(cfg: PretrainConfig, data_path: Path, save: Path, init_from: Path | None) -> PretrainConfig:
-    """`cfg` pointed at the demo's data and checkpoint folders."""
+    """`cfg` pointed at the demo's data, checkpoint and TensorBoard folders (its evaluation sets too)."""
+    from nemo_twvlm.data.synthetic import RETENTION_SET
+
+    data = data_path.parent
     return dataclasses.replace(
         cfg,
-        data=dataclasses.replace(cfg.data, path=str(data_path)),
+        data=dataclasses.replace(cfg.data, path=str(data_path),
+                                 val_path=str(data / "pairs_val") if cfg.data.val_path else "",
+                                 retention_path=str(data / RETENTION_SET) if cfg.data.retention_path else ""),
         model=dataclasses.replace(cfg.model, init_from=str(init_from) if init_from else None),
+        trainer=dataclasses.replace(cfg.trainer, tensorboard_dir=str(save.parent / "tensorboard" / cfg.name)),
         checkpoint=dataclasses.replace(cfg.checkpoint, save=str(save), load=None),
     )
+
+
+def retention_before_after(tensorboard_dir: str) -> dict[str, tuple[float, float]]:
+    """{score: (before the first step, after the last)} from a stage's TensorBoard event file."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(tensorboard_dir)
+    accumulator.Reload()
+    scores = {}
+    for tag in accumulator.Tags()["scalars"]:
+        if tag.startswith("retention/"):
+            events = accumulator.Scalars(tag)
+            scores[tag.removeprefix("retention/")] = (events[0].value, events[-1].value)
+    return scores
 
 
 def run_demo(align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig, out_dir: str = "runs/demo") -> dict:
@@ -70,12 +90,14 @@ def run_demo(align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig, ou
         _fresh(Path(cfg.checkpoint.save))
         train_stage(cfg, out / f"{cfg.name}.log")
 
+    retention = retention_before_after(cpt.trainer.tensorboard_dir)
     results = evaluate_checkpoint(cpt.checkpoint.save, str(data / "pairs_val"))
     images, blank = results["images"], results["blank"]
     if_before, if_after = (instruction_following(c.checkpoint.save, data / "pairs_val") for c in (cpt, sft))
     summary = dict(
         images_acc=images.accuracy(), blank_acc=blank.accuracy(), chance=images.mean_chance(),
         if_before=if_before["overall"], if_after=if_after["overall"],
+        retention_before=retention["mcq_accuracy"][0], retention_after=retention["mcq_accuracy"][1],
         steps=align.trainer.max_steps + cpt.trainer.max_steps + sft.trainer.max_steps,
         wall_s=int(time.time() - start),
         peak_rss_mb=_peak_rss_mb(),
@@ -100,7 +122,11 @@ def run_demo(align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig, ou
     console.print(f"instructions curated: {curated['input']} in, {curated['kept']} kept, dropped "
                   f"{curated['dropped']}, quarantined {curated['quarantined']} "
                   f"({data / CURATED_INSTRUCTIONS / 'report.html'})")
-    console.print(f"stages: {stages}; peak RSS of any process {summary['peak_rss_mb']:.0f} MB; logs in {out}")
+    console.print(f"stages: {stages}; peak RSS of any process {summary['peak_rss_mb']:.0f} MB; logs in {out}; "
+                  f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+    (acc_before, acc_after), (ppl_before, ppl_after) = retention["mcq_accuracy"], retention["perplexity"]
+    print(f"demo-retention: before={acc_before:.3f} after={acc_after:.3f} "
+          f"ppl_before={ppl_before:.1f} ppl_after={ppl_after:.1f} ({cpt.name}, text-only zh-TW)")
     print(f"demo-eval: if_before={summary['if_before']:.3f} if_after={summary['if_after']:.3f}")
     print(f"demo: images_acc={summary['images_acc']:.3f} blank_acc={summary['blank_acc']:.3f} "
           f"chance={summary['chance']:.3f} steps={summary['steps']} wall_s={summary['wall_s']}", flush=True)

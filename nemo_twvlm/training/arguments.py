@@ -71,6 +71,10 @@ def megatron_args(cfg: PretrainConfig) -> list[str]:
     if c.save:
         args += ["--save", c.save, "--save-interval", str(c.save_interval or t.max_steps), "--ckpt-format",
                  "torch_dist", "--dataloader-save", str(loader_state_dir(c.save))]
+        if async_save(cfg):
+            # Megatron turns --async-save off again without the persistent worker.
+            args += ["--async-save", "--use-persistent-ckpt-worker"]
+    args += telemetry_args(cfg)
     if c.load:
         args += ["--load", c.load]
     if c.step is not None:
@@ -80,6 +84,26 @@ def megatron_args(cfg: PretrainConfig) -> list[str]:
         if not c.load:
             # Megatron falls back to the pretrained checkpoint only when --load holds none.
             args += ["--load", c.save or cfg.model.init_from]
+    return args
+
+
+def async_save(cfg: PretrainConfig) -> bool:
+    """checkpoint.async_save, with None meaning: where megatron's async writer works (FIELD_NOTES: it
+    calls torch.cuda.synchronize(), so not on CPU)."""
+    return cuda_available() if cfg.checkpoint.async_save is None else cfg.checkpoint.async_save
+
+
+def telemetry_args(cfg: PretrainConfig) -> list[str]:
+    """megatron.training's TensorBoard and W&B writers; every training step is logged to them."""
+    t, args = cfg.trainer, []
+    if t.tensorboard_dir:
+        args += ["--tensorboard-dir", t.tensorboard_dir, "--tensorboard-log-interval", "1",
+                 "--log-validation-ppl-to-tensorboard"]
+    if t.wandb_project:
+        # Megatron puts W&B files under --save by default, and has no default without one.
+        save_dir = t.tensorboard_dir or cfg.checkpoint.save or os.path.join("runs", cfg.name)
+        args += ["--wandb-project", t.wandb_project, "--wandb-exp-name", t.wandb_exp_name or cfg.name,
+                 "--wandb-save-dir", os.path.join(save_dir, "wandb")]
     return args
 
 

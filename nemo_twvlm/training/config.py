@@ -18,6 +18,10 @@ RECOMPUTE_MODES = (None, "selective", "full")
 EXIT_SIGNALS = (None, "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")
 # megatron.training's choices for --lr-decay-style.
 LR_DECAY_STYLES = ("constant", "linear", "cosine", "inverse-square-root", "WSD")
+RETENTION_GATE_ACTIONS = ("stop", "warn")
+# Which text-retention score the gate watches. Perplexity by default: it moves smoothly on a small
+# held-out set, where the accuracy of a few dozen questions jumps by whole answers.
+RETENTION_GATE_METRICS = ("perplexity", "mcq_accuracy")
 
 
 @dataclass
@@ -35,6 +39,12 @@ class DataConfig:
     path: str = ""
     # Held-out split for validation during training; empty = none.
     val_path: str = ""
+    # Text-retention set scored at each evaluation: a folder with mcq.jsonl/.csv (TMMLU+/TMLU layout:
+    # question, A-D, answer) and text.jsonl (held-out zh-TW text for perplexity); empty = none.
+    retention_path: str = ""
+    # Held-out image shards for the instruction-following probe at each evaluation; empty = none.
+    probe_path: str = ""
+    probe_images: int = 4
     # A tokenizer directory (or hub id). Empty: the tokenizer of the checkpoint the run starts from
     # (model.init_from), which every stage after an import uses (training.lineage).
     tokenizer: str = "data/tokenizer"
@@ -82,6 +92,15 @@ class TrainerConfig:
     log_interval: int = 10
     eval_interval: int = 0
     eval_iters: int = 0
+    # megatron.training's own writers; empty = off. W&B honours WANDB_MODE=offline.
+    tensorboard_dir: str = ""
+    wandb_project: str = ""
+    wandb_exp_name: str = ""  # empty: the run's name
+    # Stop (or warn) when the retention score drops by more than this fraction of the score of the
+    # checkpoint the stage started from (scored before the first step); None = no gate.
+    retention_gate: Optional[float] = None
+    retention_gate_action: str = "stop"
+    retention_gate_metric: str = "perplexity"
     # Stop after this many steps without shortening the LR schedule (for stop-and-resume).
     exit_interval: Optional[int] = None
     # On this signal, save a checkpoint at the next step boundary and exit (megatron's signal handler):
@@ -98,6 +117,9 @@ class CheckpointConfig:
     save_interval: Optional[int] = None
     # The iteration to load; None: the newest complete one (an incomplete newest is set aside).
     step: Optional[int] = None
+    # Write checkpoints in a background process (megatron's --async-save). None: on with a GPU, off on
+    # CPU, where dist_checkpointing's async writer calls torch.cuda.synchronize().
+    async_save: Optional[bool] = None
 
 @dataclass
 class PretrainConfig:

@@ -23,13 +23,22 @@ from nemo_twvlm.presets import get_preset
 from nemo_twvlm.rundir import iteration_dir, loader_state_dir, loader_state_files, loader_state_name, resolve_local
 from nemo_twvlm.training import step
 from nemo_twvlm.training.config import PretrainConfig
+from nemo_twvlm.training.in_training_eval import InTrainingEval
+from nemo_twvlm.training.telemetry import StepTelemetry
 
 _RUN: PretrainConfig | None = None
+_EVALUATION: InTrainingEval | None = None
 
 
 def set_run_config(cfg: PretrainConfig) -> None:
     global _RUN
     _RUN = cfg
+
+
+def set_evaluation(evaluation: InTrainingEval | None) -> None:
+    """The in-training evaluation whose baseline the first training step takes (None: none)."""
+    global _EVALUATION
+    _EVALUATION = evaluation
 
 
 def run_config() -> PretrainConfig:
@@ -147,8 +156,40 @@ def datasets_provider(train_val_test_num_samples, vp_stage=None):
 datasets_provider.is_distributed = True
 
 
+@functools.cache
+def _telemetry() -> StepTelemetry | None:
+    cfg = run_config()
+    if not (cfg.trainer.tensorboard_dir or cfg.trainer.wandb_project):
+        return None
+    return StepTelemetry(_preset(), seq_length=cfg.data.seq_length, train_vision=cfg.model.train_vision,
+                         data_parallel=parallel_state.get_data_parallel_world_size(),
+                         world_size=torch.distributed.get_world_size())
+
+
+def exclude_from_step_time(seconds: float) -> None:
+    if _telemetry() is not None:
+        _telemetry().exclude(seconds)
+
+
+def flush_telemetry() -> None:
+    """Write the last iteration's numbers (the next one would otherwise write them)."""
+    if _RUN is not None and torch.distributed.is_initialized() and _telemetry() is not None:
+        _telemetry().flush()
+
+
+def _on_training_batch(iteration: int, model):
+    """What the forward step does with a training batch: the baseline before the first step, telemetry."""
+    if _EVALUATION is not None and _EVALUATION.baseline is None:
+        _EVALUATION.before_first_step(model)
+    telemetry = _telemetry()
+    return None if telemetry is None else functools.partial(telemetry.record, iteration)
+
+
 def forward_step(data_iterator, model, return_schedule_plan=False):
     cfg, args = run_config(), get_args()
+    iteration = args.curr_iteration if hasattr(args, "curr_iteration") else 0
+    # Megatron's validation runs this step too, in eval mode: only training batches are counted.
+    on_batch = _on_training_batch(iteration, model) if model.training else None
     sample_log = step.SampleLog(cfg.data.sample_log) if cfg.data.sample_log and parallel_state.get_data_parallel_rank() == 0 \
         and parallel_state.get_tensor_model_parallel_rank() == 0 else None
     return step.forward_step(
@@ -160,5 +201,5 @@ def forward_step(data_iterator, model, return_schedule_plan=False):
         shard_factor=step.shard_factor(tensor_parallel=args.tensor_model_parallel_size,
                                        context_parallel=args.context_parallel_size,
                                        sequence_parallel=args.sequence_parallel),
-        sample_log=sample_log, iteration=args.curr_iteration if hasattr(args, "curr_iteration") else 0,
+        sample_log=sample_log, iteration=iteration, on_batch=on_batch,
     )

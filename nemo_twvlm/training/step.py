@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from functools import partial
 
 import torch
@@ -90,8 +91,12 @@ class SampleLog:
 
 def forward_step(data_iterator, model, *, image_token_index: int, num_image_tokens: int, use_te: bool,
                  seq_length: int | None = None, fixed_length: bool = False, shard_factor: int = 1,
-                 sample_log: SampleLog | None = None, iteration: int = 0):
+                 sample_log: SampleLog | None = None, iteration: int = 0, on_batch=None):
+    """`on_batch(batch, seconds)`: called with each batch and how long the loader took to give it."""
+    start = time.perf_counter()
     batch: LlavaBatch = next(data_iterator)
+    if on_batch is not None:
+        on_batch(batch, time.perf_counter() - start)
     output, loss_mask = model(**model_inputs(batch, image_token_index=image_token_index,
                                              num_image_tokens=num_image_tokens, use_te=use_te, seq_length=seq_length,
                                              fixed_length=fixed_length, shard_factor=shard_factor))

@@ -15,7 +15,8 @@ from nemo_twvlm import rundir
 from nemo_twvlm.model.freeze import FREEZE_PLANS
 from nemo_twvlm.presets import PRESETS, ModelPreset, get_preset
 from nemo_twvlm.training.config import (
-    EXIT_SIGNALS, FP8_RECIPES, LR_DECAY_STYLES, PRECISIONS, RECOMPUTE_MODES, PretrainConfig,
+    EXIT_SIGNALS, FP8_RECIPES, LR_DECAY_STYLES, PRECISIONS, RECOMPUTE_MODES, RETENTION_GATE_ACTIONS,
+    RETENTION_GATE_METRICS, PretrainConfig,
 )
 
 
@@ -62,6 +63,7 @@ def validate(cfg: PretrainConfig, *, world_size: int = 1, te_available: Optional
         if preset is not None:
             _check_model_fit(cfg, preset, err)
     _check_transformer_engine(cfg, te_available, err)
+    _check_monitoring(cfg, err)
     if paths:
         _check_paths(cfg, err)
     if errors:
@@ -227,3 +229,28 @@ def _check_paths(cfg: PretrainConfig, err: Err) -> None:
     problem = rundir.missing_local_path(d.tokenizer)
     if problem:
         err("data.tokenizer", d.tokenizer, problem)
+
+
+def _check_monitoring(cfg: PretrainConfig, err: Err) -> None:
+    """Telemetry, in-training evaluation and the retention gate."""
+    d, tr = cfg.data, cfg.trainer
+    suites = [name for name in ("data.retention_path", "data.probe_path") if getattr(d, name.split(".")[1])]
+    if suites and not _positive_int(tr.eval_interval):
+        err("trainer.eval_interval", tr.eval_interval,
+            f"{' and '.join(suites)} are scored at each evaluation; expected a positive interval")
+    # Megatron evaluates (and calls the hook that scores the suites) only with a validation set.
+    if suites and not (d.val_path and _positive_int(tr.eval_iters)):
+        err(f"data.val_path={d.val_path!r}, trainer.eval_iters", tr.eval_iters,
+            f"{' and '.join(suites)} are scored inside megatron's evaluation, which runs only with a "
+            f"validation set; expected both")
+    if tr.retention_gate is not None:
+        if not (_number(tr.retention_gate) and 0 < tr.retention_gate < 1):
+            err("trainer.retention_gate", tr.retention_gate, "expected a relative drop in (0, 1), e.g. 0.2 for 20 %")
+        if not d.retention_path:
+            err("trainer.retention_gate", tr.retention_gate, "needs data.retention_path, the text set it scores")
+    if tr.retention_gate_action not in RETENTION_GATE_ACTIONS:
+        err("trainer.retention_gate_action", tr.retention_gate_action, f"expected one of {list(RETENTION_GATE_ACTIONS)}")
+    if tr.retention_gate_metric not in RETENTION_GATE_METRICS:
+        err("trainer.retention_gate_metric", tr.retention_gate_metric, f"expected one of {list(RETENTION_GATE_METRICS)}")
+    if not _positive_int(d.probe_images):
+        err("data.probe_images", d.probe_images, "expected a positive number of images")

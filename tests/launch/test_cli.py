@@ -29,7 +29,7 @@ NEMO = Path(sys.executable).with_name("nemo")
 STUB_SITECUSTOMIZE = '''
 import dataclasses, json, os, sys, types
 
-def run_pretrain(cfg, *, nproc=1):
+def run_pretrain(cfg, *, nproc=1, **hooks):
     with open(os.environ["TWVLM_STUB_OUT"], "w") as f:
         json.dump({"pid": os.getpid(), "python": sys.executable, "nproc": nproc,
                    "cfg": dataclasses.asdict(cfg)}, f)
@@ -73,7 +73,7 @@ def in_process(monkeypatch, tmp_path):
     """Run `main` in this process with a recording run_pretrain; returns the recorded calls."""
     calls = []
     stub = types.ModuleType("nemo_twvlm.training.pretrain")
-    stub.run_pretrain = lambda cfg, nproc=1: calls.append((cfg, nproc))
+    stub.run_pretrain = lambda cfg, nproc=1, **hooks: calls.append((cfg, nproc))
     monkeypatch.setitem(sys.modules, stub.__name__, stub)
     monkeypatch.setattr(sys, "argv", list(sys.argv))
     monkeypatch.setenv("NEMORUN_HOME", str(tmp_path / "nemo_run"))

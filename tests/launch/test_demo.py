@@ -14,7 +14,12 @@ def test_demo_uses_the_image_within_budget(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     last = lines[-1]
-    print(*lines[-2:], sep="\n")  # shown with pytest -rP
+    print(*lines[-3:], sep="\n")  # shown with pytest -rP
+    retention = re.match(r"^demo-retention: before=([0-9.]+) after=([0-9.]+) ppl_before=([0-9.]+) "
+                         r"ppl_after=([0-9.]+) ", lines[-3])
+    assert retention, f"the line before demo-eval is not demo-retention: {lines[-3]!r}"
+    assert float(retention[4]) < float(retention[3]), "CPT did not lower the held-out zh-TW perplexity"
+    assert "retention gate" not in result.stdout + result.stderr  # the gate lets normal CPT through
     if_line = re.match(r"^demo-eval: if_before=([0-9.]+) if_after=([0-9.]+)$", lines[-2])
     assert if_line, f"the line before the demo line is not demo-eval: {lines[-2]!r}"
     assert float(if_line[2]) > float(if_line[1]), "SFT did not raise instruction-following compliance"

@@ -66,7 +66,14 @@ def test_debug_cpt_starts_from_debug_align_which_trains_the_projector_only():
     assert cpt.model.init_from == align.checkpoint.save
     assert cpt.checkpoint.save != align.checkpoint.save
     base = get_recipe("twvlm_debug")
-    assert (cpt.data, cpt.trainer, cpt.parallel) == (base.data, base.trainer, base.parallel)
+    # CPT adds its evaluation (validation, text retention) and the retention gate, nothing else.
+    assert (cpt.data.val_path, cpt.data.retention_path) == ("runs/demo_data/pairs_val", "runs/demo_data/retention")
+    assert (cpt.trainer.eval_interval, cpt.trainer.eval_iters, cpt.trainer.retention_gate) == (300, 2, 0.5)
+    evaluation = dict(eval_interval=base.trainer.eval_interval, eval_iters=base.trainer.eval_iters,
+                      retention_gate=base.trainer.retention_gate)
+    assert dataclasses.replace(cpt.data, val_path="", retention_path="") == base.data
+    assert dataclasses.replace(cpt.trainer, **evaluation) == base.trainer
+    assert cpt.parallel == base.parallel
     assert (align.model.freeze_plan, align.model.train_vision, align.trainer.lr) == ("align", False, 1e-3)
 
 

@@ -222,3 +222,21 @@ def test_preemption_fields_are_checked_by_name():
     _fails(cfg, "trainer.exit_duration_in_mins=0", "positive integer")
     cfg.trainer.exit_duration_in_mins = 230
     validate(cfg)
+
+
+def test_in_training_evaluation_and_retention_gate_fields_are_checked_by_name():
+    cfg = PretrainConfig()
+    cfg.data.retention_path = "data/retention"
+    _fails(cfg, "trainer.eval_interval=0: data.retention_path are scored at each evaluation",
+           "data.val_path='', trainer.eval_iters=0")
+    cfg.trainer.eval_interval, cfg.trainer.eval_iters, cfg.data.val_path = 50, 2, "data/pairs_val"
+    validate(cfg)
+    cfg.trainer.retention_gate, cfg.trainer.retention_gate_action = 1.5, "pause"
+    cfg.trainer.retention_gate_metric, cfg.data.probe_images = "bleu", 0
+    msg = _fails(cfg, "trainer.retention_gate=1.5: expected a relative drop in (0, 1)",
+                 "trainer.retention_gate_action='pause': expected one of ['stop', 'warn']",
+                 "trainer.retention_gate_metric='bleu'", "data.probe_images=0")
+    assert msg.startswith("4 configuration errors")
+    cfg = PretrainConfig()
+    cfg.trainer.retention_gate = 0.2
+    _fails(cfg, "trainer.retention_gate=0.2: needs data.retention_path")
