@@ -15,14 +15,14 @@ from nemo_curator.stages.base import ProcessingStage
 
 from nemo_twvlm.curation.config import CurationConfig
 from nemo_twvlm.curation.sample import SCHEMA_REASONS
-from nemo_twvlm.curation.stages.read_conversations import ConversationReaderStage
-from nemo_twvlm.curation.stages.read_documents import DocumentReaderStage
-from nemo_twvlm.curation.stages.read_img2dataset import Img2DatasetReaderStage
-from nemo_twvlm.curation.stages.read_llava import LlavaPretrainReaderStage
-from nemo_twvlm.curation.stages.read_mmc4 import Mmc4ReaderStage
-from nemo_twvlm.curation.stages.read_obelics import ObelicsReaderStage
-from nemo_twvlm.curation.stages.read_table import TableReaderStage
-from nemo_twvlm.curation.stages.read_webdataset import WebDatasetReaderStage
+from nemo_twvlm.curation.stages.io.read_conversations import ConversationReaderStage
+from nemo_twvlm.curation.stages.io.read_documents import DocumentReaderStage
+from nemo_twvlm.curation.stages.io.read_img2dataset import Img2DatasetReaderStage
+from nemo_twvlm.curation.stages.io.read_llava import LlavaPretrainReaderStage
+from nemo_twvlm.curation.stages.io.read_mmc4 import Mmc4ReaderStage
+from nemo_twvlm.curation.stages.io.read_obelics import ObelicsReaderStage
+from nemo_twvlm.curation.stages.io.read_table import TableReaderStage
+from nemo_twvlm.curation.stages.io.read_webdataset import WebDatasetReaderStage
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,10 @@ class InputFormat:
     build: Callable[[CurationConfig, str, str], ProcessingStage]  # (cfg, input_dir, work_dir) -> reader
 
 
-def _rows(cls: type, **fields: str) -> Callable[[CurationConfig, str, str], ProcessingStage]:
-    """A row reader given the input.* config fields it takes (reader field -> config field)."""
+def _rows(cls: type) -> Callable[[CurationConfig, str, str], ProcessingStage]:
+    """A row reader: it reads the input.* fields it needs (column names, image_dir, batch_samples)."""
     def build(cfg: CurationConfig, in_dir: str, work: str) -> ProcessingStage:
-        options = {name: getattr(cfg.input, source) for name, source in fields.items()}
-        return cls(in_dir, work, key_column=cfg.input.key_column, batch_samples=cfg.input.batch_samples, **options)
+        return cls(in_dir, work, cfg.input)
     return build
 
 
@@ -48,15 +47,13 @@ def _tars(cls: type) -> Callable[[CurationConfig, str, str], ProcessingStage]:
 
 READERS: dict[str, InputFormat] = {
     "webdataset": InputFormat((".tar",), False, _tars(WebDatasetReaderStage)),
-    "table": InputFormat((".parquet", ".jsonl"), True,
-                         _rows(TableReaderStage, url_column="url_column", caption_column="caption_column")),
+    "table": InputFormat((".parquet", ".jsonl"), True, _rows(TableReaderStage)),
     "jsonl_docs": InputFormat((".jsonl",), True, _rows(DocumentReaderStage)),
-    "llava_json": InputFormat((".json",), True, _rows(LlavaPretrainReaderStage, image_dir="image_dir")),
+    "llava_json": InputFormat((".json",), True, _rows(LlavaPretrainReaderStage)),
     "img2dataset": InputFormat((".tar",), False, _tars(Img2DatasetReaderStage)),
     "obelics": InputFormat((".parquet",), True, _rows(ObelicsReaderStage)),
-    "mmc4": InputFormat((".jsonl",), True, _rows(Mmc4ReaderStage, image_dir="image_dir")),
-    "conversations": InputFormat((".json", ".jsonl", ".parquet"), True,
-                                 _rows(ConversationReaderStage, image_dir="image_dir")),
+    "mmc4": InputFormat((".jsonl",), True, _rows(Mmc4ReaderStage)),
+    "conversations": InputFormat((".json", ".jsonl", ".parquet"), True, _rows(ConversationReaderStage)),
 }
 
 

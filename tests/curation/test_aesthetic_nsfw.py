@@ -12,7 +12,7 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-from curation_inputs import assert_contract, curate, good_pairs, rejections, tiny_clip, write_tar
+from curation_inputs import assert_contract, curate, good_pairs, merged, rejections, tiny_clip, write_tar, yaml_config
 from loguru import logger
 from PIL import Image
 from safetensors.torch import save_file
@@ -20,9 +20,9 @@ from safetensors.torch import save_file
 from nemo_twvlm.curation.config import CurationConfig
 from nemo_twvlm.curation.pipeline import build_pipeline
 from nemo_twvlm.curation.sample import ImageItem, Sample, SampleBatch
-from nemo_twvlm.curation.stages.aesthetic import AestheticStage
-from nemo_twvlm.curation.stages.image_embed import ImageEmbedStage
-from nemo_twvlm.curation.stages.nsfw import NsfwStage
+from nemo_twvlm.curation.stages.models.aesthetic import AestheticStage
+from nemo_twvlm.curation.stages.models.image_embed import ImageEmbedStage
+from nemo_twvlm.curation.stages.models.nsfw import NsfwStage
 
 N = 8
 
@@ -221,13 +221,13 @@ def test_embeddings_of_another_width_are_refused(tmp_path):
     batch = SampleBatch(dataset_name="pairs", data=[Sample(key="a", index=0, segments=[image, "文字"])])
     batch = ImageEmbedStage(str(narrow)).process(batch)
     with pytest.raises(ValueError, match="models.aesthetic_model expects 768-d .* gives 16-d"):
-        AestheticStage(str(head)).process(batch)
+        AestheticStage(str(head), min_score=4.5).process(batch)
 
 
 def test_weights_for_another_head_are_refused(tmp_path):
     wrong = save_nsfw(nsfw_head(None, 0.0), tmp_path / "nsfw.pth")
     with pytest.raises(ValueError, match="models.aesthetic_model=.*nsfw.pth.* does not hold weights for MLP"):
-        AestheticStage(str(wrong)).load()
+        AestheticStage(str(wrong), min_score=4.5).load()
 
 
 def _png(img: Image.Image) -> bytes:
@@ -237,8 +237,9 @@ def _png(img: Image.Image) -> bytes:
 
 
 def _config(tmp_path, **models) -> CurationConfig:
-    return CurationConfig.from_dict({"input_dir": str(tmp_path), "output_dir": str(tmp_path / "out"),
-                                     "lang": {"model_path": "lid.176.ftz"}, "models": models})
+    return CurationConfig.from_dict(merged(yaml_config().to_dict(), {
+        "input_dir": str(tmp_path), "output_dir": str(tmp_path / "out"), "lang": {"model_path": "lid.176.ftz"},
+        "models": models}))
 
 
 def test_left_out_with_a_warning_when_not_configured(tmp_path):
@@ -305,7 +306,7 @@ def test_interleaved_pipeline_has_the_model_stages(clip_dir, tmp_path):
 
 
 def test_reused_embeddings_give_the_same_clip_scores(clip_dir, source):
-    from nemo_twvlm.curation.stages.clip_score import ClipScoreStage
+    from nemo_twvlm.curation.stages.models.clip_score import ClipScoreStage
 
     _, pngs = source
 
@@ -314,7 +315,7 @@ def test_reused_embeddings_give_the_same_clip_scores(clip_dir, source):
                                                     f"第 {i} 張圖"]) for i, (k, png) in enumerate(sorted(pngs.items()))]
         return SampleBatch(dataset_name="pairs", data=samples)
 
-    own = ClipScoreStage(str(clip_dir), min_score=-1.0).process(batch())
+    own = ClipScoreStage(str(clip_dir), min_score=-1.0, reuse_image_embeddings=False).process(batch())
     shared = ClipScoreStage(str(clip_dir), min_score=-1.0, reuse_image_embeddings=True).process(
         ImageEmbedStage(str(clip_dir)).process(batch()))
     assert [s.meta["clip_score"] for s in shared.data] == pytest.approx([s.meta["clip_score"] for s in own.data],

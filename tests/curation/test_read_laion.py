@@ -11,20 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from curation_inputs import (
-    assert_contract,
-    curate,
-    draw,
-    encode,
-    energon_samples,
-    image_server,
-    kept_meta,
-    rejections,
-    zh_caption,
+    assert_contract, curate, draw, encode, energon_samples, image_server, kept_meta, rejections, yaml_config, zh_caption,
 )
 from nemo_curator.tasks import FileGroupTask
 
 from nemo_twvlm.curation.readers import SchemaMismatchError
-from nemo_twvlm.curation.stages.read_table import TableReaderStage
+from nemo_twvlm.curation.stages.io.read_table import TableReaderStage
 
 N = 6
 # laion400m-meta's columns and types.
@@ -101,8 +93,8 @@ def test_datacomp_columns(tmp_path):
              "original_height": 64, "clip_b32_similarity_score": 0.3, "sha256": "0" * 64} for i in range(3)]
     (tmp_path / "in").mkdir()
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in" / "0000000.parquet")
-    reader = TableReaderStage(str(tmp_path / "in"), str(tmp_path / "work"), url_column="url", caption_column="text",
-                              key_column="uid")
+    reader = TableReaderStage(str(tmp_path / "in"), str(tmp_path / "work"),
+                              yaml_config(input={"url_column": "url", "caption_column": "text", "key_column": "uid"}).input)
     task = FileGroupTask(dataset_name="d", data=[str(tmp_path / "in" / "0000000.parquet")])
     (batch,) = reader.process(task)
     assert [(s.key, s.segments[0].ref, s.segments[1]) for s in batch.data] == \

@@ -9,7 +9,7 @@ import pytest
 from curation_inputs import assert_contract, curate, draw, encode, energon_samples, rejections, zh_caption
 
 from nemo_twvlm.curation.readers import SchemaMismatchError
-from nemo_twvlm.curation.stages.read_table import read_rows
+from nemo_twvlm.curation.stages.io.read_table import read_rows
 
 N = 6
 PROMPT = "<image>\nRender a clear and concise summary of the photo."

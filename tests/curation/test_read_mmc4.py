@@ -7,10 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from curation_inputs import ZH_LINES, assert_contract, curate, draw, encode, energon_samples, image_server, rejections
+from curation_inputs import (
+    ZH_LINES, assert_contract, curate, draw, encode, energon_samples, image_server, rejections, yaml_config,
+)
 
 from nemo_twvlm.curation.sample import ImageItem
-from nemo_twvlm.curation.stages.read_mmc4 import Mmc4ReaderStage
+from nemo_twvlm.curation.stages.io.read_mmc4 import Mmc4ReaderStage
 
 EXPECTED = {  # key -> reason
     "docs-0000002": "bad_row",          # matched_text_index outside text_list
@@ -86,7 +88,7 @@ def test_detail_names_the_field(run):
 
 
 def test_image_dir_reads_image_name(tmp_path):
-    reader = Mmc4ReaderStage(str(tmp_path), str(tmp_path / "work"), image_dir="images")
+    reader = Mmc4ReaderStage(str(tmp_path), str(tmp_path / "work"), yaml_config("interleaved_mmc4", input={"image_dir": "images"}).input)
     base = reader.base_dir(str(tmp_path / "docs.jsonl"))
     segments = reader._segments(_doc(["一句話。", "兩句話。"], [_info("a.jpg", "http://x", 1)]), base)
     assert segments[0] == "一句話。" and isinstance(segments[1], ImageItem)

@@ -10,7 +10,7 @@ from curation_inputs import draw, encode
 from PIL import Image
 
 from nemo_twvlm.curation.hashing import phash
-from nemo_twvlm.curation.stages.resize import downscale, fit_within
+from nemo_twvlm.curation.stages.write.resize import downscale, fit_within
 
 
 def _thumbnail(img: Image.Image, max_side: int) -> Image.Image:

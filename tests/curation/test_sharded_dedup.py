@@ -12,12 +12,12 @@ from curation_inputs import assert_contract, curate, draw, encode, good_pairs, w
 from nemo_twvlm.curation.hashing import TextMinHasher
 from nemo_twvlm.curation.parts import dedup_partition, part_table
 from nemo_twvlm.curation.sample import SignatureBatch
-from nemo_twvlm.curation.sharded_dedup import Banding, find_candidates, read_shard
-from nemo_twvlm.curation.stages.dedup import DedupStage
-from nemo_twvlm.curation.stages.dedup_fanout import DedupFanoutStage
-from nemo_twvlm.curation.stages.dedup_merge import DedupMergeStage
-from nemo_twvlm.curation.stages.dedup_partition import DedupPartitionStage
-from nemo_twvlm.curation.stages.dedup_shard import DedupShardStage
+from nemo_twvlm.curation.stages.dedup.banding import Banding, find_candidates, read_shard
+from nemo_twvlm.curation.stages.dedup.dedup import DedupStage
+from nemo_twvlm.curation.stages.dedup.sharded import DedupFanoutStage
+from nemo_twvlm.curation.stages.dedup.sharded import DedupMergeStage
+from nemo_twvlm.curation.stages.dedup.sharded import DedupPartitionStage
+from nemo_twvlm.curation.stages.dedup.sharded import DedupShardStage
 from nemo_twvlm.curation.storage import write_part_table
 
 SETTINGS = {"exact": True, "image_hamming": 6, "image_bands": 8, "caption_jaccard": 0.85, "num_perm": 64}
@@ -83,7 +83,7 @@ def _batches(samples: list[dict], sources: int, per_part: int) -> list[Signature
 
 
 def _sequential(batches, budget=None) -> dict:
-    decisions = DedupStage(**SETTINGS, token_budget=budget).process_batch(batches)
+    decisions = DedupStage(**SETTINGS, token_budget=budget, joint=False).process_batch(batches)
     return {d.source: d.data for d in decisions}
 
 
@@ -95,7 +95,7 @@ def _sharded(batches, shards: int, work, budget=None) -> dict:
             write_part_table(part_table(work, b.source, b.part), rows)
     partition = DedupPartitionStage(str(work), shards, Banding(**SETTINGS))
     parts = [partition.process(b) for b in reversed(batches)]  # arrival order must not matter
-    found = [DedupShardStage(str(work), image_hamming=6, caption_jaccard=0.85).process(task)
+    found = [DedupShardStage(str(work), Banding(**SETTINGS)).process(task)
              for task in DedupFanoutStage(shards).process_batch(parts)]
     decisions = DedupMergeStage(str(work), token_budget=budget).process_batch(found[::-1])
     return {d.source: d.data for d in decisions}
