@@ -24,6 +24,7 @@ from loguru import logger
 from nemo_curator.pipeline import Pipeline
 from nemo_curator.stages.base import ProcessingStage
 
+from nemo_twvlm.curation import rerun
 from nemo_twvlm.curation.config import CurationConfig, ModelScoreConfig
 from nemo_twvlm.curation.executors import make_executor
 from nemo_twvlm.curation.inputs import list_inputs, sources_of
@@ -183,6 +184,7 @@ def run_curation(cfg: CurationConfig) -> dict:
     sources = input_files(cfg)
     layout = Layout(cfg.output_dir)
     layout.out.mkdir(parents=True, exist_ok=True)
+    rerun.refresh(cfg, layout.out, sources)  # a rerun after an input or config change redoes what it changed
     start = time.perf_counter()
     build_pipeline(cfg).run(executor=make_executor(cfg.executor.name, cfg.executor.config))
     stats = finalize(cfg, sorted(sources))
