@@ -219,7 +219,7 @@ class CurationConfig:
             cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
         except OmegaConfBaseException as e:
             # OmegaConf's message names the key, then repeats it with the schema's class names.
-            reason = str(e.msg).split("\n")[0]
+            reason = str(e.msg).split("\n")[0].replace("AnyNode", "a single value")
             raise ValueError(f"curation config {e.full_key}: {reason}") from None
         cfg.check(paths=check)
         return cfg

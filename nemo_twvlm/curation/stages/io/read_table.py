@@ -184,11 +184,14 @@ class TableReaderStage(CurationStage[FileGroupTask, SampleBatch]):
         """Every row of a file lacking a needed column is rejected under `missing_column`."""
         if not table.rows or not any(table.rows):
             return None
-        absent = [f"{col!r} ({why})" for col, why in self.required_columns().items() if col not in table.columns]
+        absent = [col for col in self.required_columns() if col not in table.columns]
         if not absent:
             return None
-        return Reject("missing_column", f"{name} has no column {', '.join(absent)}; "
-                                        f"found columns {sorted(table.columns)}")
+        named = ", ".join(f"{col!r} ({self.required_columns()[col]})" for col in absent)
+        by_case = {col.lower(): col for col in table.columns}
+        near = [f"{by_case[col.lower()]!r} for {col!r}" for col in absent if col.lower() in by_case]
+        hint = f" (column names are case-sensitive: found {', '.join(near)})" if near else ""
+        return Reject("missing_column", f"{name} has no column {named}; found columns {sorted(table.columns)}{hint}")
 
     def _raw(self, row: dict | None) -> dict[str, bytes]:
         """What the quarantine keeps of a rejected row."""
