@@ -39,7 +39,6 @@ class DedupStage(FanIn, CurationStage[SignatureBatch, SourceDecision]):
     joint: bool
     name: str = "dedup"
 
-
     def process_batch(self, tasks: list[SignatureBatch]) -> list[SourceDecision]:
         require_every_part([(t.source, t.part, t.num_parts) for t in tasks], self.name)
         by_source: dict[str, list[SignatureBatch]] = defaultdict(list)

@@ -34,7 +34,6 @@ class SignatureStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
     num_perm: int
     name: str = "signatures"
 
-
     def load(self) -> None:
         self._minhash = TextMinHasher(self.num_perm)
 

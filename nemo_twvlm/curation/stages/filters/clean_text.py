@@ -19,7 +19,6 @@ class CleanTextStage(CurationStage[SampleBatch, SampleBatch]):
     strip_urls: bool
     name: str = "clean_text"
 
-
     def process(self, batch: SampleBatch) -> SampleBatch:
         return batch.apply(self.name, self._clean)
 

@@ -24,7 +24,6 @@ class LanguageIdStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
     min_score: float
     name: str = "language_id"
 
-
     def setup_on_node(self, node_info=None, worker_metadata=None) -> None:
         if not Path(self.model_path).is_file():
             raise FileNotFoundError(

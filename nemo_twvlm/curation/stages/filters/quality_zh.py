@@ -20,7 +20,6 @@ class QualityStage(CurationStage[SampleBatch, SampleBatch]):
     max_punctuation_ratio: float
     name: str = "quality_zh"
 
-
     def process(self, batch: SampleBatch) -> SampleBatch:
         return batch.apply(self.name, self._check)
 

@@ -16,7 +16,6 @@ class ScriptStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
     simplified: str  # convert | drop
     name: str = "script_zh"
 
-
     def load(self) -> None:
         self._detector = ScriptDetector()
 

@@ -15,7 +15,6 @@ class TokenCountStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
     max_per_sample: int | None
     name: str = "token_count"
 
-
     def load(self) -> None:
         from nemo_twvlm.data.tokenizer import load_tokenizer
 

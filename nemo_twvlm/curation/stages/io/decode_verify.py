@@ -28,8 +28,9 @@ def decode(data: bytes, *, formats: list[str], max_pixels: int,
         img = Image.open(io.BytesIO(data))  # reads the header only
     except Image.DecompressionBombError as e:  # PIL's own guard, at twice its MAX_IMAGE_PIXELS
         raise Reject("decompression_bomb", str(e)[:200]) from None
-    except UnidentifiedImageError as e:
-        raise Reject("corrupt_image", str(e)[:200]) from None
+    except UnidentifiedImageError:
+        # Not PIL's message: it names the buffer's memory address, and a rerun must write the same bytes.
+        raise Reject("corrupt_image", "cannot identify image file: no known image format") from None
     except Exception as e:  # noqa: BLE001 - PIL raises SyntaxError/ValueError/OSError for bad headers
         raise Reject("corrupt_image", f"{type(e).__name__}: {e}"[:200]) from None
     fmt = _FORMATS.get(img.format or "")
@@ -65,7 +66,6 @@ class DecodeVerifyStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch])
     def load(self) -> None:
         if Image.core.get_blocks_max() < self.cache_blocks:
             Image.core.set_blocks_max(self.cache_blocks)
-
 
     def process(self, batch: SampleBatch) -> SampleBatch:
         self.ensure_loaded()

@@ -158,7 +158,6 @@ class DownloadStage(CurationStage[SampleBatch, SampleBatch]):
     # Threads wait on sockets, not on the CPU.
     resources: Resources = field(default_factory=lambda: Resources(cpus=0.5))
 
-
     def process(self, batch: SampleBatch) -> SampleBatch:
         allowed = {s.lower() for s in self.schemes}
         opener = urllib.request.build_opener(_RedirectGuard(functools.partial(self._admit, allowed=allowed)))

@@ -15,7 +15,6 @@ class Img2DatasetReaderStage(WebDatasetReaderStage):
     """Pairs as the webdataset reader reads them; the sidecar's url goes with the image into the
     output metadata, and a sidecar of the wrong shape is rejected under a named reason."""
 
-
     def _segments(self, parts: dict[str, bytes]) -> list:
         segments = super()._segments(parts)
         if "json" not in parts:

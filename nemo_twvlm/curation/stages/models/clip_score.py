@@ -22,7 +22,6 @@ class ClipScoreStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
     chunk: int = 32
     name: str = "clip_score"
 
-
     def load(self) -> None:
         from transformers import AutoTokenizer
 

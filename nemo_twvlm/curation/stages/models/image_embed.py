@@ -46,7 +46,6 @@ class ImageEmbedStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
     chunk: int = 32
     name: str = "image_embed"
 
-
     def load(self) -> None:
         self._model, self._images = load_clip(self.model_path)
 

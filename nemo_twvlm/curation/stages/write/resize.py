@@ -60,7 +60,6 @@ class ResizeStage(CurationStage[SampleBatch, SampleBatch]):
     quality: int
     name: str = "resize"
 
-
     def process(self, batch: SampleBatch) -> SampleBatch:
         return batch.apply(self.name, self._resize)
 

@@ -78,7 +78,6 @@ class ShardWriterStage(CurationStage[SourceDecision, SourceDecision]):
     keep_dropped: bool
     name: str = "write_shards"
 
-
     def process(self, task: SourceDecision) -> SourceDecision:
         marker = final_marker(self.work_dir, task.source)
         digest = self._digest(task)
