@@ -59,8 +59,6 @@ RANGES = {
     "resize.quality": (1, 100),  # PIL's JPEG quality scale
     "tokens.max_per_sample": (1, None),
     "tokens.budget": (0, None),
-    "models.min_clip_score": (-1, 1),
-    "models.max_nsfw_score": (0, 1),
     "shards.samples_per_shard": (1, None),
     "report.grid": (0, None),
     "report.thumb_px": (1, None),

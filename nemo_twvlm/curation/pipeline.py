@@ -101,7 +101,7 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
         file_paths=in_dir, files_per_partition=1, file_extensions=list(reader.extensions)),
         reader.build(cfg, in_dir, work)]
     if reader.fetches:
-        stages.append(DownloadStage(**asdict(cfg.download)))
+        stages.append(DownloadStage(cfg.download))
     stages += [
         DecodeVerifyStage(**asdict(cfg.image), cache_blocks=cfg.input.batch_samples, keep_side=cfg.resize.max_side),
         CleanTextStage(**asdict(cfg.text)),

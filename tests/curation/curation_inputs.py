@@ -150,6 +150,13 @@ def merged(base: dict, changes: dict) -> dict:
     return out
 
 
+def section(name: str, **changes):
+    """A config section of pairs_zh_tw.yaml, with `changes`."""
+    from dataclasses import replace
+
+    return replace(getattr(yaml_config(), name), **changes)
+
+
 def stage_args(section: str, **changes) -> dict:
     """A config section of pairs_zh_tw.yaml as the keyword arguments of the stage that reads it."""
     from dataclasses import asdict

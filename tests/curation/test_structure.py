@@ -78,7 +78,7 @@ def test_stages_declare_the_task_protocol_once():
     assert outside == []
     own_protocol = [cls.__name__ for cls in stages if cls is not CurationStage
                     and {"inputs", "outputs"} & vars(cls).keys()]
-    assert sorted(own_protocol) == ["CheckpointStage", "TableReaderStage", "WebDatasetReaderStage"]  # + rejected
+    assert sorted(own_protocol) == ["CheckpointStage", "ReaderStage"]  # + rejected
 
 
 def _imports(path: Path, package: str) -> set[str]:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from nemo_curator.stages.resources import Resources
 
+from nemo_twvlm.curation.config import DownloadConfig
 from nemo_twvlm.curation.sample import ImageItem, Reject, Sample, SampleBatch
 from nemo_twvlm.curation.stages.base import CurationStage
 
@@ -144,25 +145,16 @@ def read_within(response, deadline: float, max_bytes: int, timeout_s: float) -> 
 
 @dataclass
 class DownloadStage(CurationStage[SampleBatch, SampleBatch]):
-    # The fields of download.* (conf/curation/pairs_zh_tw.yaml says what each means).
-    schemes: list[str]
-    allow_local_paths: bool
-    max_bytes: int
-    timeout_s: float
-    retries: int
-    backoff_s: float
-    threads: int
-    allow_private_addresses: bool
-    max_requests_per_host_per_s: float | None
+    download: DownloadConfig  # download.* (conf/curation/pairs_zh_tw.yaml says what each field means)
     name: str = "download"
     # Threads wait on sockets, not on the CPU.
     resources: Resources = field(default_factory=lambda: Resources(cpus=0.5))
 
     def process(self, batch: SampleBatch) -> SampleBatch:
-        allowed = {s.lower() for s in self.schemes}
+        allowed = {s.lower() for s in self.download.schemes}
         opener = urllib.request.build_opener(_RedirectGuard(functools.partial(self._admit, allowed=allowed)))
         pending = [(s, item) for s, item in batch.images() if item.data is None]
-        with ThreadPoolExecutor(max_workers=max(1, self.threads)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, self.download.threads)) as pool:
             results = dict(zip([id(item) for _, item in pending],
                                pool.map(lambda p: self._fetch(p[1], allowed, opener), pending)))
 
@@ -185,15 +177,15 @@ class DownloadStage(CurationStage[SampleBatch, SampleBatch]):
         if len(urlsplit(item.ref).scheme) <= 1:  # no scheme, or a Windows drive letter: a path
             return self._read_local(item)
         last: _Transient | None = None
-        for attempt in range(self.retries + 1):
+        for attempt in range(self.download.retries + 1):
             if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                time.sleep(self.download.backoff_s * 2 ** (attempt - 1))
             try:
                 self._admit(item.ref, allowed=allowed)
                 return self._http(item, opener)
             except _Transient as t:
                 last = t
-        raise Reject(last.reason, f"{last.detail} (after {self.retries + 1} tries)")
+        raise Reject(last.reason, f"{last.detail} (after {self.download.retries + 1} tries)")
 
     def _admit(self, url: str, *, allowed: set[str], redirect: bool = False) -> None:
         """Refuse a url (or redirect target) by scheme or address; wait for its host's rate limit."""
@@ -208,24 +200,24 @@ class DownloadStage(CurationStage[SampleBatch, SampleBatch]):
             raise Reject("download_failed", f"{e}: {url[:200]}") from None
         if not host:
             raise Reject("download_failed", f"no host in {url[:200]}")
-        if not self.allow_private_addresses:
+        if not self.download.allow_private_addresses:
             refused = refused_host(host, port)
             if refused:
                 raise Reject("download_private_address",
                              f"{refused}{f' (redirect to {url[:200]})' if redirect else ''}; "
                              "download.allow_private_addresses=true allows it")
-        if self.max_requests_per_host_per_s:
-            host_limiter(self.max_requests_per_host_per_s).wait(host)
+        if self.download.max_requests_per_host_per_s:
+            host_limiter(self.download.max_requests_per_host_per_s).wait(host)
 
     def _http(self, item: ImageItem, opener) -> bytes:
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + self.download.timeout_s
         request = urllib.request.Request(item.ref, headers={"User-Agent": "nemo_twvlm-curation/0.1"})
         try:
-            with opener.open(request, timeout=self.timeout_s) as response:
+            with opener.open(request, timeout=self.download.timeout_s) as response:
                 length = response.headers.get("Content-Length")
-                if length and length.isdigit() and int(length) > self.max_bytes:
-                    raise Reject("download_too_large", f"Content-Length {length} > {self.max_bytes}")
-                body = read_within(response, deadline, self.max_bytes, self.timeout_s)
+                if length and length.isdigit() and int(length) > self.download.max_bytes:
+                    raise Reject("download_too_large", f"Content-Length {length} > {self.download.max_bytes}")
+                body = read_within(response, deadline, self.download.max_bytes, self.download.timeout_s)
                 item.ext = _EXT_OF.get(response.headers.get_content_type(), "")
                 item.meta["url"] = item.ref
                 return body
@@ -242,12 +234,12 @@ class DownloadStage(CurationStage[SampleBatch, SampleBatch]):
             raise _Transient("download_failed", f"{type(e).__name__}: {e}") from None
 
     def _read_local(self, item: ImageItem) -> bytes:
-        if not self.allow_local_paths:
+        if not self.download.allow_local_paths:
             raise Reject("download_bad_scheme", "local paths are not allowed (download.allow_local_paths)")
         path = confined_path(item.meta.get("base_dir", "."), item.ref)
         if not path.is_file():
             raise Reject("missing_file", str(path))
-        if path.stat().st_size > self.max_bytes:
-            raise Reject("download_too_large", f"{path.stat().st_size} bytes > {self.max_bytes}")
+        if path.stat().st_size > self.download.max_bytes:
+            raise Reject("download_too_large", f"{path.stat().st_size} bytes > {self.download.max_bytes}")
         item.meta["path"] = str(path)
         return path.read_bytes()

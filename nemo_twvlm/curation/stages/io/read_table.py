@@ -9,13 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nemo_curator.tasks import FileGroupTask
-
 from nemo_twvlm.curation.config import InputConfig
-from nemo_twvlm.curation.parts import resumed_batches, split_parts
+from nemo_twvlm.curation.parts import split_parts
 from nemo_twvlm.curation.sample import ImageItem, Reject, Rejection, Sample, SampleBatch
-from nemo_twvlm.curation.stages.base import CurationStage
-from nemo_twvlm.curation.storage import source_id
+from nemo_twvlm.curation.stages.io.reader import ReaderStage
 
 _SPACE = re.compile(r"\s*")
 
@@ -130,7 +127,7 @@ def text_of(value: Any, column: str) -> str:
 
 
 @dataclass
-class TableReaderStage(CurationStage[FileGroupTask, SampleBatch]):
+class TableReaderStage(ReaderStage):
     """Each row names its image by `input.url_column` (http/https url, or a path relative to the
     file's folder) and carries `input.caption_column`; `input.key_column` is optional. Images are fetched later.
     Column names are the config's (input.*_column): LAION's are URL/TEXT, DataComp's url/text/uid."""
@@ -142,9 +139,6 @@ class TableReaderStage(CurationStage[FileGroupTask, SampleBatch]):
     # The member name that keeps the row itself, for the quarantine.
     raw_name = "row.json"
 
-    def outputs(self) -> tuple[list[str], list[str]]:
-        return ["data", "rejected"], []
-
     def required_columns(self) -> dict[str, str]:
         """Column -> where its name comes from, for the error when a file lacks it."""
         return {self.input.url_column: "input.url_column", self.input.caption_column: "input.caption_column"}
@@ -153,12 +147,7 @@ class TableReaderStage(CurationStage[FileGroupTask, SampleBatch]):
         """The folder a row's relative image path is relative to."""
         return str(Path(path).parent)
 
-    def process(self, task: FileGroupTask) -> list[SampleBatch]:
-        path = task.data[0]
-        source = source_id(path, self.input_dir)
-        done = resumed_batches(self.work_dir, source, task.dataset_name)
-        if done:
-            return done
+    def read(self, path: str, source: str, dataset_name: str) -> list[SampleBatch]:
         table = read_rows(path)
         missing = self._missing_columns(table, Path(path).name)
         samples: list[Sample] = []
@@ -177,7 +166,7 @@ class TableReaderStage(CurationStage[FileGroupTask, SampleBatch]):
         if table.error:
             index = len(table.rows)
             rejected.append(Rejection(f"{source}@{index}", index, self.name, table.error.reason, table.error.detail))
-        return split_parts(task.dataset_name, source, samples, rejected, self.input.batch_samples, self.work_dir,
+        return split_parts(dataset_name, source, samples, rejected, self.input.batch_samples, self.work_dir,
                            self.name)
 
     def _missing_columns(self, table: Rows, name: str) -> Reject | None:

@@ -5,16 +5,14 @@ import json
 import tarfile
 from dataclasses import dataclass
 
-from nemo_curator.tasks import FileGroupTask
-
-from nemo_twvlm.curation.parts import resumed_batches, split_parts
+from nemo_twvlm.curation.parts import split_parts
 from nemo_twvlm.curation.sample import ImageItem, Reject, Rejection, Sample, SampleBatch
-from nemo_twvlm.curation.stages.base import CurationStage
-from nemo_twvlm.curation.storage import TarTruncated, iter_tar_groups, source_id
+from nemo_twvlm.curation.stages.io.reader import ReaderStage
+from nemo_twvlm.curation.storage import TarTruncated, iter_tar_groups
 
 
 @dataclass
-class WebDatasetReaderStage(CurationStage[FileGroupTask, SampleBatch]):
+class WebDatasetReaderStage(ReaderStage):
     """Pairs: an image part (first of `formats` present) and `txt`, or `json` with a `caption`.
     Interleaved: a `json` part `{"segments": [text | {"image": "<part>"}, ...]}` naming image parts
     of the same sample (the layout `nemo_twvlm.data.synthetic` writes)."""
@@ -26,15 +24,7 @@ class WebDatasetReaderStage(CurationStage[FileGroupTask, SampleBatch]):
     batch_samples: int
     name: str = "read"
 
-    def outputs(self) -> tuple[list[str], list[str]]:
-        return ["data", "rejected"], []
-
-    def process(self, task: FileGroupTask) -> list[SampleBatch]:
-        path = task.data[0]
-        source = source_id(path, self.input_dir)
-        done = resumed_batches(self.work_dir, source, task.dataset_name)
-        if done:
-            return done
+    def read(self, path: str, source: str, dataset_name: str) -> list[SampleBatch]:
         samples: list[Sample] = []
         rejected: list[Rejection] = []
         index = 0
@@ -52,7 +42,7 @@ class WebDatasetReaderStage(CurationStage[FileGroupTask, SampleBatch]):
                                       t.detail, t.parts))
         except (tarfile.TarError, OSError) as e:
             rejected.append(Rejection(source, index, self.name, "unreadable_tar", f"{type(e).__name__}: {e}"))
-        return split_parts(task.dataset_name, source, samples, rejected, self.batch_samples, self.work_dir, self.name)
+        return split_parts(dataset_name, source, samples, rejected, self.batch_samples, self.work_dir, self.name)
 
     def _segments(self, parts: dict[str, bytes]) -> list:
         if self.kind == "interleaved":

@@ -4,6 +4,8 @@ for every head), and a document scores as its worst image. A subclass names its 
 field, and which side of its threshold rejects."""
 from __future__ import annotations
 
+import importlib
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -55,38 +57,46 @@ def head_scores(batch: SampleBatch, head, head_in: int, field: str, worst) -> di
     return scores
 
 
+@dataclass(frozen=True)
+class Head:
+    """One LAION head as NeMo Curator defines it, and what a stage makes of its score."""
+
+    module: str          # "package.module:Class", Curator's head (not its scorer: that one reads a fixed
+                         # hub layout under a model directory, and its filter stage downloads the weights)
+    width: str           # the attribute path of the embedding width its first layer reads
+    weights_field: str   # the config key that names the weights, for errors
+    score_key: str       # where the score goes in Sample.meta (and the shard's json)
+    reason: str          # the drop reason
+    worst: Callable[[float, float], float]  # a document's score from its images': min or max
+
+    def new(self) -> torch.nn.Module:
+        module, cls = self.module.split(":")
+        return getattr(importlib.import_module(module), cls)()
+
+
 @dataclass
 class HeadFilterStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
     model_path: str
 
-    weights_field: ClassVar[str]  # the config key that names the weights, for errors
-    score_key: ClassVar[str]      # where the score goes in Sample.meta (and the shard's json)
-    reason: ClassVar[str]         # the drop reason
-    worst: ClassVar[Callable[[float, float], float]]  # a document's score from its images': min or max
-
-    def new_head(self) -> torch.nn.Module:
-        raise NotImplementedError
-
-    def head_width(self) -> int:
-        """The embedding width the head reads."""
-        raise NotImplementedError
+    head: ClassVar[Head]
 
     def rejects(self, score: float) -> str | None:
         """Why `score` drops the sample (the detail), or None."""
         raise NotImplementedError
 
     def load(self) -> None:
-        self._head = load_head(self.new_head(), self.model_path, self.weights_field)
+        self._head = load_head(self.head.new(), self.model_path, self.head.weights_field)
 
     def process(self, batch: SampleBatch) -> SampleBatch:
         self.ensure_loaded()
-        scores = head_scores(batch, self._head, self.head_width(), self.weights_field, type(self).worst)
+        width = operator.attrgetter(self.head.width)(self._head)
+        scores = head_scores(batch, self._head, width, self.head.weights_field, self.head.worst)
 
         def check(sample: Sample) -> None:
             score = scores[id(sample)]
-            sample.meta[self.score_key] = round(score, 4)
+            sample.meta[self.head.score_key] = round(score, 4)
             detail = self.rejects(score)
             if detail:
-                raise Reject(self.reason, detail)
+                raise Reject(self.head.reason, detail)
 
         return batch.apply(self.name, check)

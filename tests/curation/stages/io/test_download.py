@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from curation_inputs import assert_contract, curate, draw, encode, rejections, stage_args, zh_caption
+from curation_inputs import assert_contract, curate, draw, encode, rejections, section, zh_caption
 
 from nemo_twvlm.curation.sample import ImageItem, Sample, SampleBatch
-from nemo_twvlm.curation.stages import download
+from nemo_twvlm.curation.stages.io import download
 from nemo_twvlm.curation.stages.io.download import DownloadStage, HostRateLimiter, non_public
 
 MAX_BYTES = 60_000
@@ -183,7 +183,8 @@ def server():
 
 def _fetch(urls: list[str], **options) -> SampleBatch:
     samples = [Sample(key=f"s{i}", index=i, segments=[ImageItem(url), "文字"]) for i, url in enumerate(urls)]
-    return DownloadStage(**stage_args("download", timeout_s=2, retries=0, **options)).process(SampleBatch(dataset_name="t", data=samples))
+    stage = DownloadStage(section("download", timeout_s=2, retries=0, **options))
+    return stage.process(SampleBatch(dataset_name="t", data=samples))
 
 
 def test_private_addresses_are_refused_by_default_and_counted(server, tmp_path, langid_model):
