@@ -25,6 +25,8 @@ from nemo_twvlm.curation.stages.dedup.banding import Banding, Merge, TokenBudget
 
 @dataclass
 class ShardedDedupStage(CompositeStage[SignatureBatch, SourceDecision]):
+    """`DedupStage`'s decisions from the four stages it decomposes into (module docstring)."""
+
     work_dir: str
     dedup: DedupConfig
     token_budget: int | None  # tokens.budget
@@ -43,6 +45,8 @@ class ShardedDedupStage(CompositeStage[SignatureBatch, SourceDecision]):
 
 @dataclass
 class DedupPartitionStage(CurationStage[SignatureBatch, SignatureBatch]):
+    """Per analysed part: its band keys, one row group per shard; only the part's identity goes on."""
+
     work_dir: str
     num_shards: int
     banding: Banding
@@ -73,6 +77,8 @@ class DedupFanoutStage(FanIn, CurationStage[SignatureBatch, DedupShard]):
 
 @dataclass
 class DedupShardStage(CurationStage[DedupShard, ShardCandidates]):
+    """One shard's buckets: its groups of equal values and its verified matching pairs."""
+
     work_dir: str
     banding: Banding
     name: str = "dedup_shard"
@@ -87,6 +93,8 @@ class DedupShardStage(CurationStage[DedupShard, ShardCandidates]):
 
 @dataclass
 class DedupMergeStage(FanIn, CurationStage[ShardCandidates, SourceDecision]):
+    """Every shard's candidates walked in input order into the decisions `DedupStage` makes."""
+
     work_dir: str
     token_budget: int | None
     name: str = "dedup_merge"

@@ -15,6 +15,8 @@ from nemo_twvlm.data.text import IMAGE_TOKEN_IN_TEXT, strip_image_token
 
 @dataclass
 class CleanTextStage(CurationStage[SampleBatch, SampleBatch]):
+    """text.*: what is stripped from every text segment."""
+
     strip_html: bool
     strip_urls: bool
     name: str = "clean_text"

@@ -13,6 +13,8 @@ from nemo_twvlm.curation.zh import quality_metrics
 
 @dataclass
 class QualityStage(CurationStage[SampleBatch, SampleBatch]):
+    """quality.*: each threshold drops under its own reason, in the order they are checked."""
+
     min_chars: int
     max_chars: int
     min_cjk_ratio: float

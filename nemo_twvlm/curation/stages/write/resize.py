@@ -55,6 +55,8 @@ def downscale(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 @dataclass
 class ResizeStage(CurationStage[SampleBatch, SampleBatch]):
+    """resize.*: the image as it is shipped (and then hashed)."""
+
     max_side: int
     format: str
     quality: int
