@@ -14,7 +14,7 @@ from pathlib import Path
 from nemo_curator.stages.base import ProcessingStage
 
 from nemo_twvlm.curation.config import CurationConfig
-from nemo_twvlm.curation.sample import SCHEMA_REASONS
+from nemo_twvlm.curation.sample import NOT_AN_OBJECT, SCHEMA_REASONS
 from nemo_twvlm.curation.stages.io.read_conversations import ConversationReaderStage
 from nemo_twvlm.curation.stages.io.read_documents import DocumentReaderStage
 from nemo_twvlm.curation.stages.io.read_img2dataset import Img2DatasetReaderStage
@@ -63,17 +63,20 @@ class SchemaMismatchError(ValueError):
 
 def schema_mismatch(out: Path, stats: dict, cfg: CurationConfig) -> str | None:
     """Why the run must not count as a success, or None: at least `input.max_schema_mismatch` of
-    the input was rejected for a missing column or a field of the wrong type. The message lists
+    the input was rejected for its layout (sample.SCHEMA_REASONS, lines that are not JSON objects). The message lists
     the distinct problems per file (each names the expected and the found columns or types)."""
-    rejected = sum(stats["quarantined"].get(r, 0) for r in SCHEMA_REASONS)
-    if not stats["input"] or rejected < cfg.input.max_schema_mismatch * stats["input"]:
+    if not stats["input"]:
         return None
     problems: Counter[tuple[str, str]] = Counter()
     with open(out / "quarantine" / "index.jsonl", encoding="utf-8") as index:
         for line in index:
             entry = json.loads(line)
-            if entry["reason"] in SCHEMA_REASONS:
+            not_an_object = entry["reason"] == "bad_row" and entry["detail"] == NOT_AN_OBJECT
+            if entry["reason"] in SCHEMA_REASONS or not_an_object:
                 problems[entry["source"], entry["detail"]] += 1
+    rejected = sum(problems.values())
+    if rejected < cfg.input.max_schema_mismatch * stats["input"]:
+        return None
     listed = "\n".join(f"  {source} ({n} rows): {detail}" for (source, detail), n in problems.most_common(10))
     return (f"{rejected} of {stats['input']} input samples do not have the layout input.format="
             f"{cfg.input.format!r} with this config expects (input.max_schema_mismatch="

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nemo_twvlm.curation.sample import ImageItem, Reject
+from nemo_twvlm.curation.sample import NOT_AN_OBJECT, ImageItem, Reject
 from nemo_twvlm.curation.stages.io.read_table import TableReaderStage, get_field
 
 
@@ -23,7 +23,7 @@ class DocumentReaderStage(TableReaderStage):
 
 def _segments(row: dict | None, base: str) -> list:
     if row is None:
-        raise Reject("bad_row", "line is not a JSON object")
+        raise Reject("bad_row", NOT_AN_OBJECT)
     segments = get_field(row, "segments", list, "bad_row")
     out: list = []
     for seg in segments:

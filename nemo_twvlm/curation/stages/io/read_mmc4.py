@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nemo_twvlm.curation.sample import ImageItem, Reject
+from nemo_twvlm.curation.sample import NOT_AN_OBJECT, ImageItem, Reject
 from nemo_twvlm.curation.stages.io.read_documents import checked_document
 from nemo_twvlm.curation.stages.io.read_table import TableReaderStage, get_field
 
@@ -29,7 +29,7 @@ class Mmc4ReaderStage(TableReaderStage):
 
     def _segments(self, row: dict | None, base: str) -> list:
         if row is None:
-            raise Reject("bad_row", "line is not a JSON object")
+            raise Reject("bad_row", NOT_AN_OBJECT)
         sentences = get_field(row, "text_list", list, "missing_caption")
         infos = get_field(row, "image_info", list, "missing_image")
         before: dict[int, list[ImageItem]] = {}

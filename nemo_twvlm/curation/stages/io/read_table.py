@@ -11,7 +11,7 @@ from typing import Any
 
 from nemo_twvlm.curation.config import InputConfig
 from nemo_twvlm.curation.parts import split_parts
-from nemo_twvlm.curation.sample import ImageItem, Reject, Rejection, Sample, SampleBatch
+from nemo_twvlm.curation.sample import NOT_AN_OBJECT, ImageItem, Reject, Rejection, Sample, SampleBatch
 from nemo_twvlm.curation.stages.io.reader import ReaderStage
 
 _SPACE = re.compile(r"\s*")
@@ -191,7 +191,7 @@ class TableReaderStage(ReaderStage):
 
     def _segments(self, row: dict | None, base: str) -> list:
         if row is None:
-            raise Reject("bad_row", "line is not a JSON object")
+            raise Reject("bad_row", NOT_AN_OBJECT)
         ref = get_field(row, self.input.url_column, str, "missing_image")
         if not ref.strip():
             raise Reject("missing_image", f"{self.input.url_column!r} is blank")
