@@ -28,6 +28,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from nemo_twvlm.curation.cli import compose_config  # noqa: E402
 from nemo_twvlm.curation.config import CurationConfig  # noqa: E402
 from nemo_twvlm.curation.hashing import MinHashIndex, TextMinHasher, pixel_hash  # noqa: E402
 from nemo_twvlm.curation.storage import iter_tar_groups, tar_bytes  # noqa: E402
@@ -77,11 +78,11 @@ def raw_floor(folder: Path) -> tuple[int, float, float]:
 
 
 def config(folder: Path, out: Path) -> CurationConfig:
-    return CurationConfig.from_dict({
-        "input_dir": str(folder), "output_dir": str(out),
-        "lang": {"model_path": str(REPO / ".venv" / "share" / "nemo_twvlm" / "lid.176.ftz")},
-        "tokens": {"tokenizer": str(REPO / "data" / "tokenizer")},
-        "executor": {"name": "in_process"}})
+    """conf/curation/pairs_zh_tw.yaml with this run's paths, in process."""
+    return compose_config("pairs_zh_tw", [
+        f"input_dir={folder}", f"output_dir={out}",
+        f"lang.model_path={REPO / '.venv' / 'share' / 'nemo_twvlm' / 'lid.176.ftz'}",
+        f"tokens.tokenizer={REPO / 'data' / 'tokenizer'}", "executor.name=in_process"])
 
 
 def pipeline_rate(folder: Path, out: Path) -> dict:
@@ -137,15 +138,16 @@ def near_dup_captions(n: int, rng: np.random.Generator) -> list[str]:
 def caption_scaling(sizes: list[int]) -> list[dict]:
     """MinHash signatures and LSH dedup of n captions, ~5% of them near-duplicates of another."""
     rng = np.random.default_rng(1)
-    hasher = TextMinHasher(num_perm=64)
+    dedup = compose_config("pairs_zh_tw", [], check=False).dedup
+    hasher = TextMinHasher(num_perm=dedup.num_perm)
     results = []
     for n in sizes:
         captions = near_dup_captions(n, rng)
         start = time.perf_counter()
-        signatures = hasher.many([shingles(dedup_normalise(c), 3) for c in captions])  # as the pipeline does
+        signatures = hasher.many([shingles(dedup_normalise(c), dedup.shingle) for c in captions])  # as the pipeline does
         sign_s = time.perf_counter() - start
         start = time.perf_counter()
-        index, dups = MinHashIndex(0.85, 64), 0
+        index, dups = MinHashIndex(dedup.caption_jaccard, dedup.num_perm), 0
         for i, sig in enumerate(signatures):
             if index.query(sig) is None:
                 index.add(i, sig)

@@ -27,20 +27,26 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_curation import near_dup_captions  # noqa: E402
 
+from nemo_twvlm.curation.cli import compose_config  # noqa: E402
 from nemo_twvlm.curation.hashing import TextMinHasher  # noqa: E402
 from nemo_twvlm.curation.parts import part_table  # noqa: E402
 from nemo_twvlm.curation.sample import DedupShard, SignatureBatch  # noqa: E402
-from nemo_twvlm.curation.sharded_dedup import Banding  # noqa: E402
-from nemo_twvlm.curation.stages.dedup import DedupStage  # noqa: E402
-from nemo_twvlm.curation.stages.dedup_fanout import DedupFanoutStage  # noqa: E402
-from nemo_twvlm.curation.stages.dedup_merge import DedupMergeStage  # noqa: E402
-from nemo_twvlm.curation.stages.dedup_partition import DedupPartitionStage  # noqa: E402
-from nemo_twvlm.curation.stages.dedup_shard import DedupShardStage  # noqa: E402
+from nemo_twvlm.curation.stages.dedup.banding import Banding  # noqa: E402
+from nemo_twvlm.curation.stages.dedup.dedup import DedupStage  # noqa: E402
+from nemo_twvlm.curation.stages.dedup.sharded import (  # noqa: E402
+    DedupFanoutStage,
+    DedupMergeStage,
+    DedupPartitionStage,
+    DedupShardStage,
+)
 from nemo_twvlm.curation.storage import read_signatures, write_part_table  # noqa: E402
 from nemo_twvlm.curation.zh import dedup_normalise, shingles  # noqa: E402
 
 PART, PARTS_PER_SOURCE = 256, 40
-SETTINGS = {"exact": True, "image_hamming": None, "caption_jaccard": 0.85, "num_perm": 64}
+# The pairs config's dedup settings (conf/curation/pairs_zh_tw.yaml), captions only.
+_DEDUP = compose_config("pairs_zh_tw", [], check=False).dedup
+SETTINGS = {"exact": _DEDUP.exact, "image_hamming": None, "image_bands": _DEDUP.image_bands,
+            "caption_jaccard": _DEDUP.caption_jaccard, "num_perm": _DEDUP.num_perm}
 
 
 def write_parts(work: Path, signatures: list[np.ndarray]) -> list[tuple[str, int, int]]:
@@ -67,7 +73,7 @@ def _batches(work: Path, parts) -> list[SignatureBatch]:
 
 def single(work: Path, parts) -> dict:
     batches = _batches(work, parts)
-    return {d.source: d.data for d in DedupStage(**SETTINGS).process_batch(batches)}
+    return {d.source: d.data for d in DedupStage(**SETTINGS, token_budget=None, joint=False).process_batch(batches)}
 
 
 def sharded(work: Path, parts, shards: int, seconds: dict) -> dict:
@@ -83,13 +89,13 @@ def sharded(work: Path, parts, shards: int, seconds: dict) -> dict:
         found.append(shard_task(work, task))
         seconds["shards"].append(time.perf_counter() - start)
     start = time.perf_counter()
-    decisions = DedupMergeStage(str(work)).process_batch(found)
+    decisions = DedupMergeStage(str(work), None).process_batch(found)
     seconds["merge"] = time.perf_counter() - start
     return {d.source: d.data for d in decisions}
 
 
 def shard_task(work: Path, task: DedupShard):
-    return DedupShardStage(str(work), image_hamming=None, caption_jaccard=SETTINGS["caption_jaccard"]).process(task)
+    return DedupShardStage(str(work), Banding(**SETTINGS)).process(task)
 
 
 def peak_mb(fn, *args) -> tuple[float, object]:
@@ -110,7 +116,7 @@ def main() -> None:
     rows = []
     for n in args.captions:
         start = time.perf_counter()
-        signatures = [hasher(shingles(dedup_normalise(c), 3))
+        signatures = [hasher(shingles(dedup_normalise(c), _DEDUP.shingle))
                       for c in near_dup_captions(n, np.random.default_rng(1))]
         minhash_s = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as tmp:
@@ -127,7 +133,7 @@ def main() -> None:
                 tasks = DedupFanoutStage(shards).process_batch(
                     [SignatureBatch(dataset_name="bench", source=s, part=p, num_parts=k) for s, p, k in parts])
                 shard_peaks, found = zip(*(peak_mb(shard_task, work, t) for t in tasks))
-                merge_peak, _ = peak_mb(DedupMergeStage(str(work)).process_batch, list(found))
+                merge_peak, _ = peak_mb(DedupMergeStage(str(work), None).process_batch, list(found))
                 row[f"shards_{shards}"] = {
                     "partition_s": round(seconds["partition"], 2),
                     "partition_ms_per_part": round(1e3 * seconds["partition"] / len(parts), 1),

@@ -1,14 +1,16 @@
-"""The typed curation config: what `conf/curation/*.yaml` holds, checked once at the entry point.
+"""The typed curation config: the schema of `conf/curation/*.yaml`, checked once at the entry point.
 
-Entry points merge the YAML (Hydra) and call `CurationConfig.from_dict`; package code only ever
-sees this dataclass. Unknown keys and bad values fail here, naming the field.
+The YAML holds every value (and documents it); these dataclasses only say what the keys are and
+what they may hold, with no defaults, so a number lives in one place. Entry points compose the
+YAML (Hydra) and call `CurationConfig.from_dict`, which checks types against this schema
+(OmegaConf's structured configs) and then ranges and choices (`check`): an unknown key, a missing
+one, a wrong type or a value out of range fails here, before any work, naming the key.
 """
-# Real annotations, not `from __future__ import annotations`: NeMo-Run parses CLI overrides of a
-# recipe's fields (`nemo twvlm curate --factory ...`) by them.
+# Real annotations, not `from __future__ import annotations`: OmegaConf reads the schema from them,
+# and NeMo-Run parses CLI overrides of a recipe's fields (`nemo twvlm curate --factory ...`) by them.
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Optional, get_type_hints
-
+from dataclasses import dataclass
+from typing import Any, Optional
 
 # input.format -> the kinds it feeds. The reader of each is in nemo_twvlm/curation/readers.py.
 INPUT_FORMATS = {
@@ -22,181 +24,235 @@ INPUT_FORMATS = {
     "conversations": ("conversations",),  # LLaVA instruction JSON/JSONL, HF parquet (messages + image structs)
 }
 
+CHOICES = {
+    "kind": ("pairs", "interleaved", "conversations"),
+    "input.format": tuple(INPUT_FORMATS),
+    "script.simplified": ("convert", "drop"),
+    "resize.format": ("jpg", "png"),
+    "executor.name": ("ray_data", "xenna", "in_process"),
+}
+
+# Inclusive bounds (None: unbounded); a null value (where the type allows one) is not checked.
+RANGES = {
+    "input.max_schema_mismatch": (0, 1),  # and > 0, checked with its own message
+    "input.batch_samples": (1, None),
+    "download.max_bytes": (1, None),
+    "download.timeout_s": (0, None),
+    "download.retries": (0, None),
+    "download.backoff_s": (0, None),
+    "download.threads": (1, None),
+    "image.max_pixels": (1, None),
+    "image.min_side": (1, None),
+    "image.max_aspect": (1, None),
+    "lang.min_score": (0, 1),
+    "quality.min_chars": (0, None),
+    "quality.max_chars": (1, None),
+    "quality.min_cjk_ratio": (0, 1),
+    "quality.max_char_repetition": (0, 1),
+    "quality.max_punctuation_ratio": (0, 1),
+    "dedup.image_bands": (1, 64),
+    "dedup.caption_jaccard": (0, 1),
+    "dedup.shingle": (1, None),
+    "dedup.num_perm": (1, None),
+    "dedup.shards": (1, None),
+    "resize.max_side": (1, None),
+    "resize.quality": (1, 100),  # PIL's JPEG quality scale
+    "tokens.max_per_sample": (1, None),
+    "tokens.budget": (0, None),
+    "shards.samples_per_shard": (1, None),
+    "report.grid": (0, None),
+    "report.thumb_px": (1, None),
+}
+
 
 @dataclass
 class InputConfig:
-    format: str = "webdataset"     # one of INPUT_FORMATS
-    url_column: str = "url"        # table: an http(s) url or a path (relative to the table's folder)
-    caption_column: str = "caption"
-    key_column: str = "key"        # optional; rows without it are keyed by position
-    # llava_json / mmc4 / conversations: local image folder, relative to the input file's folder
-    image_dir: Optional[str] = None
-    max_schema_mismatch: float = 0.5  # fail the run when this share of the input has missing columns / wrong types
-    batch_samples: int = 256       # samples per task: bounds the decoded images held at once
+    format: str                    # one of INPUT_FORMATS
+    url_column: str                # table: an http(s) url or a path (relative to the table's folder)
+    caption_column: str
+    key_column: str                # optional in the rows; rows without it are keyed by position
+    image_dir: Optional[str]       # llava_json / mmc4 / conversations: local image folder, relative to the input file
+    max_schema_mismatch: float     # fail the run when this share of the input has the wrong layout
+    batch_samples: int             # samples per task: bounds the decoded images held at once
 
 
 @dataclass
 class DownloadConfig:
-    schemes: list[str] = field(default_factory=lambda: ["http", "https"])
-    allow_local_paths: bool = True
-    max_bytes: int = 20_000_000
-    timeout_s: float = 10.0
-    retries: int = 2
-    backoff_s: float = 0.5
-    threads: int = 8
-    allow_private_addresses: bool = False  # else hosts resolving to private/loopback/link-local/... are refused
-    max_requests_per_host_per_s: Optional[float] = None  # per worker process; None = no limit
+    schemes: list[str]
+    allow_local_paths: bool
+    max_bytes: int
+    timeout_s: float
+    retries: int
+    backoff_s: float
+    threads: int
+    allow_private_addresses: bool  # else hosts resolving to private/loopback/link-local/... are refused
+    max_requests_per_host_per_s: Optional[float]  # per worker process; None = no limit
 
 
 @dataclass
 class ImageConfig:
-    formats: list[str] = field(default_factory=lambda: ["jpg", "jpeg", "png", "webp"])
-    max_pixels: int = 40_000_000   # read from the header, before any pixel is decoded
-    min_side: int = 32
-    max_aspect: float = 3.0
+    formats: list[str]
+    max_pixels: int                # read from the header, before any pixel is decoded
+    min_side: int
+    max_aspect: float
 
 
 @dataclass
 class TextConfig:
-    strip_html: bool = True
-    strip_urls: bool = True
+    strip_html: bool
+    strip_urls: bool
 
 
 @dataclass
 class LangConfig:
-    model_path: str = ""
-    allowed: list[str] = field(default_factory=lambda: ["zh", "en"])
-    min_score: float = 0.4
+    model_path: str
+    allowed: list[str]
+    min_score: float
 
 
 @dataclass
 class ScriptConfig:
-    simplified: str = "convert"    # convert (OpenCC s2twp) | drop
+    simplified: str                # convert (OpenCC s2twp) | drop
 
 
 @dataclass
 class QualityConfig:
-    min_chars: int = 4
-    max_chars: int = 2000
-    min_cjk_ratio: float = 0.3     # applies to zh text only
-    max_char_repetition: float = 0.5
-    max_punctuation_ratio: float = 0.35
+    min_chars: int
+    max_chars: int
+    min_cjk_ratio: float           # applies to zh text only
+    max_char_repetition: float
+    max_punctuation_ratio: float
 
 
 @dataclass
 class DedupConfig:
-    exact: bool = True
-    image_hamming: Optional[int] = 6  # pHash bits; None turns near-dup images off
-    image_bands: int = 8           # LSH bands over the 64-bit pHash; > image_hamming guarantees recall
-    caption_jaccard: Optional[float] = 0.85  # MinHash estimate; None turns near-dup text off
-    shingle: int = 3               # characters per shingle (Chinese has no word spaces)
-    num_perm: int = 64
-    shards: int = 1                # > 1: candidate search split by LSH band key into this many tasks, same result
+    exact: bool
+    image_hamming: Optional[int]   # pHash bits; None turns near-dup images off
+    image_bands: int               # LSH bands over the 64-bit pHash; > image_hamming guarantees recall
+    caption_jaccard: Optional[float]  # MinHash estimate; None turns near-dup text off
+    shingle: int                   # characters per shingle (Chinese has no word spaces)
+    num_perm: int
+    shards: int                    # > 1: candidate search split by LSH band key into this many tasks, same result
 
 
 @dataclass
 class ResizeConfig:
-    max_side: int = 672
-    format: str = "jpg"            # jpg | png
-    quality: int = 90
+    max_side: int
+    format: str                    # jpg | png
+    quality: int
 
 
 @dataclass
 class TokenConfig:
-    tokenizer: str = "data/tokenizer"
-    preset: str = "debug"          # image tokens per image come from nemo_twvlm.presets
-    max_per_sample: Optional[int] = 8192
-    budget: Optional[int] = None      # total text+image tokens to keep, in input order; None = all
+    tokenizer: str
+    preset: str                    # image tokens per image come from nemo_twvlm.presets
+    max_per_sample: Optional[int]
+    budget: Optional[int]          # total text+image tokens to keep, in input order; None = all
 
 
 @dataclass
 class ModelScoreConfig:
-    clip_model: Optional[str] = None  # local Hugging Face CLIP directory; None skips the stage with a warning
-    min_clip_score: float = 0.2
-    embedding_model: Optional[str] = None  # local CLIP ViT-L/14 directory: the embeddings both heads below read
-    aesthetic_model: Optional[str] = None  # LAION aesthetic head (.safetensors/.pth); None skips the stage with a warning
-    min_aesthetic_score: float = 4.5
-    nsfw_model: Optional[str] = None  # LAION CLIP NSFW head (.pth/.safetensors); None skips the stage with a warning
-    max_nsfw_score: float = 0.5
+    clip_model: Optional[str]      # local Hugging Face CLIP directory; None skips the stage with a warning
+    min_clip_score: float
+    embedding_model: Optional[str]  # local CLIP ViT-L/14 directory: the embeddings both heads below read
+    aesthetic_model: Optional[str]  # LAION aesthetic head (.safetensors/.pth); None skips the stage with a warning
+    min_aesthetic_score: float
+    nsfw_model: Optional[str]      # LAION CLIP NSFW head (.pth/.safetensors); None skips the stage with a warning
+    max_nsfw_score: float
 
 
 @dataclass
 class ShardConfig:
-    samples_per_shard: int = 1000
+    samples_per_shard: int
 
 
 @dataclass
 class QuarantineConfig:
-    keep_dropped: bool = True      # also store the payload of policy drops, not only of malformed input
+    keep_dropped: bool             # also store the payload of policy drops, not only of malformed input
 
 
 @dataclass
 class ReportConfig:
-    grid: int = 24                 # samples shown in each of the kept / rejected grids
-    thumb_px: int = 96
+    grid: int                      # samples shown in each of the kept / rejected grids
+    thumb_px: int
 
 
 @dataclass
 class ExecutorConfig:
-    name: str = "ray_data"         # ray_data | xenna | in_process
-    config: dict[str, Any] = field(default_factory=dict)
+    name: str                      # ray_data | xenna | in_process
+    config: dict[str, Any]
 
 
 @dataclass
 class CurationConfig:
-    input_dir: str = ""
-    output_dir: str = ""
-    kind: str = "pairs"            # pairs | interleaved | conversations
-    input: InputConfig = field(default_factory=InputConfig)
-    download: DownloadConfig = field(default_factory=DownloadConfig)
-    image: ImageConfig = field(default_factory=ImageConfig)
-    text: TextConfig = field(default_factory=TextConfig)
-    lang: LangConfig = field(default_factory=LangConfig)
-    script: ScriptConfig = field(default_factory=ScriptConfig)
-    quality: QualityConfig = field(default_factory=QualityConfig)
-    dedup: DedupConfig = field(default_factory=DedupConfig)
-    resize: ResizeConfig = field(default_factory=ResizeConfig)
-    tokens: TokenConfig = field(default_factory=TokenConfig)
-    models: ModelScoreConfig = field(default_factory=ModelScoreConfig)
-    shards: ShardConfig = field(default_factory=ShardConfig)
-    quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
-    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    input_dir: str
+    output_dir: str
+    kind: str                      # pairs | interleaved | conversations
+    input: InputConfig
+    download: DownloadConfig
+    image: ImageConfig
+    text: TextConfig
+    lang: LangConfig
+    script: ScriptConfig
+    quality: QualityConfig
+    dedup: DedupConfig
+    resize: ResizeConfig
+    tokens: TokenConfig
+    models: ModelScoreConfig
+    shards: ShardConfig
+    quarantine: QuarantineConfig
+    report: ReportConfig
+    executor: ExecutorConfig
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, check: bool = True) -> "CurationConfig":
-        """check=False: a recipe, whose input_dir and output_dir are given at launch (then checked)."""
-        cfg = _build(cls, values, "")
-        if check:
-            cfg.check()
+        """Every key, typed by this schema; check=False: a recipe, whose input_dir and output_dir are
+        given at launch (then checked), so only its paths are not checked yet."""
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        if not isinstance(values, dict):
+            raise ValueError(f"the curation config must be a mapping, got {type(values).__name__}")
+        try:
+            cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
+        except OmegaConfBaseException as e:
+            # OmegaConf's message names the key, then repeats it with the schema's class names.
+            reason = str(e.msg).split("\n")[0].replace("AnyNode", "a single value")
+            raise ValueError(f"curation config {e.full_key}: {reason}") from None
+        cfg.check(paths=check)
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def check(self) -> None:
-        choices = {
-            "kind": (self.kind, ("pairs", "interleaved", "conversations")),
-            "input.format": (self.input.format, tuple(INPUT_FORMATS)),
-            "script.simplified": (self.script.simplified, ("convert", "drop")),
-            "resize.format": (self.resize.format, ("jpg", "png")),
-            "executor.name": (self.executor.name, ("ray_data", "xenna", "in_process")),
-        }
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r} is not supported; expected one of {list(allowed)}")
+    def check(self, *, paths: bool = True) -> None:
+        """Choices, ranges and the rules between fields; with `paths`, also that the paths are set."""
+        for name, allowed in CHOICES.items():
+            if _get(self, name) not in allowed:
+                raise ValueError(f"{name}={_get(self, name)!r} is not supported; expected one of {list(allowed)}")
+        for name, (low, high) in RANGES.items():
+            value = _get(self, name)
+            if value is not None and not ((low is None or value >= low) and (high is None or value <= high)):
+                raise ValueError(f"{name}={value!r} is out of range; expected {_bounds(low, high)}")
+        self._check_rules()
+        if paths:
+            for name in ("input_dir", "output_dir", "lang.model_path", "tokens.tokenizer"):
+                if not _get(self, name):
+                    raise ValueError(f"{name} is empty; it must name a path")
+
+    def _check_rules(self) -> None:
         kinds = INPUT_FORMATS[self.input.format]
         if self.kind not in kinds:
             raise ValueError(f"input.format={self.input.format!r} feeds kind {' or '.join(kinds)}, "
                              f"not kind={self.kind!r}")
         if not 0 < self.input.max_schema_mismatch <= 1:
-            raise ValueError(f"input.max_schema_mismatch={self.input.max_schema_mismatch} must be in (0, 1]")
+            raise ValueError(f"input.max_schema_mismatch={self.input.max_schema_mismatch:g} must be in (0, 1]")
+        if self.quality.min_chars > self.quality.max_chars:
+            raise ValueError(f"quality.min_chars={self.quality.min_chars} is above "
+                             f"quality.max_chars={self.quality.max_chars}")
         if self.kind == "conversations" and self.dedup.shards != 1:
             raise ValueError(f"dedup.shards={self.dedup.shards}: conversations match image and first user turn "
                              "together, which the sharded dedup does not; use dedup.shards=1")
-        for name in ("input_dir", "output_dir", "lang.model_path", "tokens.tokenizer"):
-            if not _get(self, name):
-                raise ValueError(f"{name} is empty; it must name a path")
         for head in ("models.aesthetic_model", "models.nsfw_model"):
             if _get(self, head) and not self.models.embedding_model:
                 raise ValueError(f"{head}={_get(self, head)!r} needs models.embedding_model: the local CLIP ViT-L/14 "
@@ -209,32 +265,15 @@ class CurationConfig:
         rate = self.download.max_requests_per_host_per_s
         if rate is not None and not rate > 0:
             raise ValueError(f"download.max_requests_per_host_per_s={rate} must be > 0, or null for no limit")
-        for name in ("input.batch_samples", "shards.samples_per_shard", "dedup.num_perm", "dedup.shingle",
-                     "dedup.shards"):
-            if _get(self, name) < 1:
-                raise ValueError(f"{name}={_get(self, name)} must be >= 1")
+
+
+def _bounds(low: float | None, high: float | None) -> str:
+    if high is None:
+        return f">= {low}"
+    return f"<= {high}" if low is None else f"in [{low}, {high}]"
 
 
 def _get(obj: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
-    if not isinstance(values, dict):
-        raise TypeError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown curation config key(s) {[prefix + k for k in unknown]}; "
-                         f"expected some of {sorted(prefix + n for n in names)}")
-    kwargs = {}
-    for name, value in values.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)

@@ -26,7 +26,7 @@ def part_marker(work_dir: str | Path, source: str, part: int) -> Path:
 
 
 def dedup_partition(work_dir: str | Path, num_shards: int, source: str, part: int) -> Path:
-    """A part's band keys for the sharded dedup (see nemo_twvlm.curation.sharded_dedup)."""
+    """A part's band keys for the sharded dedup (see nemo_twvlm.curation.stages.dedup.banding)."""
     return Path(work_dir) / "dedup" / f"shards-{num_shards}" / source / f"part-{part:05d}.parquet"
 
 

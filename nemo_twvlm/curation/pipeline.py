@@ -7,14 +7,15 @@ report.html.
          -> checkpoint -> dedup -> write_shards
 
 Everything up to `checkpoint` works on one part of one input file at a time; `dedup` sees the
-signatures of all of them (or, with `dedup.shards > 1`, dedup_partition -> dedup_fanout ->
-dedup_shard -> dedup_merge split that search by LSH band key); `write_shards` works per input file
-again. `read` is the reader of `input.format` (nemo_twvlm.curation.readers).
+signatures of all of them (or, with `dedup.shards > 1`, the composite that decomposes into
+dedup_partition -> dedup_fanout -> dedup_shard -> dedup_merge and splits that search by LSH band
+key); `write_shards` works per input file again. `read` is the reader of `input.format` (nemo_twvlm.curation.readers).
 """
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from collections import Counter
 from pathlib import Path
 from typing import BinaryIO
@@ -23,34 +24,31 @@ from loguru import logger
 from nemo_curator.pipeline import Pipeline
 from nemo_curator.stages.base import ProcessingStage
 
+from nemo_twvlm.curation import rerun
 from nemo_twvlm.curation.config import CurationConfig, ModelScoreConfig
 from nemo_twvlm.curation.executors import make_executor
 from nemo_twvlm.curation.inputs import list_inputs, sources_of
 from nemo_twvlm.curation.parts import done_parts, final_marker, part_marker
 from nemo_twvlm.curation.readers import READERS, SchemaMismatchError, schema_mismatch
 from nemo_twvlm.curation.sample import disposition
-from nemo_twvlm.curation.sharded_dedup import Banding
-from nemo_twvlm.curation.stages.aesthetic import AestheticStage
-from nemo_twvlm.curation.stages.checkpoint import CheckpointStage
-from nemo_twvlm.curation.stages.clean_text import CleanTextStage
-from nemo_twvlm.curation.stages.clip_score import ClipScoreStage
-from nemo_twvlm.curation.stages.decode_verify import DecodeVerifyStage
-from nemo_twvlm.curation.stages.dedup import DedupStage
-from nemo_twvlm.curation.stages.dedup_fanout import DedupFanoutStage
-from nemo_twvlm.curation.stages.dedup_merge import DedupMergeStage
-from nemo_twvlm.curation.stages.dedup_partition import DedupPartitionStage
-from nemo_twvlm.curation.stages.dedup_shard import DedupShardStage
-from nemo_twvlm.curation.stages.download import DownloadStage
-from nemo_twvlm.curation.stages.image_embed import ImageEmbedStage
-from nemo_twvlm.curation.stages.language_id import LanguageIdStage
-from nemo_twvlm.curation.stages.list_inputs import ListInputsStage
-from nemo_twvlm.curation.stages.nsfw import NsfwStage
-from nemo_twvlm.curation.stages.quality_zh import QualityStage
-from nemo_twvlm.curation.stages.resize import ResizeStage
-from nemo_twvlm.curation.stages.script_zh import ScriptStage
-from nemo_twvlm.curation.stages.shard_writer import CONVERSATION_SAMPLE_LOADER, ShardWriterStage
-from nemo_twvlm.curation.stages.signatures import SignatureStage
-from nemo_twvlm.curation.stages.token_count import TokenCountStage
+from nemo_twvlm.curation.stages.dedup.dedup import DedupStage
+from nemo_twvlm.curation.stages.dedup.sharded import ShardedDedupStage
+from nemo_twvlm.curation.stages.dedup.signatures import SignatureStage
+from nemo_twvlm.curation.stages.filters.clean_text import CleanTextStage
+from nemo_twvlm.curation.stages.filters.language_id import LanguageIdStage
+from nemo_twvlm.curation.stages.filters.quality_zh import QualityStage
+from nemo_twvlm.curation.stages.filters.script_zh import ScriptStage
+from nemo_twvlm.curation.stages.filters.token_count import TokenCountStage
+from nemo_twvlm.curation.stages.io.decode_verify import DecodeVerifyStage
+from nemo_twvlm.curation.stages.io.download import DownloadStage
+from nemo_twvlm.curation.stages.io.list_inputs import ListInputsStage
+from nemo_twvlm.curation.stages.models.aesthetic import AestheticStage
+from nemo_twvlm.curation.stages.models.clip_score import ClipScoreStage
+from nemo_twvlm.curation.stages.models.image_embed import ImageEmbedStage
+from nemo_twvlm.curation.stages.models.nsfw import NsfwStage
+from nemo_twvlm.curation.stages.write.checkpoint import CheckpointStage
+from nemo_twvlm.curation.stages.write.resize import ResizeStage
+from nemo_twvlm.curation.stages.write.shard_writer import CONVERSATION_SAMPLE_LOADER, ShardWriterStage
 from nemo_twvlm.curation.storage import atomic_write_json, atomic_writer, read_json
 from nemo_twvlm.presets import get_preset
 
@@ -103,30 +101,20 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
         file_paths=in_dir, files_per_partition=1, file_extensions=list(reader.extensions)),
         reader.build(cfg, in_dir, work)]
     if reader.fetches:
-        d = cfg.download
-        stages.append(DownloadStage(schemes=d.schemes, allow_local_paths=d.allow_local_paths, max_bytes=d.max_bytes,
-                                    timeout_s=d.timeout_s, retries=d.retries, backoff_s=d.backoff_s,
-                                    threads=d.threads, allow_private_addresses=d.allow_private_addresses,
-                                    max_requests_per_host_per_s=d.max_requests_per_host_per_s))
-    q = cfg.quality
+        stages.append(DownloadStage(cfg.download))
     stages += [
-        DecodeVerifyStage(formats=cfg.image.formats, max_pixels=cfg.image.max_pixels, min_side=cfg.image.min_side,
-                          max_aspect=cfg.image.max_aspect, cache_blocks=cfg.input.batch_samples,
-                          keep_side=cfg.resize.max_side),
-        CleanTextStage(strip_html=cfg.text.strip_html, strip_urls=cfg.text.strip_urls),
-        LanguageIdStage(cfg.lang.model_path, allowed=cfg.lang.allowed, min_score=cfg.lang.min_score),
-        ScriptStage(simplified=cfg.script.simplified),
-        QualityStage(min_chars=q.min_chars, max_chars=q.max_chars, min_cjk_ratio=q.min_cjk_ratio,
-                     max_char_repetition=q.max_char_repetition, max_punctuation_ratio=q.max_punctuation_ratio),
-    ]
-    stages += model_stages(cfg.models)
-    stages += [
-        ResizeStage(max_side=cfg.resize.max_side, format=cfg.resize.format, quality=cfg.resize.quality),
+        DecodeVerifyStage(**asdict(cfg.image), cache_blocks=cfg.input.batch_samples, keep_side=cfg.resize.max_side),
+        CleanTextStage(**asdict(cfg.text)),
+        LanguageIdStage(**asdict(cfg.lang)),
+        ScriptStage(**asdict(cfg.script)),
+        QualityStage(**asdict(cfg.quality)),
+        *model_stages(cfg.models),
+        ResizeStage(**asdict(cfg.resize)),
         SignatureStage(shingle=cfg.dedup.shingle, num_perm=cfg.dedup.num_perm),
         TokenCountStage(cfg.tokens.tokenizer, get_preset(cfg.tokens.preset).num_image_tokens,
                         max_per_sample=cfg.tokens.max_per_sample),
         CheckpointStage(work, str(layout.quarantine), keep_dropped=cfg.quarantine.keep_dropped),
-        *dedup_stages(cfg),
+        dedup_stage(cfg),
         ShardWriterStage(work, str(layout.shards), str(layout.quarantine), kind=cfg.kind,
                          samples_per_shard=cfg.shards.samples_per_shard, keep_dropped=cfg.quarantine.keep_dropped),
     ]
@@ -174,19 +162,15 @@ def _local_model(path: str | None, field: str, *, directory: bool = False) -> st
     return str(resolved)
 
 
-def dedup_stages(cfg: CurationConfig) -> list[ProcessingStage]:
-    """One fan-in stage, or with `dedup.shards > 1` the sharded form: the same decisions, with the
-    candidate search in independent tasks (nemo_twvlm.curation.sharded_dedup)."""
-    d, work = cfg.dedup, str(Layout(cfg.output_dir).work)
-    if d.shards == 1:
-        return [DedupStage(exact=d.exact, image_hamming=d.image_hamming, image_bands=d.image_bands,
-                           caption_jaccard=d.caption_jaccard, num_perm=d.num_perm, token_budget=cfg.tokens.budget,
-                           joint=cfg.kind == "conversations")]
-    banding = Banding(exact=d.exact, image_hamming=d.image_hamming, image_bands=d.image_bands,
-                      caption_jaccard=d.caption_jaccard, num_perm=d.num_perm)
-    return [DedupPartitionStage(work, d.shards, banding), DedupFanoutStage(d.shards),
-            DedupShardStage(work, image_hamming=d.image_hamming, caption_jaccard=d.caption_jaccard),
-            DedupMergeStage(work, token_budget=cfg.tokens.budget)]
+def dedup_stage(cfg: CurationConfig) -> ProcessingStage:
+    """One fan-in stage, or with `dedup.shards > 1` the sharded composite: the same decisions, with
+    the candidate search in independent tasks (nemo_twvlm.curation.stages.dedup.sharded)."""
+    d = cfg.dedup
+    if d.shards > 1:
+        return ShardedDedupStage(str(Layout(cfg.output_dir).work), d, cfg.tokens.budget)
+    return DedupStage(exact=d.exact, image_hamming=d.image_hamming, image_bands=d.image_bands,
+                      caption_jaccard=d.caption_jaccard, num_perm=d.num_perm, token_budget=cfg.tokens.budget,
+                      joint=cfg.kind == "conversations")
 
 
 def build_pipeline(cfg: CurationConfig) -> Pipeline:
@@ -200,6 +184,7 @@ def run_curation(cfg: CurationConfig) -> dict:
     sources = input_files(cfg)
     layout = Layout(cfg.output_dir)
     layout.out.mkdir(parents=True, exist_ok=True)
+    rerun.refresh(cfg, layout.out, sources)  # a rerun after an input or config change redoes what it changed
     start = time.perf_counter()
     build_pipeline(cfg).run(executor=make_executor(cfg.executor.name, cfg.executor.config))
     stats = finalize(cfg, sorted(sources))

@@ -14,15 +14,15 @@ from pathlib import Path
 from nemo_curator.stages.base import ProcessingStage
 
 from nemo_twvlm.curation.config import CurationConfig
-from nemo_twvlm.curation.sample import SCHEMA_REASONS
-from nemo_twvlm.curation.stages.read_conversations import ConversationReaderStage
-from nemo_twvlm.curation.stages.read_documents import DocumentReaderStage
-from nemo_twvlm.curation.stages.read_img2dataset import Img2DatasetReaderStage
-from nemo_twvlm.curation.stages.read_llava import LlavaPretrainReaderStage
-from nemo_twvlm.curation.stages.read_mmc4 import Mmc4ReaderStage
-from nemo_twvlm.curation.stages.read_obelics import ObelicsReaderStage
-from nemo_twvlm.curation.stages.read_table import TableReaderStage
-from nemo_twvlm.curation.stages.read_webdataset import WebDatasetReaderStage
+from nemo_twvlm.curation.sample import NOT_AN_OBJECT, SCHEMA_REASONS
+from nemo_twvlm.curation.stages.io.read_conversations import ConversationReaderStage
+from nemo_twvlm.curation.stages.io.read_documents import DocumentReaderStage
+from nemo_twvlm.curation.stages.io.read_img2dataset import Img2DatasetReaderStage
+from nemo_twvlm.curation.stages.io.read_llava import LlavaPretrainReaderStage
+from nemo_twvlm.curation.stages.io.read_mmc4 import Mmc4ReaderStage
+from nemo_twvlm.curation.stages.io.read_obelics import ObelicsReaderStage
+from nemo_twvlm.curation.stages.io.read_table import TableReaderStage
+from nemo_twvlm.curation.stages.io.read_webdataset import WebDatasetReaderStage
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,10 @@ class InputFormat:
     build: Callable[[CurationConfig, str, str], ProcessingStage]  # (cfg, input_dir, work_dir) -> reader
 
 
-def _rows(cls: type, **fields: str) -> Callable[[CurationConfig, str, str], ProcessingStage]:
-    """A row reader given the input.* config fields it takes (reader field -> config field)."""
+def _rows(cls: type) -> Callable[[CurationConfig, str, str], ProcessingStage]:
+    """A row reader: it reads the input.* fields it needs (column names, image_dir, batch_samples)."""
     def build(cfg: CurationConfig, in_dir: str, work: str) -> ProcessingStage:
-        options = {name: getattr(cfg.input, source) for name, source in fields.items()}
-        return cls(in_dir, work, key_column=cfg.input.key_column, batch_samples=cfg.input.batch_samples, **options)
+        return cls(in_dir, work, cfg.input)
     return build
 
 
@@ -48,15 +47,13 @@ def _tars(cls: type) -> Callable[[CurationConfig, str, str], ProcessingStage]:
 
 READERS: dict[str, InputFormat] = {
     "webdataset": InputFormat((".tar",), False, _tars(WebDatasetReaderStage)),
-    "table": InputFormat((".parquet", ".jsonl"), True,
-                         _rows(TableReaderStage, url_column="url_column", caption_column="caption_column")),
+    "table": InputFormat((".parquet", ".jsonl"), True, _rows(TableReaderStage)),
     "jsonl_docs": InputFormat((".jsonl",), True, _rows(DocumentReaderStage)),
-    "llava_json": InputFormat((".json",), True, _rows(LlavaPretrainReaderStage, image_dir="image_dir")),
+    "llava_json": InputFormat((".json",), True, _rows(LlavaPretrainReaderStage)),
     "img2dataset": InputFormat((".tar",), False, _tars(Img2DatasetReaderStage)),
     "obelics": InputFormat((".parquet",), True, _rows(ObelicsReaderStage)),
-    "mmc4": InputFormat((".jsonl",), True, _rows(Mmc4ReaderStage, image_dir="image_dir")),
-    "conversations": InputFormat((".json", ".jsonl", ".parquet"), True,
-                                 _rows(ConversationReaderStage, image_dir="image_dir")),
+    "mmc4": InputFormat((".jsonl",), True, _rows(Mmc4ReaderStage)),
+    "conversations": InputFormat((".json", ".jsonl", ".parquet"), True, _rows(ConversationReaderStage)),
 }
 
 
@@ -66,17 +63,20 @@ class SchemaMismatchError(ValueError):
 
 def schema_mismatch(out: Path, stats: dict, cfg: CurationConfig) -> str | None:
     """Why the run must not count as a success, or None: at least `input.max_schema_mismatch` of
-    the input was rejected for a missing column or a field of the wrong type. The message lists
+    the input was rejected for its layout (sample.SCHEMA_REASONS, lines that are not JSON objects). The message lists
     the distinct problems per file (each names the expected and the found columns or types)."""
-    rejected = sum(stats["quarantined"].get(r, 0) for r in SCHEMA_REASONS)
-    if not stats["input"] or rejected < cfg.input.max_schema_mismatch * stats["input"]:
+    if not stats["input"]:
         return None
     problems: Counter[tuple[str, str]] = Counter()
     with open(out / "quarantine" / "index.jsonl", encoding="utf-8") as index:
         for line in index:
             entry = json.loads(line)
-            if entry["reason"] in SCHEMA_REASONS:
+            not_an_object = entry["reason"] == "bad_row" and entry["detail"] == NOT_AN_OBJECT
+            if entry["reason"] in SCHEMA_REASONS or not_an_object:
                 problems[entry["source"], entry["detail"]] += 1
+    rejected = sum(problems.values())
+    if rejected < cfg.input.max_schema_mismatch * stats["input"]:
+        return None
     listed = "\n".join(f"  {source} ({n} rows): {detail}" for (source, detail), n in problems.most_common(10))
     return (f"{rejected} of {stats['input']} input samples do not have the layout input.format="
             f"{cfg.input.format!r} with this config expects (input.max_schema_mismatch="

@@ -7,36 +7,18 @@ import base64
 import html
 import io
 import json
-import math
 from itertools import islice
 from pathlib import Path
 
+from nemo_twvlm.curation.histograms import HISTOGRAMS, INF
 from nemo_twvlm.curation.sample import Reject
 from nemo_twvlm.curation.storage import atomic_write, iter_tar_groups, read_json
 
-INF = math.inf
-# Fixed bin edges, so per-source counts add up without a second pass over the data.
-HISTOGRAMS: dict[str, list[float]] = {
-    "image_side": [0, 64, 128, 256, 384, 512, 768, 1024, 2048, 4096, INF],   # longer side, px, as read
-    "aspect": [0, 0.33, 0.5, 0.67, 0.8, 0.95, 1.05, 1.25, 1.5, 2, 3, INF],  # width / height
-    "text_chars": [0, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, INF],       # after cleaning
-    "tokens": [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, INF],  # text + image, per sample
-}
 _TITLES = {"image_side": "Image size (longer side, px)", "aspect": "Aspect ratio (w/h)",
            "text_chars": "Text length (characters)", "tokens": "Tokens per sample (text + image)"}
 _IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 # Sample meta the optional model stages add, shown under each kept sample.
 _SCORES = (("clip_score", "clip"), ("aesthetic_score", "aesthetic"), ("nsfw_score", "nsfw"))
-
-
-def histogram(values: list[float], edges: list[float]) -> list[int]:
-    counts = [0] * (len(edges) - 1)
-    for v in values:
-        for i in range(len(edges) - 1):
-            if edges[i] <= v < edges[i + 1]:
-                counts[i] += 1
-                break
-    return counts
 
 
 def _bin_label(lo: float, hi: float) -> str:
@@ -62,7 +44,7 @@ def svg_bars(labels: list[str], values: list[float], *, color: str = "#3b7dd8", 
 
 def _thumb(data: bytes, px: int, max_pixels: int) -> str | None:
     """A JPEG data: URI, or None for bytes that are not a safe, decodable image (bombs included)."""
-    from nemo_twvlm.curation.stages.decode_verify import decode
+    from nemo_twvlm.curation.stages.io.decode_verify import decode
     from nemo_twvlm.data.image import normalise_image
 
     try:

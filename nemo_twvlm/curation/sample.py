@@ -35,9 +35,13 @@ QUARANTINE_REASONS = frozenset({
 })
 
 # The input's layout is not the one the config describes: a column the reader needs is absent from
-# a file, or a field holds the wrong type. When these are most of the input the run fails, naming
-# the expected and found columns, rather than succeeding with (almost) nothing kept.
-SCHEMA_REASONS = frozenset({"missing_column", "bad_field_type"})
+# a file, a field holds the wrong type, or the file cannot be read as its format at all (a .parquet
+# that is not one); a line that is not a JSON object (a binary file named .jsonl) counts too, as
+# `bad_row` with the detail NOT_AN_OBJECT (other bad rows are bad content, not another layout).
+# When these are most of the input the run fails, naming the file and the expected and found
+# columns, rather than succeeding with (almost) nothing kept.
+SCHEMA_REASONS = frozenset({"missing_column", "bad_field_type", "unreadable_file", "unreadable_tar"})
+NOT_AN_OBJECT = "line is not a JSON object"
 
 
 def disposition(reason: str) -> str:

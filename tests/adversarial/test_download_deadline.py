@@ -8,10 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from curation_inputs import draw, encode
+from curation_inputs import draw, encode, section
 
 from nemo_twvlm.curation.sample import ImageItem, Sample, SampleBatch
-from nemo_twvlm.curation.stages.download import DownloadStage
+from nemo_twvlm.curation.stages.io.download import DownloadStage
 
 TIMEOUT_S = 1.0
 DRIP_S = 0.02  # per byte: each receive returns well within any per-receive timeout
@@ -66,7 +66,8 @@ def monkeypatch_module():
 def fetch(*urls: str) -> tuple[SampleBatch, float]:
     batch = SampleBatch(dataset_name="d", data=[Sample(key=str(i), index=i, segments=[ImageItem(ref=u), "台灣"])
                                                  for i, u in enumerate(urls)])
-    stage = DownloadStage(timeout_s=TIMEOUT_S, retries=2, backoff_s=0.05, allow_private_addresses=True)
+    stage = DownloadStage(section("download", timeout_s=TIMEOUT_S, retries=2, backoff_s=0.05,
+                                  allow_private_addresses=True))
     start = time.monotonic()
     return stage.process(batch), time.monotonic() - start
 

@@ -9,12 +9,12 @@ import logging
 
 import numpy as np
 import pytest
-from curation_inputs import assert_contract, curate, draw, encode, write_tar, zh_caption
+from curation_inputs import assert_contract, curate, draw, encode, stage_args, write_tar, zh_caption
 from PIL import Image
 
 from nemo_twvlm.curation.sample import ImageItem, Sample, SampleBatch
-from nemo_twvlm.curation.stages.decode_verify import DecodeVerifyStage
-from nemo_twvlm.curation.stages.resize import ResizeStage
+from nemo_twvlm.curation.stages.io.decode_verify import DecodeVerifyStage
+from nemo_twvlm.curation.stages.write.resize import ResizeStage
 from nemo_twvlm.data.image import load_image
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -54,7 +54,7 @@ def transparent_la() -> bytes:
 def decoded(*images: bytes) -> SampleBatch:
     samples = [Sample(key=str(i), index=i, segments=[ImageItem(ref="png", data=data), "台灣"])
                for i, data in enumerate(images)]
-    return DecodeVerifyStage(formats=["jpg", "png", "webp"]).process(SampleBatch(dataset_name="d", data=samples))
+    return DecodeVerifyStage(**stage_args("image", formats=["jpg", "png", "webp"]), cache_blocks=256, keep_side=None).process(SampleBatch(dataset_name="d", data=samples))
 
 
 def pixel(item: ImageItem, xy=(1, 1)) -> tuple:
@@ -80,7 +80,7 @@ def test_curation_decode_normalises_and_notes():
 def test_resize_reencodes_what_its_bytes_show_otherwise():
     """A small RGB JPEG in the target format keeps its bytes, unless they show it sideways."""
     plain_jpeg = encode(Image.new("RGB", (64, 64), RED), "JPEG")
-    batch = ResizeStage(max_side=672, format="jpg").process(decoded(sideways_jpeg(), plain_jpeg))
+    batch = ResizeStage(**stage_args("resize", max_side=672, format="jpg")).process(decoded(sideways_jpeg(), plain_jpeg))
     sideways, plain = (s.images[0] for s in batch.data)
     assert Image.open(io.BytesIO(sideways.data)).size == (80, 40) and sideways.meta["resized"] == [80, 40]
     assert "resized" not in plain.meta

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from curation_inputs import assert_contract, curate, draw, encode, rejections, write_tar, zh_caption
+from curation_inputs import assert_contract, curate, draw, encode, rejections, stage_args, write_tar, zh_caption
 from megatron.energon import CaptioningSample, InterleavedSample
 
 from nemo_twvlm.curation.sample import Sample, SampleBatch
-from nemo_twvlm.curation.stages.clean_text import CleanTextStage
+from nemo_twvlm.curation.stages.filters.clean_text import CleanTextStage
 from nemo_twvlm.data import task_encoder
 from nemo_twvlm.data.samples import ConversationSample
 from nemo_twvlm.data.task_encoder import BadSample, LlavaTaskEncoder
@@ -64,7 +64,7 @@ def batch_of(*texts: str) -> SampleBatch:
 # With strip_html an entity-spelled one (&lt;image&gt;) goes as any tag does, unnoted; without, it is noted.
 @pytest.mark.parametrize("strip_html, noted", [(True, 2), (False, 3)])
 def test_clean_text_strips_and_notes(strip_html, noted):
-    batch = CleanTextStage(strip_html=strip_html).process(
+    batch = CleanTextStage(**stage_args("text", strip_html=strip_html)).process(
         batch_of("台灣<image>夜市", "&lt;image&gt;小籠包", "沒有問題的句子", "<image>", "夜市<image>"))
     assert [s.text for s in batch.data] == ["台灣夜市", "小籠包", "沒有問題的句子", "夜市"]
     assert [r.reason for r in batch.rejected] == ["empty_after_cleaning"]

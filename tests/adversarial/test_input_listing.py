@@ -13,7 +13,7 @@ import pytest
 from curation_inputs import assert_contract, curate, good_pairs, write_tar
 
 from nemo_twvlm.curation.inputs import list_inputs
-from nemo_twvlm.curation.stages.read_table import read_rows
+from nemo_twvlm.curation.stages.io.read_table import read_rows
 
 
 def test_listing(tmp_path):

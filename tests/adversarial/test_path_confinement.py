@@ -11,7 +11,7 @@ import pytest
 from curation_inputs import ZH_LINES, assert_contract, curate, draw, encode, rejections, zh_caption
 
 from nemo_twvlm.curation.sample import Reject
-from nemo_twvlm.curation.stages.download import confined_path
+from nemo_twvlm.curation.stages.io.download import confined_path
 
 
 @pytest.mark.parametrize("ref", ["/etc/passwd", "../secret.png", "imgs/../../secret.png", "imgs/../../in2/a.png"])

@@ -131,6 +131,38 @@ def curate(input_dir: Path, output_dir: Path, *overrides: str, config: str = "pa
                         f"tokens.tokenizer={REPO / 'data' / 'tokenizer'}", f"executor.name={executor}", *overrides])
 
 
+def yaml_config(name: str = "pairs_zh_tw", **sections: dict):
+    """conf/curation/<name>.yaml as the entry point composes it (every value comes from there), with
+    `section={key: value}` changes; the run's paths are left for the caller (check=False)."""
+    from nemo_twvlm.curation.cli import compose_config
+    from nemo_twvlm.curation.config import CurationConfig
+
+    values = compose_config(name, [], check=False).to_dict()
+    return CurationConfig.from_dict(merged(values, sections), check=False)
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """`base` with `changes` merged in, nested mappings key by key."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def section(name: str, **changes):
+    """A config section of pairs_zh_tw.yaml, with `changes`."""
+    from dataclasses import replace
+
+    return replace(getattr(yaml_config(), name), **changes)
+
+
+def stage_args(section: str, **changes) -> dict:
+    """A config section of pairs_zh_tw.yaml as the keyword arguments of the stage that reads it."""
+    from dataclasses import asdict
+
+    return asdict(getattr(yaml_config(), section)) | changes
+
+
 def rejections(output_dir: Path) -> dict[str, dict]:
     """quarantine/index.jsonl by sample key."""
     lines = (output_dir / "quarantine" / "index.jsonl").read_text(encoding="utf-8").splitlines()

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from curation_inputs import REPO, assert_contract, curate, good_pairs, write_tar
+from curation_inputs import REPO, assert_contract, curate, good_pairs, merged, write_tar, yaml_config
 
 from nemo_twvlm.curation.config import CurationConfig
 from nemo_twvlm.presets import PRESETS
@@ -66,8 +66,8 @@ def test_pipeline_is_curator_stages(langid_model, tmp_path):
 
     from nemo_twvlm.curation.pipeline import build_pipeline
 
-    cfg = CurationConfig.from_dict({"input_dir": str(tmp_path), "output_dir": str(tmp_path / "out"),
-                                    "lang": {"model_path": str(langid_model)}})
+    cfg = CurationConfig.from_dict(merged(yaml_config().to_dict(), {"input_dir": str(tmp_path), "output_dir": str(tmp_path / "out"),
+                                                                "lang": {"model_path": str(langid_model)}}))
     pipeline = build_pipeline(cfg)
     assert all(isinstance(s, ProcessingStage) for s in pipeline.stages)
     names = [s.name for s in pipeline.stages]
@@ -97,9 +97,9 @@ def test_token_budget_keeps_input_order(tmp_path, langid_model):
     ({"input": {"max_schema_mismatch": 0}}, "input.max_schema_mismatch=0 must be in (0, 1]"),
 ])
 def test_config_errors_name_the_field(override, message):
-    base = {"input_dir": "in", "output_dir": "out", "lang": {"model_path": "lid.176.ftz"}}
+    base = merged(yaml_config().to_dict(), {"input_dir": "in", "output_dir": "out", "lang": {"model_path": "lid.176.ftz"}})
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        CurationConfig.from_dict(base | override)
+        CurationConfig.from_dict(merged(base, override))
 
 
 def test_hydra_configs_compose():

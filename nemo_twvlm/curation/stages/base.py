@@ -1,4 +1,9 @@
-"""What stages share: loading something (a model, a tokenizer, converters) on first use, and fanning in.
+"""What stages share: the task protocol, loading something (a model, a tokenizer, converters) on
+first use, and fanning in.
+
+Every curation task carries its payload in `data` (samples, signatures, decisions); `CurationStage`
+declares that once. Readers add `rejected` (the rows they could not read), and `write/checkpoint.py`
+reads it.
 
 Ray Data runs a stage that overrides `setup()` as an actor pool holding a CPU per actor: four such
 stages on a 2-core laptop reserve every CPU and the pipeline deadlocks (measured with Ray 2.60),
@@ -8,7 +13,22 @@ call `setup()` (actors, Xenna, in-process) load them there, once.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+from nemo_curator.stages.base import ProcessingStage
+
+X = TypeVar("X")
+Y = TypeVar("Y")
+
+
+class CurationStage(ProcessingStage[X, Y]):
+    """A stage that reads and writes a task's `data`."""
+
+    def inputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], []
+
+    def outputs(self) -> tuple[list[str], list[str]]:
+        return ["data"], []
 
 
 class LoadOnFirstUse:

@@ -1,0 +1,228 @@
+"""Sharded exact and near-duplicate search: the decisions of `stages/dedup.py` (same kept samples,
+same reasons, same details) with no process holding every index. `dedup.shards: N > 1` runs it as
+four stages:
+
+1. `dedup_partition`, per analysed part: every band key of every sample (its content sha; its pHash
+   cut into `image_bands` bands; its MinHash cut into the LSH bands `lsh_bands` picks, as the
+   single-process indexes cut them) goes to shard crc32(relation, band, key) mod N. One file per
+   part, one row group per shard.
+2. `dedup_fanout`: a barrier that starts the N shard tasks once every part is partitioned.
+3. `dedup_shard`, N independent tasks: rows sharing a key form a bucket. Samples with the same
+   value (sha, pHash or MinHash) form a *group*: they match each other at distance 0 / Jaccard 1.
+   Two different values in a bucket are compared exactly (Hamming distance, share of equal MinHash
+   values) and become an *edge* between their groups when they match. These are the pairs the
+   sequential indexes compare, since a pair is compared there only if it shares a band.
+4. `dedup_merge`, one task: walk the candidates in input order (source, index), remembering each
+   group's first kept member. A sample is dropped when its own group or a group an edge joins it to
+   already has a kept member; the earliest of those is the sample the sequential index returns (it
+   returns the earliest kept match), so chains (A~B, B~C, A!~C: A and C kept) resolve as there.
+   The merge reads only candidates, plus every sample's token counts when a token budget is set.
+
+Groups keep a cluster of k identical images or captions at k entries instead of k^2 pairs; k^2
+edges remain possible only among k *different* values that all match each other.
+"""
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nemo_twvlm.curation.hashing import PHASH_BITS, lsh_bands
+from nemo_twvlm.curation.storage import atomic_write
+
+EXACT, IMAGE, CAPTION = 0, 1, 2
+Order = tuple[str, int]  # (source, index): the input order every decision follows
+
+PARTITION_SCHEMA = pa.schema([
+    ("relation", pa.uint8()), ("band", pa.uint8()), ("bucket", pa.binary()),
+    ("source", pa.string()), ("index", pa.int64()), ("key", pa.string()),
+    ("value", pa.binary()),  # what matching compares: pHash (8 bytes) or MinHash; empty for exact
+])
+
+
+def duplicate(relation: int, score: float, ref: str) -> tuple[str, str]:
+    """(reason, detail) of a sample dropped for matching the kept sample `ref` (source/key)."""
+    if relation == EXACT:
+        return "exact_duplicate", f"same as {ref}"
+    if relation == IMAGE:
+        return "near_duplicate_image", f"{score} bits from {ref}"
+    return "near_duplicate_caption", f"Jaccard ~{score:.2f} with {ref}"
+
+
+@dataclass(frozen=True)
+class Banding:
+    """Which relations are on and how their keys are cut; the dedup config, as partition sees it."""
+
+    exact: bool
+    image_hamming: int | None
+    image_bands: int
+    caption_jaccard: float | None
+    num_perm: int
+
+    @cached_property
+    def caption_rows(self) -> int:
+        return lsh_bands(self.caption_jaccard, self.num_perm)[1]
+
+    @cached_property
+    def caption_bands(self) -> int:
+        return lsh_bands(self.caption_jaccard, self.num_perm)[0]
+
+    def keys(self, cols: dict[str, list], i: int) -> Iterator[tuple[int, int, bytes, bytes]]:
+        """(relation, band, bucket key, value) of sample `i` of a signature table."""
+        if self.exact:
+            yield EXACT, 0, cols["content_sha"][i].encode(), b""
+        phash = cols["phash"][i]
+        if self.image_hamming is not None and phash is not None:
+            width = PHASH_BITS // self.image_bands
+            value = phash.to_bytes(8, "big")
+            for band in range(self.image_bands):
+                key = (phash >> (band * width)) & ((1 << width) - 1)
+                yield IMAGE, band, key.to_bytes((width + 7) // 8, "big"), value
+        minhash = cols["minhash"][i]
+        if self.caption_jaccard is not None and minhash is not None:
+            r = self.caption_rows
+            value = minhash.tobytes()
+            for band in range(self.caption_bands):
+                yield CAPTION, band, minhash[band * r:(band + 1) * r].tobytes(), value
+
+
+def write_partition(path: Path, banding: Banding, cols: dict[str, list], source: str, num_shards: int) -> None:
+    """One part's band keys, as row group s = the rows of shard s."""
+    shards: list[dict[str, list]] = [{name: [] for name in PARTITION_SCHEMA.names} for _ in range(num_shards)]
+    for i, index in enumerate(cols["index"]):
+        for relation, band, bucket, value in banding.keys(cols, i):
+            rows = shards[zlib.crc32(bytes((relation, band)) + bucket) % num_shards]
+            for name, v in zip(PARTITION_SCHEMA.names, (relation, band, bucket, source, index, cols["key"][i], value)):
+                rows[name].append(v)
+    buf = pa.BufferOutputStream()
+    with pq.ParquetWriter(buf, PARTITION_SCHEMA, compression="zstd", write_statistics=False) as writer:
+        for rows in shards:
+            writer.write_table(pa.Table.from_pydict(rows, schema=PARTITION_SCHEMA))
+    atomic_write(path, buf.getvalue().to_pybytes())
+
+
+def read_shard(paths: Iterable[Path], shard: int) -> dict[str, list]:
+    tables = [pq.ParquetFile(path).read_row_group(shard) for path in paths]
+    return pa.concat_tables(tables).to_pydict() if tables else {name: [] for name in PARTITION_SCHEMA.names}
+
+
+@dataclass
+class Candidates:
+    """One shard's findings: groups of samples with equal values (found in band 0 only, so each
+    group comes from exactly one shard), matching pairs of values (between their groups' first
+    members), and the refs (source/key) of every sample named."""
+
+    groups: list[tuple[int, list[Order]]] = field(default_factory=list)
+    edges: set[tuple[int, Order, Order, float]] = field(default_factory=set)
+    refs: dict[Order, str] = field(default_factory=dict)
+
+
+def find_candidates(rows: dict[str, list], *, image_hamming: int | None, caption_jaccard: float | None) -> Candidates:
+    buckets: dict[tuple[int, int, bytes], list[int]] = defaultdict(list)
+    for r, key in enumerate(zip(rows["relation"], rows["band"], rows["bucket"])):
+        buckets[key].append(r)
+    found = Candidates()
+    for (relation, band, _), members in buckets.items():
+        if len(members) < 2:
+            continue
+        by_value: dict[bytes, list[Order]] = defaultdict(list)
+        for r in members:
+            by_value[rows["value"][r]].append((rows["source"][r], rows["index"][r]))
+        if band == 0:
+            found.groups += [(relation, sorted(m)) for m in by_value.values() if len(m) > 1]
+        if relation != EXACT and len(by_value) > 1:
+            values = list(by_value)
+            reps = [min(by_value[v]) for v in values]
+            for a, b, score in _matching_pairs(relation, values, image_hamming, caption_jaccard):
+                found.edges.add((relation, *sorted((reps[a], reps[b])), score))
+    named = {m for _, group in found.groups for m in group} | {o for e in found.edges for o in e[1:3]}
+    for source, index, key in zip(rows["source"], rows["index"], rows["key"]):
+        if (source, index) in named:
+            found.refs[(source, index)] = f"{source}/{key}"
+    return found
+
+
+def _matching_pairs(relation: int, values: list[bytes], image_hamming: int | None,
+                    caption_jaccard: float | None) -> Iterator[tuple[int, int, float]]:
+    """(a, b, score) for pairs of distinct values that match, compared as the sequential indexes do."""
+    if relation == IMAGE:
+        hashes = np.array([int.from_bytes(v, "big") for v in values], np.uint64)
+        for b in range(1, len(values)):
+            bits = np.bitwise_count(hashes[:b] ^ hashes[b])
+            for a in np.flatnonzero(bits <= image_hamming):
+                yield int(a), b, int(bits[a])
+    else:
+        signatures = np.stack([np.frombuffer(v, np.uint32) for v in values])
+        for b in range(1, len(values)):
+            agree = np.mean(signatures[:b] == signatures[b], axis=1)
+            for a in np.flatnonzero(agree >= caption_jaccard):
+                yield int(a), b, float(agree[a])
+
+
+class Merge:
+    """The sequential walk over candidates only: see the module docstring."""
+
+    def __init__(self, shards: Iterable[Candidates]):
+        self.group_of: dict[int, dict[Order, Order]] = {r: {} for r in (EXACT, IMAGE, CAPTION)}
+        self.neighbours: dict[int, dict[Order, list[tuple[Order, float]]]] = {
+            r: defaultdict(list) for r in (EXACT, IMAGE, CAPTION)}
+        self.refs: dict[Order, str] = {}
+        edges: set[tuple[int, Order, Order, float]] = set()
+        for found in shards:
+            self.refs.update(found.refs)
+            edges |= found.edges
+            for relation, members in found.groups:
+                for m in members:
+                    self.group_of[relation][m] = members[0]
+        for relation, a, b, score in edges:
+            self.neighbours[relation][a].append((b, score))
+            self.neighbours[relation][b].append((a, score))
+        self.first_kept: dict[int, dict[Order, Order]] = {r: {} for r in (EXACT, IMAGE, CAPTION)}
+
+    def candidates(self) -> list[Order]:
+        """Every sample some relation connects to another; any other sample is kept (budget aside)."""
+        named = set()
+        for relation in (EXACT, IMAGE, CAPTION):
+            named |= self.group_of[relation].keys() | self.neighbours[relation].keys()
+        return sorted(named)
+
+    def verdict(self, sample: Order) -> tuple[str, str] | None:
+        """Exact first, then image, then caption, as `DedupStage` checks them."""
+        for relation in (EXACT, IMAGE, CAPTION):
+            group = self.group_of[relation].get(sample, sample)
+            kept = self.first_kept[relation]
+            hits = [(kept[group], 0 if relation != CAPTION else 1.0)] if group in kept else []
+            hits += [(kept[other], score) for other, score in self.neighbours[relation].get(group, ()) if other in kept]
+            if hits:
+                first, score = min(hits)
+                return duplicate(relation, score, self.refs[first])
+        return None
+
+    def keep(self, sample: Order) -> None:
+        for relation in (EXACT, IMAGE, CAPTION):
+            group = self.group_of[relation].get(sample, sample)
+            if sample in self.group_of[relation] or group in self.neighbours[relation]:
+                self.first_kept[relation].setdefault(group, sample)
+
+
+class TokenBudget:
+    """Tokens of kept samples, in input order; a sample that would pass the budget is dropped."""
+
+    def __init__(self, budget: int | None):
+        self.budget = budget
+        self.used = 0
+
+    def spend(self, tokens: int) -> tuple[str, str] | None:
+        if self.budget is None:
+            return None
+        if self.used + tokens > self.budget:
+            return "over_token_budget", f"{self.used} + {tokens} > {self.budget}"
+        self.used += tokens
+        return None
