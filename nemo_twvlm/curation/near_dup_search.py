@@ -194,11 +194,10 @@ def synthetic_codes(n: int, max_distance: int, seed: int = 0, clustered: float =
     codes = rng.integers(0, 2**64, size=n, dtype=np.uint64)
     at = 0
     for size in sizes:
-        members = np.repeat(codes[at], size)
-        for j in range(size):
-            flips = rng.choice(PHASH_BITS, rng.integers(0, max_distance + 1), replace=False)
-            members[j] ^= np.bitwise_or.reduce(np.left_shift(np.uint64(1), flips.astype(np.uint64)),
-                                               initial=np.uint64(0))
-        codes[at:at + size] = members
+        # Up to max_distance random bits flipped per member (a position drawn twice cancels: fewer).
+        positions = rng.integers(0, PHASH_BITS, size=(size, max_distance), dtype=np.uint64)
+        used = np.arange(max_distance) < rng.integers(0, max_distance + 1, size=(size, 1))
+        flips = np.where(used, np.left_shift(np.uint64(1), positions), np.uint64(0))
+        codes[at:at + size] = codes[at] ^ np.bitwise_xor.reduce(flips, axis=1)
         at += size
     return rng.permutation(codes)
