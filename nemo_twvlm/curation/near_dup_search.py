@@ -12,8 +12,9 @@ substring with up to `nflip = r // nhash` bits flipped finds every match: recall
 then checks each candidate's full distance. A query costs its probes plus the codes sharing a probed
 bucket, about n * probes / 2^bits. `HammingLSH`'s 8 bands of 8 bits make that n/32 candidates (the
 quadratic growth). Two substrings of 32 bits (nflip 3 at r = 6: 10,978 probes) keep buckets nearly
-empty up to ~10^9 codes, so a query costs the same at 10^5 and 5*10^7 (FLAT). Four of 16 bits
-(68 probes) is ~20x cheaper below ~10^6 codes but grows linearly past it (SMALL); `layout_for`
+empty up to ~10^9 codes (FLAT): measured, a decision costs 1.3 ms at 10^6 codes and 1.2 ms at
+5*10^6 (one loaded core), though 0.5 ms at 10^5, while its hash tables still fit in cache. Four of
+16 bits (68 probes, SMALL) is 5x cheaper at 10^5 but grows linearly (1.7 ms at 5*10^6); `layout_for`
 picks by the expected number of codes. BENCHMARKS.md (dedup at scale) has the measurements.
 
 Kept codes are buffered (`pending`, checked by numpy XOR-popcount) and added to FAISS a block at a
@@ -47,8 +48,8 @@ class Layout:
 FLAT = Layout(nhash=2, bits=32)
 SMALL = Layout(nhash=4, bits=16)
 # Where FLAT's constant probe cost beats SMALL's growing candidate lists, measured at radius 6
-# (BENCHMARKS.md): SMALL is 20x cheaper at 10^5 codes and 3x at 10^6, then loses.
-FLAT_ABOVE = 1 << 21
+# (BENCHMARKS.md, dedup at scale): SMALL is 5x cheaper at 10^5 codes, 3x at 10^6, 1.5x dearer at 5*10^6.
+FLAT_ABOVE = 3_000_000
 
 
 def layout_for(expected: int | None) -> Layout:
