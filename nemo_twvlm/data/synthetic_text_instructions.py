@@ -112,7 +112,7 @@ def _language(meta, fields, rng):
     question, _ = _pick(rng, _ASK[kind][ask_lang])
     _, answer = _pick(rng, _ASK[kind][answer_lang])  # the question's meaning, in the language the rule asks for
     rule = _pick(rng, _LANGUAGE_RULE[answer_lang])
-    return f"{question}{rule}" if rng.random() < 0.5 else f"{rule}{question}", answer
+    return f"{question}{rule}" if rng.random() < 0.5 else f"{rule}{question}", answer, f"language_{answer_lang}"
 
 
 def _yes_no(meta, fields, rng):
@@ -123,11 +123,11 @@ def _yes_no(meta, fields, rng):
     question, lang = _pick(rng, _YES_NO[attribute])
     asked_fields = {f"asked_{attribute}_zh": asked.zh, f"asked_{attribute}_en": asked.key if attribute == "color" else asked.en}
     answer = ("是" if present else "否") if lang == "zh" else ("yes" if present else "no")
-    return question.format(**fields, **asked_fields), answer
+    return question.format(**fields, **asked_fields), answer, "yes_no"
 
 
 def _list(meta, fields, rng):
-    return _pick(rng, _LIST)
+    return (*_pick(rng, _LIST), "list")
 
 
 def _max_chars(meta, fields, rng):
@@ -136,16 +136,17 @@ def _max_chars(meta, fields, rng):
     question, _ = _pick(rng, _ASK[attribute][lang])
     answer = _SHORT_ANSWER[attribute][lang].format(**fields)
     limit = _pick(rng, [n for n in _LIMITS if n >= len(answer)])  # the reply must obey the limit it is given
-    return _pick(rng, _SHORT[lang]).format(n=limit, question=question), answer
+    return _pick(rng, _SHORT[lang]).format(n=limit, question=question), answer, "max_chars"
 
 
 def _plain(meta, fields, rng):
     """An unconstrained question, answered in the question's language (the default the rules override)."""
     lang = _pick(rng, ("zh", "en"))
-    return _pick(rng, _ASK[_pick(rng, list(_ASK))][lang])
+    return (*_pick(rng, _ASK[_pick(rng, list(_ASK))][lang]), None)
 
 
-# The probe's constraint families (evaluation.instruction_following.CONSTRAINTS) plus plain questions.
+# Each family returns (prompt, reply, the probe constraint the reply obeys or None); the constraints are
+# evaluation.instruction_following.CONSTRAINTS, and "plain" asks without one.
 FAMILIES = {"language": _language, "yes_no": _yes_no, "list": _list, "max_chars": _max_chars, "plain": _plain}
 
 
@@ -155,7 +156,7 @@ def make_text_conversation(meta: dict, rng: np.random.Generator, turns: int = 1)
     names = list(FAMILIES)
     conversation = []
     for t in range(turns):
-        prompt, answer = FAMILIES[_pick(rng, names)](meta, fields, rng)
+        prompt, answer, _ = FAMILIES[_pick(rng, names)](meta, fields, rng)
         prompt, answer = prompt.format(**fields), answer.format(**fields)
         if t == 0:
             prompt = f"{_pick(rng, FACTS).format(**fields)}\n{prompt}"

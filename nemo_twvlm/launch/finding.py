@@ -48,11 +48,39 @@ def curate_text_instructions(data: Path, cfg: PretrainConfig, seed: int) -> dict
                                        f"tokens.preset={cfg.model.preset}"])
 
 
+def _train(cfg: PretrainConfig, attempts: int = 3) -> None:
+    """train_stage, again when the rendezvous port was taken between picking and binding it (another
+    job on the machine): eighteen stages in a row on a shared machine meet that race."""
+    log = Path(cfg.checkpoint.save).with_suffix(".log")
+    for attempt in range(attempts):
+        _fresh(Path(cfg.checkpoint.save))
+        try:
+            return train_stage(cfg, log)
+        except RuntimeError:
+            if attempt == attempts - 1 or "EADDRINUSE" not in log.read_text(encoding="utf-8", errors="replace"):
+                raise
+
+
+def plan_seed(text_sft: PretrainConfig, align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig,
+              seed: int, out: Path) -> dict[str, PretrainConfig]:
+    """The stages of one seed, in training order, pointed at `out`: "text_sft", "base/align",
+    "base/cpt", "aligned/align", "aligned/cpt", "vsft". The arms' align and CPT stages are the same
+    recipes on the same data files; only `model.init_from` and `checkpoint.save` differ (tested)."""
+    from nemo_twvlm.data.synthetic_text_instructions import TEXT_INSTRUCTIONS
+
+    data = out / "data"
+    stages = {"text_sft": _stage(text_sft, data / TEXT_INSTRUCTIONS / "shards", out / "text_sft", None)}
+    for arm, start in (("base", None), ("aligned", out / "text_sft")):
+        stages[f"{arm}/align"] = _stage(align, data / "blend.yaml", out / arm / "align", start)
+        stages[f"{arm}/cpt"] = _stage(cpt, data / "blend.yaml", out / arm / "cpt", out / arm / "align")
+    stages["vsft"] = _stage(sft, data / "sft_blend.yaml", out / "vsft", out / "aligned" / "cpt")
+    return {name: _seeded(cfg, seed) for name, cfg in stages.items()}
+
+
 def run_seed(text_sft: PretrainConfig, align: PretrainConfig, cpt: PretrainConfig, sft: PretrainConfig,
              seed: int, out: Path) -> dict[str, dict]:
-    """Train the four stages of one seed under `out` and measure the three arms."""
+    """Write the seed's data, train its stages under `out` and measure the three arms."""
     from nemo_twvlm.data.synthetic import write_dataset
-    from nemo_twvlm.data.synthetic_text_instructions import TEXT_INSTRUCTIONS
     from nemo_twvlm.evaluation.attribute_probe import read_probe_samples
     from nemo_twvlm.evaluation.finding import measure
     from nemo_twvlm.training.checkpoint import load_for_inference
@@ -61,15 +89,8 @@ def run_seed(text_sft: PretrainConfig, align: PretrainConfig, cpt: PretrainConfi
     write_dataset(data, seed=seed)
     curate_text_instructions(data, text_sft, seed)
     curate_instructions(data, sft)
-    stages = [_stage(text_sft, data / TEXT_INSTRUCTIONS / "shards", out / "text_sft", None)]
-    for arm, start in (("base", None), ("aligned", out / "text_sft")):
-        stages.append(_stage(align, data / "blend.yaml", out / arm / "align", start))
-        stages.append(_stage(cpt, data / "blend.yaml", out / arm / "cpt", out / arm / "align"))
-    stages.append(_stage(sft, data / "sft_blend.yaml", out / "vsft", out / "aligned" / "cpt"))
-    for cfg in stages:
-        cfg = _seeded(cfg, seed)
-        _fresh(Path(cfg.checkpoint.save))
-        train_stage(cfg, Path(cfg.checkpoint.save).with_suffix(".log"))
+    for cfg in plan_seed(text_sft, align, cpt, sft, seed, out).values():
+        _train(cfg)
 
     samples = read_probe_samples(data / "pairs_val", NUM_PROBE_IMAGES)
     arms = {}
