@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
+# One intra-op thread per process: on shared cores a second thread spin-waits (BENCHMARKS.md, "Threads").
+export NEMO_TWVLM_TORCH_THREADS="${NEMO_TWVLM_TORCH_THREADS:-1}"
 exec .venv/bin/python - "$@" <<'PY'
 import sys
 

@@ -52,6 +52,7 @@ def _train(cfg: PretrainConfig, attempts: int = 3) -> None:
     """train_stage, again when the rendezvous port was taken between picking and binding it (another
     job on the machine): eighteen stages in a row on a shared machine meet that race."""
     log = Path(cfg.checkpoint.save).with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(attempts):
         _fresh(Path(cfg.checkpoint.save))
         try:
@@ -106,8 +107,12 @@ def run_finding(text_sft: PretrainConfig, align: PretrainConfig, cpt: PretrainCo
                 out_dir: str = "runs/finding", seeds: tuple[int, ...] = SEEDS) -> dict[int, dict[str, float]]:
     """Every seed in turn; prints a table per seed and one `finding:` line per seed; writes
     results.json and report.html (evaluation.finding.write_report) under `out_dir`."""
-    from nemo_twvlm.evaluation.finding import finding_line, finding_values, holds, write_report
+    import torch
 
+    from nemo_twvlm.evaluation.finding import finding_line, finding_values, holds, write_report
+    from nemo_twvlm.training.pretrain import torch_threads
+
+    torch.set_num_threads(torch_threads())  # the probes' generation, as the stages train
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
