@@ -155,6 +155,21 @@ def twvlm_debug_sft() -> PretrainConfig:
     return cfg
 
 
+def twvlm_debug_text_sft() -> PretrainConfig:
+    """Text-only instruction tuning of the debug LM from its initialisation (the demo's starting point),
+    on nemo_twvlm.data.synthetic_text_instructions through the `conversations` curation kind: the
+    finding experiment's stand-in for Llama-3-Taiwan-Instruct (nemo_twvlm.launch.finding)."""
+    cfg = twvlm_debug_sft()
+    cfg.name = "twvlm_debug_text_sft"
+    cfg.model.init_from = None
+    cfg.data.path = "runs/finding/data/text_instructions/shards"
+    cfg.trainer.lr = 1e-3
+    cfg.trainer.min_lr = 1e-4
+    cfg.trainer.max_steps = 400
+    cfg.checkpoint.save = "runs/twvlm_debug_text_sft"
+    return cfg
+
+
 def twvlm_8b_align() -> PretrainConfig:
     """Projector alignment on Llama-3-8B (LLaVA-1.5 stage 1: lr 1e-3, GBS 256, cosine to 0)."""
     cfg = PretrainConfig(name="twvlm_8b_align")
@@ -328,6 +343,7 @@ RECIPES = {
         twvlm_debug_align,
         twvlm_debug_cpt,
         twvlm_debug_sft,
+        twvlm_debug_text_sft,
         twvlm_8b_align,
         twvlm_70b_align,
         twvlm_70b_cpt,

@@ -18,6 +18,16 @@ from nemo_twvlm.training.in_training_eval import InTrainingEval, RetentionGateSt
 
 ScorerFactory = Callable[[PretrainConfig], Scorer]
 
+# Set it to 1 on a machine whose cores other jobs share: a second OpenMP thread then spin-waits for a
+# core and every step stalls (BENCHMARKS.md, "Threads": 5-10x slower).
+TORCH_THREADS_ENV = "NEMO_TWVLM_TORCH_THREADS"
+
+
+def torch_threads() -> int:
+    """Intra-op threads per rank: $NEMO_TWVLM_TORCH_THREADS, else the cores divided among the ranks."""
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get(TORCH_THREADS_ENV, 0)) or max(1, (os.cpu_count() or 1) // ranks)
+
 
 def run_pretrain(cfg: PretrainConfig, *, nproc: int = 1, scorer_factory: ScorerFactory | None = None,
                  entry: str = "nemo_twvlm.training.pretrain") -> None:
@@ -64,7 +74,7 @@ def _train(cfg: PretrainConfig, scorer_factory: ScorerFactory | None = None) -> 
 
     if not torch.cuda.is_available():
         # Gloo on a small box: one intra-op thread per rank keeps ranks from fighting over cores.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("WORLD_SIZE", "1"))))
+        torch.set_num_threads(torch_threads())
     apply_cpu_workarounds()
     apply_megatron_fixes()
     provider.set_run_config(cfg)
