@@ -13,7 +13,7 @@ exec .venv/bin/python - "$@" <<'PY'
 import sys
 
 from nemo_twvlm.launch.finding import SEEDS, run_finding
-from recipes.pretrain import twvlm_debug_align, twvlm_debug_cpt, twvlm_debug_sft, twvlm_debug_text_sft
+from nemo_twvlm_recipes.pretrain import twvlm_debug_align, twvlm_debug_cpt, twvlm_debug_sft, twvlm_debug_text_sft
 
 if __name__ == "__main__":  # dist_checkpointing's writer spawns processes
     out = sys.argv[1] if len(sys.argv) > 1 else "runs/finding"

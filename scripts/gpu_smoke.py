@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nemo_twvlm.data.mock import MockBatches  # noqa: E402
-from nemo_twvlm.planner import language_flops_per_token, projector_flops_per_image, vit_flops_per_image  # noqa: E402
+from nemo_twvlm.model.flops import language_flops_per_token, projector_flops_per_image, vit_flops_per_image  # noqa: E402
 from nemo_twvlm.presets import PRESETS, ModelPreset  # noqa: E402
 
 IMAGE_TOKEN_INDEX = 5  # any id below the vocabulary works for mock rows

@@ -27,7 +27,10 @@ from tqdm import tqdm
 
 from nemo_twvlm.data.energon_prep import prepare
 from nemo_twvlm.data.synthetic_instructions import make_conversation
-from nemo_twvlm.data.world import COLOR, COLORS, OBJECT, OBJECTS, POSITION, POSITIONS, caption, sample_attributes
+from nemo_twvlm.data.synthetic_retention import write_retention_set
+from nemo_twvlm.data.world import (
+    COLOR, COLORS, INTRO_PHRASES, LINK_PHRASES, OBJECT, OBJECTS, POSITION, POSITIONS, caption, sample_attributes,
+)
 
 
 ZH_PROBABILITY = 0.75
@@ -38,8 +41,6 @@ CURATED_INSTRUCTIONS = "instructions"
 RETENTION_SET = "retention"
 DARK = (45, 30, 25)  # pearls and straw: a detail colour no object colour is near
 
-INTRO_PHRASES = ("今天在台灣拍到：", "分享幾張照片：", "來看看這些圖片。", "這是我的旅行紀錄：", "週末出去走走，看到：")
-LINK_PHRASES = ("接著，", "然後是這張：", "還有這張。", "下一張：", "另外，")
 CHAT_LINES = (
     "這個東西是什麼顏色？", "圖中是什麼東西？", "它在圖片的哪個位置？", "請用一句話描述這張圖。",
     "這張圖片裡有什麼？", "你看到了什麼？", "請描述圖片的內容。", "圖片裡的東西在哪裡？",
@@ -306,8 +307,6 @@ def write_dataset(
     (out / "blend.yaml").write_text(_blend_yaml(("pairs", blend[0]), ("interleaved", blend[1])), encoding="utf-8")
     (out / "sft_blend.yaml").write_text(_blend_yaml((f"{CURATED_INSTRUCTIONS}/shards", 0.8), ("pairs", 0.2)),
                                         encoding="utf-8")
-    from nemo_twvlm.data.synthetic_retention import write_retention_set  # it imports this module
-
     write_retention_set(out / RETENTION_SET, seed=seed)
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return stats

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nemo_twvlm.data.synthetic import COLORS, INTRO_PHRASES, LINK_PHRASES, OBJECTS, POSITIONS, caption
+from nemo_twvlm.data.world import COLORS, INTRO_PHRASES, LINK_PHRASES, OBJECTS, POSITIONS, caption
 
 LETTERS = ("A", "B", "C", "D")
 QUESTIONS = ("下列哪一句是通順的圖片描述？", "哪一個句子的語序正確？", "請選出正確的中文句子。")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nemo_twvlm.data.synthetic import COLORS, OBJECTS, POSITIONS, caption, sample_attributes
+from nemo_twvlm.data.world import COLORS, OBJECTS, POSITIONS, caption, sample_attributes
 
 _COLOR = {c.key: c for c in COLORS}
 _OBJECT = {o.key: o for o in OBJECTS}

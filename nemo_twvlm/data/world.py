@@ -64,6 +64,11 @@ def attributes(meta: dict) -> tuple[Color, Attr, Attr]:
     return COLOR[meta["color"]], OBJECT[meta["object"]], POSITION[meta["position"]]
 
 
+# How an interleaved document opens, and joins one image to the next.
+INTRO_PHRASES = ("今天在台灣拍到：", "分享幾張照片：", "來看看這些圖片。", "這是我的旅行紀錄：", "週末出去走走，看到：")
+LINK_PHRASES = ("接著，", "然後是這張：", "還有這張。", "下一張：", "另外，")
+
+
 def caption(meta: dict, lang: str = "zh") -> str:
     color, obj, pos = attributes(meta)
     if lang == "zh":

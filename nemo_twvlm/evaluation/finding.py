@@ -27,7 +27,7 @@ LINE_FIELDS = ("base_if", "aligned_if", "aligned_content", "aligned_content_blan
 
 @lru_cache(maxsize=1)
 def _all_metas() -> tuple[dict, ...]:
-    from nemo_twvlm.data.synthetic import COLORS, OBJECTS, POSITIONS
+    from nemo_twvlm.data.world import COLORS, OBJECTS, POSITIONS
 
     return tuple({"color": c.key, "object": o.key, "position": p.key}
                  for c, o, p in itertools.product(COLORS, OBJECTS, POSITIONS))

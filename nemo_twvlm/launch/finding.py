@@ -84,7 +84,7 @@ def run_seed(text_sft: PretrainConfig, align: PretrainConfig, cpt: PretrainConfi
     from nemo_twvlm.data.synthetic import write_dataset
     from nemo_twvlm.evaluation.attribute_probe import read_probe_samples
     from nemo_twvlm.evaluation.finding import measure
-    from nemo_twvlm.training.checkpoint import load_for_inference
+    from nemo_twvlm.inference.loading import load_for_inference
 
     data = out / "data"
     write_dataset(data, seed=seed)

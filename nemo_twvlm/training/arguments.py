@@ -1,6 +1,8 @@
 """PretrainConfig -> Megatron-LM command-line arguments (the loop is megatron.training's, unchanged)."""
 from __future__ import annotations
 
+import os
+
 from nemo_twvlm.compat import cuda_available, te_available
 from nemo_twvlm.presets import get_preset
 from nemo_twvlm.rundir import loader_state_dir

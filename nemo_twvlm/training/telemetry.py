@@ -2,7 +2,7 @@
 
 Megatron logs losses, learning rate and grad norm to `get_tensorboard_writer()` / `get_wandb_writer()`
 itself (`--tensorboard-dir`, `--wandb-project`); its TFLOP/s formula is text-only. `StepTelemetry`
-adds, per iteration: tokens/s, per-GPU model TFLOP/s from the planner's VLM FLOPs (ViT + projector +
+adds, per iteration: tokens/s, per-GPU model TFLOP/s from the VLM FLOPs of model.flops (the planner's too) (ViT + projector +
 LM on the batch's real images and text), image vs text tokens, packing fill and data-loader wait.
 
 The forward step records each micro-batch; an iteration is written when the next one starts, so its
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from nemo_twvlm.planner import training_flops
+from nemo_twvlm.model.flops import training_flops
 from nemo_twvlm.presets import ModelPreset
 
 

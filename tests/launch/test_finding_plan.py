@@ -5,7 +5,7 @@ from pathlib import Path
 
 from nemo_twvlm.launch.finding import SEEDS, plan_seed
 from nemo_twvlm.training.pretrain import config_to_json
-from recipes.pretrain import twvlm_debug_align, twvlm_debug_cpt, twvlm_debug_sft, twvlm_debug_text_sft
+from nemo_twvlm_recipes.pretrain import twvlm_debug_align, twvlm_debug_cpt, twvlm_debug_sft, twvlm_debug_text_sft
 
 
 def _plan(out: Path, seed: int = 2):

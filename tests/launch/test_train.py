@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from nemo_twvlm.data.synthetic import RETENTION_SET
-from nemo_twvlm.planner import training_flops
+from nemo_twvlm.model.flops import training_flops
 from nemo_twvlm.presets import get_preset
 from nemo_twvlm.training.config import config_to_json
 from nemo_twvlm_recipes.pretrain import twvlm_debug

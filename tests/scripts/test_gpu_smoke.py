@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nemo_twvlm.planner import language_flops_per_token, projector_flops_per_image, vit_flops_per_image
+from nemo_twvlm.model.flops import language_flops_per_token, projector_flops_per_image, vit_flops_per_image
 from nemo_twvlm.presets import PRESETS
 
 REPO = Path(__file__).resolve().parents[2]

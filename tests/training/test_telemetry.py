@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nemo_twvlm.planner import training_flops
+from nemo_twvlm.model.flops import training_flops
 from nemo_twvlm.presets import get_preset
 from nemo_twvlm.training import arguments, telemetry
 from nemo_twvlm.training.config import PretrainConfig
@@ -56,7 +56,7 @@ def test_the_trained_vision_tower_costs_three_times_its_forward():
     preset = get_preset("debug")
     frozen = training_flops(preset, images=1, text_tokens=0, seq_length=256, train_vision=False)
     trained = training_flops(preset, images=1, text_tokens=0, seq_length=256, train_vision=True)
-    from nemo_twvlm.planner import vit_flops_per_image
+    from nemo_twvlm.model.flops import vit_flops_per_image
 
     assert trained - frozen == pytest.approx(2 * vit_flops_per_image(preset, backward=False))
 
