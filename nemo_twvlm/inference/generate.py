@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 from megatron.core.inference.contexts import StaticInferenceContext
+from megatron.core.utils import get_attr_wrapped_model
 
 
 @dataclass
@@ -31,8 +32,9 @@ class PromptTooLong(ValueError):
 
 
 def context_length(model) -> int:
-    """The longest sequence (image tokens included) the model's language model takes."""
-    return model.language_model.max_sequence_length
+    """The longest sequence (image tokens included) the model's language model takes; `model` may be
+    wrapped (DDP, Float16Module), as in-training evaluation hands it over."""
+    return get_attr_wrapped_model(model, "language_model").max_sequence_length
 
 
 def expanded_length(prompt_ids: list[int], *, image_token_index: int, num_image_tokens: int) -> int:

@@ -95,7 +95,8 @@ def _check_optimizer(cfg: PretrainConfig, err: Err) -> None:
     """Learning rates and regularisers, which megatron would otherwise take as given (or assert on)."""
     tr = cfg.trainer
     for field, value, ok, expected in (
-        ("trainer.lr", tr.lr, lambda v: v > 0, "expected a positive number"),
+        # 0 is allowed: a step that must leave every weight as it was (conversion's interop test).
+        ("trainer.lr", tr.lr, lambda v: v >= 0, "expected a number >= 0"),
         ("trainer.min_lr", tr.min_lr, lambda v: v >= 0, "expected a number >= 0"),
         ("trainer.weight_decay", tr.weight_decay, lambda v: v >= 0, "expected a number >= 0"),
         ("trainer.clip_grad", tr.clip_grad, lambda v: v >= 0, "expected a number >= 0 (0 turns clipping off)"),
@@ -103,7 +104,7 @@ def _check_optimizer(cfg: PretrainConfig, err: Err) -> None:
     ):
         if not _number(value) or not ok(value):
             err(field, value, expected)
-    if _number(tr.lr) and _number(tr.min_lr) and tr.min_lr > tr.lr > 0:
+    if _number(tr.lr) and _number(tr.min_lr) and tr.min_lr > tr.lr >= 0:
         err("trainer.min_lr", tr.min_lr, f"expected <= trainer.lr={tr.lr!r} (the schedule decays to it)")
 
 

@@ -16,3 +16,16 @@ def langid_model() -> Path:
     if not LANGID_MODEL.is_file():
         pytest.skip(f"{LANGID_MODEL} is missing: run scripts/fetch_langid_model.sh (setup does)")
     return LANGID_MODEL
+
+
+@pytest.fixture
+def log_warnings():
+    """The WARNING lines curation logs during the test, read from a loguru sink of the test's own:
+    another test's executor may have re-pointed loguru's stderr sink at a stream capture no longer reads."""
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message).rstrip("\n")), level="WARNING",
+                      format="{level} | {message}")
+    yield lines
+    logger.remove(sink)

@@ -51,13 +51,10 @@ def test_generation_refuses_a_prompt_longer_than_the_context(debug_model, tokeni
                  num_image_tokens=PRESETS["debug"].num_image_tokens, params=SamplingParams(max_new_tokens=64))
 
 
-def test_an_overlong_question_and_a_cut_jpeg_are_counted_skips(debug_model, tokenizer, tmp_path, monkeypatch):
+def test_an_overlong_question_and_a_cut_jpeg_are_counted_skips(debug_model, tokenizer, tmp_path):
     import torch._dynamo
 
     from nemo_twvlm.evaluation.harness import evaluate_model
-
-    # megatron's fused activations go through torch.compile, whose first compile would be most of this test.
-    monkeypatch.setattr(torch._dynamo.config, "disable", True)
 
     _jpeg(tmp_path / "good.jpg")
     _jpeg(tmp_path / "cut.jpg", cut=True)
@@ -65,8 +62,11 @@ def test_an_overlong_question_and_a_cut_jpeg_are_counted_skips(debug_model, toke
     rows = [good, {**good, "id": "long", "question": "很長的問題" * 400},
             {**good, "id": "cut", "image": "cut.jpg"}]
     kwargs = dict(image_token_index=IMAGE_ID, max_new_tokens=3, modes=("loglik", "generate"))
-    results = evaluate_model(debug_model, tokenizer, PRESETS["debug"], [f"mcq:{_mcq(tmp_path, rows)}"],
-                             out_dir=tmp_path / "out", **kwargs)
+    # megatron's fused activations go through torch.compile, whose first compile would be most of this
+    # test. dynamo's own patch: monkeypatch's undo deletes the option from torch's config module.
+    with torch._dynamo.config.patch(disable=True):
+        results = evaluate_model(debug_model, tokenizer, PRESETS["debug"], [f"mcq:{_mcq(tmp_path, rows)}"],
+                                 out_dir=tmp_path / "out", **kwargs)
     on_disk = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))
     (task,) = on_disk["tasks"]
     assert task["summary"] == {"lines": 3, "loaded": 1, "skipped": 2, "evaluated": 1,

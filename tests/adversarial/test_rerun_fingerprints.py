@@ -14,13 +14,7 @@ def outputs(out) -> dict[str, bytes]:
     return {name: (out / name).read_bytes() for name in names}
 
 
-def warnings(capfd) -> list[str]:
-    """The log lines so far (loguru writes to stderr; a sink of our own would not survive Xenna's
-    logging setup, which removes every handler)."""
-    return [line for line in capfd.readouterr().err.splitlines() if "WARNING" in line]
-
-
-def test_grown_input_file_is_read_again(tmp_path, langid_model, capfd):
+def test_grown_input_file_is_read_again(tmp_path, langid_model, log_warnings):
     samples = good_pairs(np.random.default_rng(5), 6)
     write_tar(tmp_path / "in" / "0.tar", samples[:4])
     write_tar(tmp_path / "in" / "1.tar", samples[4:5])
@@ -32,11 +26,11 @@ def test_grown_input_file_is_read_again(tmp_path, langid_model, capfd):
     assert rerun["input"] == fresh["input"] == 6 and rerun["kept"] == fresh["kept"]
     assert outputs(tmp_path / "out") == outputs(tmp_path / "fresh")
     assert_contract(tmp_path / "out")
-    (changed,) = [m for m in warnings(capfd) if "input files changed" in m]
+    (changed,) = [m for m in log_warnings if "input files changed" in m]
     assert "0: " in changed and "1: " not in changed  # the grown file, not the other one
 
 
-def test_changed_config_is_applied(tmp_path, langid_model, capfd):
+def test_changed_config_is_applied(tmp_path, langid_model, log_warnings):
     write_tar(tmp_path / "in" / "0.tar", good_pairs(np.random.default_rng(6), 6))
     first = curate(tmp_path / "in", tmp_path / "out")
     strict = ["quality.min_chars=40"]
@@ -45,14 +39,14 @@ def test_changed_config_is_applied(tmp_path, langid_model, capfd):
     assert fresh["dropped"].get("too_short", 0) > 0 and first["kept"] > fresh["kept"]  # the change matters
     assert rerun == fresh
     assert outputs(tmp_path / "out") == outputs(tmp_path / "fresh")
-    assert any("config changed" in m and "quality.min_chars: 4 -> 40" in m for m in warnings(capfd))
+    assert any("config changed" in m and "quality.min_chars: 4 -> 40" in m for m in log_warnings)
 
 
-def test_unchanged_rerun_resumes_without_redoing(tmp_path, langid_model, capfd):
+def test_unchanged_rerun_resumes_without_redoing(tmp_path, langid_model, log_warnings):
     write_tar(tmp_path / "in" / "0.tar", good_pairs(np.random.default_rng(7), 3))
     curate(tmp_path / "in", tmp_path / "out")
     marker = next((tmp_path / "out" / "work" / "analysed").rglob("part-*.json"))
     written = marker.stat().st_mtime_ns
     curate(tmp_path / "in", tmp_path / "out", "executor.name=in_process")  # the executor decides nothing
     assert marker.stat().st_mtime_ns == written
-    assert not [m for m in warnings(capfd) if "redone" in m]
+    assert not [m for m in log_warnings if "redone" in m]

@@ -61,6 +61,9 @@ def _stage(recipe, init_from: Path, save: Path, data: Path, tp: int = 1):
     cfg.trainer.max_steps, cfg.trainer.warmup_steps, cfg.trainer.log_interval = 3, 0, 1
     cfg.parallel.tensor_parallel = tp
     cfg.checkpoint.save, cfg.checkpoint.save_interval = str(save), 3
+    # The recipes' in-training evaluation reads the demo's data: conversion is under test here, not it.
+    cfg.data.val_path = cfg.data.retention_path = ""
+    cfg.trainer.retention_gate, cfg.trainer.eval_iters = None, 0
     return cfg
 
 

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from nemo_twvlm.launch.finding import SEEDS, plan_seed
-from nemo_twvlm.training.pretrain import config_to_json
+from nemo_twvlm.training.config import config_to_json
 from nemo_twvlm_recipes.pretrain import twvlm_debug_align, twvlm_debug_cpt, twvlm_debug_sft, twvlm_debug_text_sft
 
 
@@ -15,6 +15,7 @@ def _plan(out: Path, seed: int = 2):
 def _without_start(cfg) -> dict:
     raw = json.loads(config_to_json(cfg))
     raw["model"]["init_from"] = raw["checkpoint"]["save"] = None
+    raw["trainer"]["tensorboard_dir"] = None  # where a stage logs, beside where it saves
     return raw
 
 
