@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The test command (README, CI): sets up the environment if needed, then runs the CPU test suite.
-# Extra arguments go to pytest, e.g. `scripts/test.sh tests/data -x`. TWVLM_TEST_WORKERS=N runs them on N
-# pytest-xdist workers, a module (or a folder sharing session fixtures, tests/conftest.py) per worker;
-# the default, 0, runs them in this process (under workers the CLI tests that read rich's output fail).
+# Extra arguments go to pytest, e.g. `scripts/test.sh tests/data -x`. The tests run on TWVLM_TEST_WORKERS
+# pytest-xdist workers (default 2, one per core of the CI machine), a module (or a folder sharing session
+# fixtures, tests/conftest.py) per worker, the longest first; TWVLM_TEST_WORKERS=0 runs them in this process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
-workers="${TWVLM_TEST_WORKERS:-0}"
+workers="${TWVLM_TEST_WORKERS:-2}"
 if [ "$workers" = 0 ]; then
     exec .venv/bin/python -m pytest -q "$@"
 fi

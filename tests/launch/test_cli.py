@@ -64,6 +64,14 @@ def nemo(*args: str, env: dict) -> subprocess.CompletedProcess:
     return proc
 
 
+def wide_console(monkeypatch) -> None:
+    """Rich wraps the sbatch script and cuts long factory names at the console's width, which NeMo-Run's
+    console took from the terminal at import (COLUMNS set later changes nothing): make it wide."""
+    from nemo_run.core.frontend.console.api import CONSOLE
+
+    monkeypatch.setattr(CONSOLE, "width", 2000)
+
+
 def recorded_run(env: dict) -> dict:
     return json.loads(Path(env["TWVLM_STUB_OUT"]).read_text())
 
@@ -187,7 +195,7 @@ def test_errors_are_reported_before_launch(in_process, capsys, args, message):
 
 
 def test_help_lists_recipes_and_executors(in_process, capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "200")  # rich cuts long factory names short in narrow terminals
+    wide_console(monkeypatch)
     cli.main(["pretrain", "--help"])
     out = capsys.readouterr().out
     for name in [*find_recipes("pretrain"), "local", "slurm_h100"]:
@@ -220,7 +228,7 @@ def test_every_gpu_recipe_says_its_cluster_size():
 @pytest.mark.parametrize("name", CLUSTER_RECIPES)
 def test_slurm_dryrun_sbatch_matches_the_recipe(in_process, capsys, monkeypatch, name):
     """The job is sized from the recipe: nodes x GPUs per node = parallel.num_gpus, one torchrun per node."""
-    monkeypatch.setenv("COLUMNS", "2000")
+    wide_console(monkeypatch)
     monkeypatch.setenv("USER", "tester")
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # NeMo-Run's experiment reads it from a thread
     spec = yaml.safe_load(SLURM_YAML.read_text())
@@ -244,7 +252,7 @@ def test_slurm_dryrun_shows_preemption_requeue_and_resume(in_process, capsys, mo
     resumes from the stage's own save (megatron's --load), that is, its newest complete checkpoint."""
     from nemo_twvlm.training.arguments import megatron_args
 
-    monkeypatch.setenv("COLUMNS", "2000")
+    wide_console(monkeypatch)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert cli.main(["pretrain", "--factory", "twvlm_70b_cpt_128gpu", "run.executor=slurm_h100", "--dryrun",
                      "--yes"]) == 0
@@ -259,7 +267,7 @@ def test_slurm_dryrun_shows_preemption_requeue_and_resume(in_process, capsys, mo
 
 
 def test_nodes_on_the_command_line_win_over_the_recipe(in_process, capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "2000")
+    wide_console(monkeypatch)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert cli.main(["pretrain", "--factory", "twvlm_70b_cpt", "run.executor=slurm_h100", "run.executor.nodes=16",
                      "--dryrun", "--yes"]) == 0
@@ -357,7 +365,7 @@ def test_every_curate_recipe_is_a_factory():
 
 
 def test_curate_cluster_recipe_dry_runs_on_slurm(in_process, capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "2000")  # rich wraps the sbatch script at the terminal width
+    wide_console(monkeypatch)
     monkeypatch.setattr(sys, "stdin", open(os.devnull))  # the git packager's subprocesses read it
     assert cli.main(["curate", "--factory", "curate_pairs_zh_tw_cluster", "input_dir=/workspace/raw",
                      "output_dir=/workspace/curated", "run.executor=slurm_cpu", "--dryrun"]) == 0
@@ -370,7 +378,7 @@ def test_curate_cluster_recipe_dry_runs_on_slurm(in_process, capsys, monkeypatch
 
 
 def test_docker_ngc_executor_runs_single_node_recipes_and_refuses_cluster_ones(in_process, capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "2000")
+    wide_console(monkeypatch)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     executor = fdl.build(load_executor(REPO / "conf" / "cluster" / "docker_ngc.yaml"))
     assert isinstance(executor, run.DockerExecutor) and executor.nproc_per_node() == 8
