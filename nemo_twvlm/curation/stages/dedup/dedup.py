@@ -55,14 +55,14 @@ class DedupStage(FanIn, CurationStage[SignatureBatch, SourceDecision]):
         for task in tasks:
             by_source[task.source].append(task)
         exact: dict[str, str] = {}
-        total = sum(t.num_items for t in tasks)
-        images = MultiHashIndex(self.image_hamming, expected=total) if self.image_hamming is not None else None
+        signed = sum(h is not None for t in tasks for h in t.data.get("phash", ()))  # picks the index layout
+        images = MultiHashIndex(self.image_hamming, expected=signed) if self.image_hamming is not None else None
         texts = MinHashIndex(self.caption_jaccard, self.num_perm) if self.caption_jaccard is not None else None
         if self.joint:
             images, texts = (images, {}) if images is not None and texts is not None else (None, None)
         budget = TokenBudget(self.token_budget)
         decisions: list[SourceDecision] = []
-        bar = tqdm(total=total, desc="dedup", unit="sample", mininterval=2, disable=None)
+        bar = tqdm(total=sum(t.num_items for t in tasks), desc="dedup", unit="sample", mininterval=2, disable=None)
         for source in sorted(by_source):
             drops: dict[int, tuple[str, str]] = {}
             for part in sorted(by_source[source], key=lambda p: p.part):
