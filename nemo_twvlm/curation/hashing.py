@@ -1,5 +1,6 @@
-"""CPU dedup signatures and indexes: pixel hashes, pHash with banded LSH, MinHash LSH over shingles
-(datasketch's MinHash scheme, computed a batch at a time).
+"""CPU dedup signatures and indexes: pixel hashes, pHash (searched by near_dup_search.MultiHashIndex;
+the banded `HammingLSH` here is its reference), MinHash LSH over shingles (datasketch's MinHash
+scheme, computed a batch at a time).
 
 Curator's exact/fuzzy/semantic dedup import cuDF (GPU only), so near-duplicate search on a CPU
 is ours. Both indexes are queried in input order and hold only kept items: the first occurrence
@@ -65,7 +66,9 @@ def phashes(thumbnails: Sequence[Image.Image]) -> list[int]:
 
 class HammingLSH:
     """Banded LSH for 64-bit hashes: items within `max_distance` bits share at least one band when
-    `bands > max_distance` (pigeonhole), so recall is exact; candidates are then checked exactly."""
+    `bands > max_distance` (pigeonhole), so recall is exact; candidates are then checked exactly.
+    No stage uses it any more (its candidates grow as n/32 per query): it stays as the reference that
+    tests/curation/test_near_dup_search.py and scripts/bench_dedup_scale.py compare MultiHashIndex with."""
 
     def __init__(self, max_distance: int, bands: int = 8):
         self.max_distance = max_distance

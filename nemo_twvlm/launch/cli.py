@@ -5,15 +5,19 @@
     nemo twvlm pretrain --factory twvlm_70b_cpt_128gpu run.executor=slurm_h100 --dryrun      # 16 nodes
     nemo twvlm pretrain --factory twvlm_debug data.seq_length=512 --to-yaml cfg.yaml
     nemo twvlm curate --factory curate_pairs_zh_tw input_dir=IN output_dir=OUT executor.name=xenna
+    nemo twvlm curate --factory curate_pairs_zh_tw_cluster --plan samples=50000000 run.executor=slurm_cpu nodes=16
     python -m nemo_twvlm.launch.cli pretrain ...                              # same, without `nemo`
 
 This is the one command line: `python -m nemo_twvlm.conversion ...` and `python -m nemo_twvlm.curation
 --config-name NAME ...` forward to it. `--factory` takes any recipe name of the command's kind in
-`launch.recipes.find_recipes` (`pretrain` for pretrain and plan, `curate` for curate); curate also takes
-the name of any conf/curation YAML. Overrides address the config directly (`trainer.max_steps=20` means
-`cfg.trainer.max_steps=20`). `run.executor=<name>` picks `<conf>/cluster/<name>.yaml` (`rundir.conf_dir`:
-`$TWVLM_CONF`, else the repository's conf/, from any working directory); `local` always exists. Without
-`run.executor` the task runs in this process.
+`launch.recipes.find_recipes` (`pretrain` for pretrain and plan, `curate` for curate and curate_plan); curate
+also takes the name of any conf/curation YAML. The curation plan is its own command, as training's is
+(`curate_plan`: its arguments mean nothing to a curation run); `curate ... --plan` is the same command,
+since NeMo-Run passes unknown --options through to `cli_execute` (it would otherwise drop `--plan`
+silently and curate). Overrides address the config
+directly (`trainer.max_steps=20` means `cfg.trainer.max_steps=20`). `run.executor=<name>` picks
+`<conf>/cluster/<name>.yaml` (`rundir.conf_dir`: `$TWVLM_CONF`, else the repository's conf/, from any
+working directory); `local` always exists. Without `run.executor` the task runs in this process.
 
 Nothing is registered on import: `register()` (run by `main()`, and by NeMo-Run's plugin hook
 `launch.plugin`) adds the commands, recipes and executors. A failing command prints one line naming what
@@ -232,10 +236,61 @@ def curate(cfg: Optional[CurationConfig] = None) -> None:
     run_config(cfg)
 
 
+def curate_plan(cfg: Optional[CurationConfig] = None, samples: int = 0, nodes: int = 0, cores_per_node: int = 0,
+                memory_gb: float = 0.0, image_px: int = 512, images_per_sample: float = 1.0) -> None:
+    """CPU time per stage, wall time, disk and memory per node of curating `samples` samples with a curation
+    config (`--factory NAME` and overrides, as for curate) on a cluster, from measured per-sample costs.
+
+    `run.executor=slurm_cpu` takes nodes, cores and memory per node from that cluster file (nothing is
+    submitted); nodes=, cores_per_node=, memory_gb= give or override them. image_px: the inputs' typical side.
+    """
+    from nemo_twvlm.curation.plan import format_curation_plan, plan_curation
+
+    for field, value in (("nodes", nodes), ("cores_per_node", cores_per_node)):
+        if value < 1:
+            raise CommandError(f"{field}={value}: expected >= 1 (or run.executor=NAME, a cluster file that sets it)")
+    if memory_gb < 0:
+        raise CommandError(f"memory_gb={memory_gb}: expected GiB per node > 0, or 0 when not known")
+    cfg.check(paths=False)
+    try:
+        found = plan_curation(cfg, samples=samples, nodes=nodes, cores_per_node=cores_per_node, image_px=image_px,
+                              images_per_sample=images_per_sample, memory_per_node=memory_gb * 2**30 or None)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    print(format_curation_plan(found))
+
+
+def size_from_executor(task: run.Partial, executor: run.Executor | None) -> None:
+    """A plan is sized by the cluster a run would get: the executor's nodes, cores and memory fill the
+    arguments left at 0; the plan itself runs here, never on the executor."""
+    if not isinstance(executor, run.SlurmExecutor):
+        return
+    cluster = {"nodes": executor.nodes, "cores_per_node": (executor.cpus_per_task or 1) * executor.ntasks_per_node,
+               "memory_gb": _slurm_memory_gb(executor.mem)}
+    for field, value in cluster.items():
+        if not getattr(task, field, 0) and value:
+            setattr(task, field, value)
+
+
+def _slurm_memory_gb(mem: str | None) -> float:
+    """sbatch --mem (MB by default; K/M/G/T suffixes) in GiB; "0" means all of the node's, unknown here."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", str(mem or "0").strip().upper())
+    if not match:
+        raise CommandError(f"run.executor.mem={mem!r}: expected sbatch's form, e.g. 256G or 262144")
+    return float(match[1]) * {"K": 2**-20, "": 2**-10, "M": 2**-10, "G": 1, "T": 2**10}[match[2]]
+
+
 COMMANDS: dict[str, Callable[..., Any]] = {
     "pretrain": pretrain, "plan": plan, "demo": demo, "chat": chat, "evaluate": evaluate,
     "import_hf": import_hf, "export_hf": export_hf, "export_trtllm": export_trtllm, "curate": curate,
+    "curate_plan": curate_plan,
 }
+
+# `<command> --plan ...` runs the plan command instead.
+PLAN_FLAGS: dict[str, Callable[..., Any]] = {"curate": curate_plan}
+
+# Commands sized by `run.executor=NAME` that run here: the executor describes the cluster, it launches nothing.
+SIZED_BY_EXECUTOR: dict[str, Callable[[run.Partial, run.Executor | None], None]] = {"curate_plan": size_from_executor}
 
 # Run before submitting to a remote executor, and by dry runs; local runs validate as they start.
 REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor, bool], None]] = {"pretrain": check_pretrain}
@@ -260,7 +315,8 @@ def curation_factories() -> dict[str, Callable[[], CurationConfig]]:
 def command_recipes() -> dict[str, dict[str, Callable[[], Any]]]:
     """What `--factory NAME` builds for each command: a task per recipe."""
     pretrain = find_recipes("pretrain")
-    return {"pretrain": pretrain, "plan": pretrain, "curate": curation_factories()}
+    curation = curation_factories()
+    return {"pretrain": pretrain, "plan": pretrain, "curate": curation, "curate_plan": curation}
 
 
 def to_config(value: Any) -> Any:
@@ -294,6 +350,9 @@ class TwvlmRunContext(run.cli.RunContext):
         self._task = super().parse_fn(fn, args, **default_kwargs)
         if root is not None and self.name == fn.__name__:
             self.name = getattr(getattr(self._task, root), "name", self.name)
+        if fn.__name__ in SIZED_BY_EXECUTOR:
+            SIZED_BY_EXECUTOR[fn.__name__](self._task, self.executor)
+            self.executor = None
         check = REMOTE_CHECKS.get(fn.__name__)
         remote = self.executor is not None and not isinstance(self.executor, run.LocalExecutor)
         if check and (remote or self.dryrun):
@@ -313,6 +372,8 @@ class TwvlmRunContext(run.cli.RunContext):
             ) from None
 
     def cli_execute(self, fn, args, entrypoint_type="task"):
+        if "--plan" in args and fn.__name__ in PLAN_FLAGS:  # NeMo-Run hands unknown --options through
+            fn, args = PLAN_FLAGS[fn.__name__], [arg for arg in args if arg != "--plan"]
         # NeMo-Run prints anything but a RunContextError as "Unexpected error: {error}", which is empty for a
         # declined or impossible confirmation and dumps whole configs for a bad override.
         # It also logs each parse error with the whole config before raising it; the raised one is reported.

@@ -4,14 +4,18 @@ four stages:
 
 1. `dedup_partition`, per analysed part: every band key of every sample (its content sha; its pHash
    cut into `image_bands` bands; its MinHash cut into the LSH bands `lsh_bands` picks, as the
-   single-process indexes cut them) goes to shard crc32(relation, band, key) mod N. One file per
+   single-process caption index cuts them) goes to shard crc32(relation, band, key) mod N. One file per
    part, one row group per shard.
 2. `dedup_fanout`: a barrier that starts the N shard tasks once every part is partitioned.
 3. `dedup_shard`, N independent tasks: rows sharing a key form a bucket. Samples with the same
    value (sha, pHash or MinHash) form a *group*: they match each other at distance 0 / Jaccard 1.
    Two different values in a bucket are compared exactly (Hamming distance, share of equal MinHash
    values) and become an *edge* between their groups when they match. These are the pairs the
-   sequential indexes compare, since a pair is compared there only if it shares a band.
+   sequential indexes match: a caption pair is compared there only if it shares a band, and two
+   pHashes within `image_hamming < image_bands` bits always share one (pigeonhole), which is every
+   pair the sequential (exact) image search finds. The bands stay as the partition key because
+   they send every matching pair to a common shard; large image buckets are searched with
+   MultiHashIndex, small ones all-pairs (INDEX_ABOVE), the same pairs either way.
 4. `dedup_merge`, one task: walk the candidates in input order (source, index), remembering each
    group's first kept member. A sample is dropped when its own group or a group an edge joins it to
    already has a kept member; the earliest of those is the sample the sequential index returns (it
@@ -35,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nemo_twvlm.curation.hashing import PHASH_BITS, lsh_bands
+from nemo_twvlm.curation.near_dup_search import MultiHashIndex
 from nemo_twvlm.curation.storage import atomic_write
 
 EXACT, IMAGE, CAPTION = 0, 1, 2
@@ -80,6 +85,7 @@ class Banding:
             yield EXACT, 0, cols["content_sha"][i].encode(), b""
         phash = cols["phash"][i]
         if self.image_hamming is not None and phash is not None:
+            # Bands only route: two pHashes within image_hamming < image_bands bits share one, so meet in its shard.
             width = PHASH_BITS // self.image_bands
             value = phash.to_bytes(8, "big")
             for band in range(self.image_bands):
@@ -124,7 +130,14 @@ class Candidates:
     refs: dict[Order, str] = field(default_factory=dict)
 
 
-def find_candidates(rows: dict[str, list], *, image_hamming: int | None, caption_jaccard: float | None) -> Candidates:
+# Buckets of more distinct pHashes than this are searched with MultiHashIndex (near-linear) instead of
+# all pairs in numpy (quadratic): measured here on clustered codes, all pairs took 0.16 s vs 0.35 s at
+# 4,775 values and 1.5 s vs 2.1 s at 18,889; a 50M-sample input's 8-bit band buckets hold ~2*10^5.
+INDEX_ABOVE = 20_000
+
+
+def find_candidates(rows: dict[str, list], *, image_hamming: int | None, caption_jaccard: float | None,
+                    index_above: int = INDEX_ABOVE) -> Candidates:
     buckets: dict[tuple[int, int, bytes], list[int]] = defaultdict(list)
     for r, key in enumerate(zip(rows["relation"], rows["band"], rows["bucket"])):
         buckets[key].append(r)
@@ -140,7 +153,11 @@ def find_candidates(rows: dict[str, list], *, image_hamming: int | None, caption
         if relation != EXACT and len(by_value) > 1:
             values = list(by_value)
             reps = [min(by_value[v]) for v in values]
-            for a, b, score in _matching_pairs(relation, values, image_hamming, caption_jaccard):
+            if relation == IMAGE:
+                pairs = _near_images(values, image_hamming, index_above)
+            else:
+                pairs = _near_captions(values, caption_jaccard)
+            for a, b, score in pairs:
                 found.edges.add((relation, *sorted((reps[a], reps[b])), score))
     named = {m for _, group in found.groups for m in group} | {o for e in found.edges for o in e[1:3]}
     for source, index, key in zip(rows["source"], rows["index"], rows["key"]):
@@ -149,21 +166,38 @@ def find_candidates(rows: dict[str, list], *, image_hamming: int | None, caption
     return found
 
 
-def _matching_pairs(relation: int, values: list[bytes], image_hamming: int | None,
-                    caption_jaccard: float | None) -> Iterator[tuple[int, int, float]]:
-    """(a, b, score) for pairs of distinct values that match, compared as the sequential indexes do."""
-    if relation == IMAGE:
-        hashes = np.array([int.from_bytes(v, "big") for v in values], np.uint64)
+def _near_images(values: list[bytes], image_hamming: int, index_above: int) -> Iterator[tuple[int, int, float]]:
+    """(a, b, bits) for a < b of every pair of a bucket's distinct pHashes within image_hamming bits: the
+    pairs sharing this band, all of them found exactly whichever search runs (so decisions do not change)."""
+    hashes = [int.from_bytes(v, "big") for v in values]
+    if len(values) <= index_above:
+        codes = np.array(hashes, np.uint64)
         for b in range(1, len(values)):
-            bits = np.bitwise_count(hashes[:b] ^ hashes[b])
+            bits = np.bitwise_count(codes[:b] ^ codes[b])
             for a in np.flatnonzero(bits <= image_hamming):
                 yield int(a), b, int(bits[a])
-    else:
-        signatures = np.stack([np.frombuffer(v, np.uint32) for v in values])
-        for b in range(1, len(values)):
-            agree = np.mean(signatures[:b] == signatures[b], axis=1)
-            for a in np.flatnonzero(agree >= caption_jaccard):
-                yield int(a), b, float(agree[a])
+        return
+    index = MultiHashIndex(image_hamming, expected=len(hashes))
+    for slot, h in enumerate(hashes):
+        index.add(slot, h)
+    block = 4096  # bounds the lookahead's results held at once
+    for start in range(0, len(hashes), block):
+        index.lookahead(hashes[start:start + block])
+        for b in range(start, min(start + block, len(hashes))):
+            for a, bits in index.query_all(hashes[b]):  # earliest slot first, b itself among them
+                if a >= b:
+                    break
+                yield a, b, bits
+
+
+def _near_captions(values: list[bytes], caption_jaccard: float) -> Iterator[tuple[int, int, float]]:
+    """(a, b, share) for pairs of distinct MinHashes agreeing on caption_jaccard of their values, as
+    MinHashIndex compares them."""
+    signatures = np.stack([np.frombuffer(v, np.uint32) for v in values])
+    for b in range(1, len(values)):
+        agree = np.mean(signatures[:b] == signatures[b], axis=1)
+        for a in np.flatnonzero(agree >= caption_jaccard):
+            yield int(a), b, float(agree[a])
 
 
 class Merge:

@@ -8,6 +8,10 @@ Single-process: ~0.3 KB of signatures per sample, so one node holds tens of mill
 `dedup.shards > 1` replaces this stage with the sharded form (nemo_twvlm.curation.stages.dedup.banding),
 which makes the same decisions.
 
+Near-duplicate images are searched with FAISS multi-index hashing (near_dup_search.MultiHashIndex):
+exact for any radius, so it finds exactly the kept images banded LSH with `image_bands > image_hamming`
+(which the config requires) finds, at a cost per decision that stays flat as the kept set grows.
+
 `joint` (conversations): a sample is a near-duplicate only of a kept sample whose image is near its
 image *and* whose first user turn is near its first user turn. Either alone is common and harmless:
 one image asked several questions, one templated question asked of many images. Samples without
@@ -21,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from nemo_twvlm.curation.hashing import HammingLSH, MinHashIndex
+from nemo_twvlm.curation.hashing import MinHashIndex
+from nemo_twvlm.curation.near_dup_search import MultiHashIndex
 from nemo_twvlm.curation.parts import require_every_part
 from nemo_twvlm.curation.sample import SignatureBatch, SourceDecision
 from nemo_twvlm.curation.stages.base import CurationStage, FanIn
@@ -32,12 +37,17 @@ from nemo_twvlm.curation.stages.dedup.banding import CAPTION, EXACT, IMAGE, Toke
 class DedupStage(FanIn, CurationStage[SignatureBatch, SourceDecision]):
     exact: bool
     image_hamming: int | None
-    image_bands: int
+    image_bands: int  # not the search's: checked because the sharded form, which cuts these bands, must agree
     caption_jaccard: float | None
     num_perm: int
     token_budget: int | None
     joint: bool
     name: str = "dedup"
+
+    def __post_init__(self) -> None:
+        if self.image_hamming is not None and not 0 <= self.image_hamming < self.image_bands:
+            raise ValueError(f"image_hamming={self.image_hamming} must be in [0, image_bands={self.image_bands}): "
+                             "with fewer bands the sharded dedup misses matches this stage finds")
 
     def process_batch(self, tasks: list[SignatureBatch]) -> list[SourceDecision]:
         require_every_part([(t.source, t.part, t.num_parts) for t in tasks], self.name)
@@ -45,18 +55,20 @@ class DedupStage(FanIn, CurationStage[SignatureBatch, SourceDecision]):
         for task in tasks:
             by_source[task.source].append(task)
         exact: dict[str, str] = {}
-        images = HammingLSH(self.image_hamming, self.image_bands) if self.image_hamming is not None else None
+        signed = sum(h is not None for t in tasks for h in t.data.get("phash", ()))  # picks the index layout
+        images = MultiHashIndex(self.image_hamming, expected=signed) if self.image_hamming is not None else None
         texts = MinHashIndex(self.caption_jaccard, self.num_perm) if self.caption_jaccard is not None else None
         if self.joint:
             images, texts = (images, {}) if images is not None and texts is not None else (None, None)
         budget = TokenBudget(self.token_budget)
         decisions: list[SourceDecision] = []
-        total = sum(t.num_items for t in tasks)
-        bar = tqdm(total=total, desc="dedup", unit="sample", mininterval=2, disable=None)
+        bar = tqdm(total=sum(t.num_items for t in tasks), desc="dedup", unit="sample", mininterval=2, disable=None)
         for source in sorted(by_source):
             drops: dict[int, tuple[str, str]] = {}
             for part in sorted(by_source[source], key=lambda p: p.part):
                 cols = part.data
+                if images is not None:  # one FAISS call per part, spread over the cores: speed only
+                    images.lookahead([h for h in cols["phash"] if h is not None])
                 for i, index in enumerate(cols["index"]):
                     ref = f"{source}/{cols['key'][i]}"
                     verdict = (self._verdict(cols, i, exact, images, texts)

@@ -1,0 +1,254 @@
+"""Projected cost of a curation run: CPU time per stage, wall time on a cluster, output disk and peak
+memory per node, from the costs measured per sample and per signature (BENCHMARKS.md sections 5, 5b
+and 5c). The curation counterpart of `nemo_twvlm.planner`: arithmetic on the config, nothing is read,
+started or imported beyond it, so `nemo twvlm curate_plan` answers instantly.
+
+What the numbers assume (say it before trusting them):
+- measured rates are per core and spread ideally over nodes x cores; the executor's scheduling, Ray's
+  object store and the shared filesystem are not in them, so the wall time is a lower bound;
+- the per-sample costs are the pairs pipeline's on synthetic photos (JPEG q90) of 256-1024 px shipped
+  at resize.max_side 672; an interleaved document or a conversation counts `images_per_sample` images
+  at that cost each, and its text at a caption's;
+- every sample is assumed kept (upper bound for disk and the dedup indexes);
+- dedup costs beyond the largest measured index (5*10^6) follow the last measured segment, never falling.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from nemo_twvlm.curation.config import CurationConfig
+from nemo_twvlm.curation.hashing import PHASH_BITS, lsh_bands
+from nemo_twvlm.curation.near_dup_search import FLAT, layout_for
+from nemo_twvlm.curation.stages.dedup.banding import INDEX_ABOVE
+
+# --- Measured: every constant the plan uses, and where it came from -----------------------------------
+# Machine for all of them: the shared 2-core AMD EPYC box (BENCHMARKS.md "Machine"), one core per task.
+# Section 5 (scripts/bench_curation.py, commit 202400b): ms of one core per pairs sample by input side,
+# resize.max_side 672: the floor (tar read + decode + pixel hash) and the whole pipeline (every stage).
+FLOOR_MS = {256: 1e3 / 1636, 512: 1e3 / 535, 1024: 1e3 / 124}
+PIPELINE_MS = {256: 1e3 / 783, 512: 1e3 / 316, 1024: 1e3 / 89}
+MEASURED_MAX_SIDE = 672
+RUN_START_S = 0.17       # section 5: pipeline build + fastText, OpenCC and tokenizer loads, per process
+# Section 5c: shipped JPEG q90 bytes by shipped side (bench_curation.photo images, 40 per size).
+JPEG_Q90_BYTES = {256: 19_641, 512: 69_305, 672: 74_600}
+MEASURED_QUALITY = 90
+# Section 5b (scripts/bench_dedup_scale.py): us per decision by index size, per layout; per add; bytes.
+IMAGE_DECIDE_US = {"flat": {1e5: 316, 1e6: 1_299, 5e6: 1_160}, "small": {1e5: 19, 1e6: 432, 5e6: 1_745}}
+IMAGE_ADD_US = 1.57
+CAPTION_DECIDE_US = {1e5: 18.3, 1e6: 37.8, 5e6: 62.9}
+CAPTION_ADD_US = 7.94
+IMAGE_INDEX_BYTES = (1.17e9 - 0.16e9) / (5e6 - 1e5)    # FLAT's peak RSS growth per kept code
+CAPTION_INDEX_BYTES = (6.29e9 - 0.19e9) / (5e6 - 1e5)  # MinHashIndex's, per kept signature
+# Section 5, dedup (scripts/bench_dedup.py, 100k captions, exact + 4 caption bands = 5 rows/sample):
+SIGNATURE_BYTES = 153e6 / 1e5 - CAPTION_INDEX_BYTES  # single stage's peak less its caption index
+PARTITION_MS = 9.4e3 / 1e5                 # per sample (16 shards)
+SHARD_MS = 0.046                           # per sample, from all shards' 6.77 s at 4 and 13.2 s at 16 ...
+SHARD_PART_OPEN_MS = 1.37                  # ... plus this per (shard, part): every shard opens every part
+SHARD_ROW_BYTES = 88e6 * 4 / 1e5 / 5       # largest shard's peak (88 MB at 4 shards) per band-key row
+MERGE_US, MERGE_BYTES = 2.7, 53            # merge: 0.27 s and 5.3 MB at 100k
+# Section 5c: a shard bucket's all-pairs pHash comparison (banding.INDEX_ABOVE), 1.48 s for 18,889 values.
+ALL_PAIRS_NS = 1.48e9 / (18_889 ** 2 / 2)
+
+# Arithmetic, not measured: a tar member is a 512-byte header plus on average 256 bytes of padding,
+# three members per sample (image, text, json), ~300 bytes of caption and metadata.
+SHARD_OVERHEAD_BYTES = 3 * (512 + 256) + 300
+
+
+@dataclass(frozen=True)
+class StageCost:
+    name: str
+    cpu_s: float
+    wall_s: float
+    note: str
+
+
+@dataclass(frozen=True)
+class CurationPlan:
+    kind: str
+    samples: int
+    nodes: int
+    cores_per_node: int
+    memory_per_node: float | None  # bytes; None: the node's memory is not known
+    image_px: int
+    shipped_px: int
+    stages: tuple[StageCost, ...]
+    shard_bytes: float
+    work_bytes: float
+    pipeline_memory_per_node: float
+    dedup_memory_per_node: float
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(s.cpu_s for s in self.stages)
+
+    @property
+    def wall_s(self) -> float:
+        return sum(s.wall_s for s in self.stages)
+
+    @property
+    def memory_per_node_peak(self) -> float:
+        return max(self.pipeline_memory_per_node, self.dedup_memory_per_node)
+
+
+def plan_curation(cfg: CurationConfig, *, samples: int, nodes: int, cores_per_node: int, image_px: int,
+                  images_per_sample: float, memory_per_node: float | None = None) -> CurationPlan:
+    """The plan of curating `samples` samples of `image_px`-side images with `cfg` on the cluster."""
+    _check_inputs(cfg, samples, nodes, cores_per_node, image_px, images_per_sample, memory_per_node)
+    shipped = min(image_px, cfg.resize.max_side)
+    cores = nodes * cores_per_node
+    per_sample_ms = _by_pixels(PIPELINE_MS, image_px) * images_per_sample
+    floor_ms = _by_pixels(FLOOR_MS, image_px) * images_per_sample
+    analyse = [
+        StageCost("read + decode + pixel hash", samples * floor_ms / 1e3, samples * floor_ms / 1e3 / cores,
+                  f"{floor_ms:.2f} ms/sample at {image_px} px"),
+        StageCost("filters, signatures, resize, write", samples * (per_sample_ms - floor_ms) / 1e3,
+                  samples * (per_sample_ms - floor_ms) / 1e3 / cores, f"{per_sample_ms - floor_ms:.2f} ms/sample"),
+        StageCost("run start", RUN_START_S * cores, RUN_START_S, f"{RUN_START_S} s per worker process"),
+    ]
+    if cfg.dedup.shards > 1:
+        dedup, dedup_memory = _sharded_dedup(cfg, samples, nodes, cores_per_node)
+    else:
+        dedup, dedup_memory = _single_dedup(cfg, samples, cores_per_node)
+    image_bytes = _by_pixels(JPEG_Q90_BYTES, shipped) * images_per_sample
+    decoded = cfg.input.batch_samples * images_per_sample * image_px ** 2 * 3  # one worker's RGB batch
+    return CurationPlan(
+        kind=cfg.kind, samples=samples, nodes=nodes, cores_per_node=cores_per_node, memory_per_node=memory_per_node,
+        image_px=image_px, shipped_px=shipped, stages=tuple(analyse + dedup),
+        shard_bytes=samples * (image_bytes + SHARD_OVERHEAD_BYTES), work_bytes=samples * image_bytes,
+        pipeline_memory_per_node=cores_per_node * decoded, dedup_memory_per_node=dedup_memory)
+
+
+def _check_inputs(cfg: CurationConfig, samples: int, nodes: int, cores_per_node: int, image_px: int,
+                  images_per_sample: float, memory_per_node: float | None) -> None:
+    for field, value, what in (("samples", samples, "input samples"), ("nodes", nodes, "nodes"),
+                               ("cores_per_node", cores_per_node, "cores per node")):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field}={value!r}: expected the number of {what}, >= 1")
+    if not images_per_sample > 0:
+        raise ValueError(f"images_per_sample={images_per_sample!r}: expected a number > 0")
+    if memory_per_node is not None and not memory_per_node > 0:
+        raise ValueError(f"memory_per_node={memory_per_node!r}: expected bytes > 0, or None when not known")
+    low, high = min(PIPELINE_MS), max(PIPELINE_MS)
+    if not low <= image_px <= high:
+        raise ValueError(f"image_px={image_px}: per-sample costs were measured from {low} to {high} px "
+                         "(BENCHMARKS.md section 5); outside that the plan would be a guess")
+    if min(image_px, cfg.resize.max_side) != min(image_px, MEASURED_MAX_SIDE):
+        raise ValueError(f"resize.max_side={cfg.resize.max_side}: with image_px={image_px} it ships "
+                         f"{min(image_px, cfg.resize.max_side)} px, but costs were measured shipping "
+                         f"{min(image_px, MEASURED_MAX_SIDE)} px (max_side {MEASURED_MAX_SIDE})")
+    if cfg.resize.format != "jpg" or cfg.resize.quality != MEASURED_QUALITY:
+        raise ValueError(f"resize.format={cfg.resize.format!r} resize.quality={cfg.resize.quality}: bytes per "
+                         f"image were measured for jpg at quality {MEASURED_QUALITY} only")
+
+
+def _single_dedup(cfg: CurationConfig, n: int, cores_per_node: int) -> tuple[list[StageCost], float]:
+    """The fan-in stage on one node: the image search's FAISS calls spread over that node's cores
+    (lookahead), the adds and the caption index run in its one ordered loop."""
+    d = cfg.dedup
+    stages, memory = [], n * SIGNATURE_BYTES
+    if d.image_hamming is not None:
+        layout = "flat" if layout_for(n) == FLAT else "small"
+        decide = n * _by_size(IMAGE_DECIDE_US[layout], n) / 1e6
+        stages.append(StageCost("dedup: image search (1 node)", decide + n * IMAGE_ADD_US / 1e6,
+                                decide / cores_per_node + n * IMAGE_ADD_US / 1e6,
+                                f"{_by_size(IMAGE_DECIDE_US[layout], n):,.0f} us/decision ({layout} layout)"))
+        memory += n * IMAGE_INDEX_BYTES
+    if d.caption_jaccard is not None:
+        per = _by_size(CAPTION_DECIDE_US, n) + CAPTION_ADD_US
+        stages.append(StageCost("dedup: caption search (1 core)", n * per / 1e6, n * per / 1e6,
+                                f"{per:.0f} us/sample, serial"))
+        memory += n * CAPTION_INDEX_BYTES
+    return stages, memory
+
+
+def _sharded_dedup(cfg: CurationConfig, n: int, nodes: int, cores_per_node: int) -> tuple[list[StageCost], float]:
+    """Partition per part, `dedup.shards` shard tasks over the cluster, one merge: memory per node is the
+    shards a node runs at once, each holding its share of every sample's band-key rows."""
+    d, shards = cfg.dedup, cfg.dedup.shards
+    parts = math.ceil(n / cfg.input.batch_samples)
+    rows = int(d.exact)
+    shard_cpu = n * SHARD_MS / 1e3 + shards * parts * SHARD_PART_OPEN_MS / 1e3
+    if d.image_hamming is not None:
+        rows += d.image_bands
+        bucket = n / 2 ** (PHASH_BITS // d.image_bands)  # distinct pHashes sharing one band key
+        # Per pHash per band: a MultiHashIndex decision in a large bucket, half the bucket's pairs in a small one.
+        per = _by_size(IMAGE_DECIDE_US["small"], bucket) if bucket > INDEX_ABOVE else bucket / 2 * ALL_PAIRS_NS / 1e3
+        shard_cpu += d.image_bands * n * per / 1e6
+    if d.caption_jaccard is not None:
+        rows += lsh_bands(d.caption_jaccard, d.num_perm)[0]
+    at_once = min(math.ceil(shards / nodes), cores_per_node)
+    parallel = min(shards, nodes * cores_per_node)
+    stages = [
+        StageCost("dedup: partition", n * PARTITION_MS / 1e3, n * PARTITION_MS / 1e3 / (nodes * cores_per_node),
+                  f"{PARTITION_MS:.3f} ms/sample"),
+        StageCost(f"dedup: {shards} shard tasks", shard_cpu, shard_cpu / parallel, f"{parallel} at a time"),
+        StageCost("dedup: merge (1 core)", n * MERGE_US / 1e6, n * MERGE_US / 1e6, f"{MERGE_US} us/sample"),
+    ]
+    memory = max(at_once * n * rows * SHARD_ROW_BYTES / shards, n * MERGE_BYTES)
+    return stages, memory
+
+
+def _by_pixels(table: dict[int, float], side: int) -> float:
+    """Linear in pixels between the measured sides."""
+    return _interpolate({s * s: v for s, v in table.items()}, side * side)
+
+
+def _interpolate(table: dict[float, float], x: float) -> float:
+    xs = sorted(table)
+    lo = max([k for k in xs if k <= x], default=xs[0])
+    hi = min([k for k in xs if k > lo], default=lo)
+    if hi == lo:
+        return table[lo]
+    return table[lo] + (table[hi] - table[lo]) * (min(x, hi) - lo) / (hi - lo)
+
+
+def _by_size(table: dict[float, float], n: float) -> float:
+    """Log-log between measured index sizes; below the smallest its cost, above the largest the last
+    segment's growth (never a fall: a larger index is not cheaper)."""
+    xs = sorted(table)
+    if n <= xs[0]:
+        return table[xs[0]]
+    lo, hi = (xs[-2], xs[-1]) if n >= xs[-1] else next((a, b) for a, b in zip(xs, xs[1:]) if a <= n < b)
+    slope = math.log(table[hi] / table[lo]) / math.log(hi / lo)
+    if n >= xs[-1]:
+        return table[hi] * (n / hi) ** max(slope, 0.0)
+    return table[lo] * (n / lo) ** slope
+
+
+def format_curation_plan(plan: CurationPlan) -> str:
+    """A plain-text table of a `CurationPlan`, like `planner.format_plan`'s."""
+    cluster = f"{plan.nodes} node{'s' if plan.nodes != 1 else ''} x {plan.cores_per_node} cores"
+    rows: list[tuple[str, str]] = [
+        ("input", f"{plan.samples:,} {plan.kind} samples of {plan.image_px} px images, "
+                  f"shipped at {plan.shipped_px} px"),
+        ("cluster", cluster + (f", {_bytes(plan.memory_per_node)} per node" if plan.memory_per_node else "")),
+    ]
+    for s in plan.stages:
+        rows.append((s.name, f"{s.cpu_s / 3600:,.1f} core-h, wall {_duration(s.wall_s)}  ({s.note})"))
+    rows += [
+        ("total", f"{plan.cpu_s / 3600:,.1f} core-h; wall {_duration(plan.wall_s)} on {cluster} (ideal scaling)"),
+        ("disk", f"shards {_bytes(plan.shard_bytes)} + part tables {_bytes(plan.work_bytes)} (resumable copy)"),
+        ("memory/node", f"peak {_bytes(plan.memory_per_node_peak)}: decoded batches "
+                        f"{_bytes(plan.pipeline_memory_per_node)}, dedup {_bytes(plan.dedup_memory_per_node)}"),
+    ]
+    if plan.memory_per_node:
+        fits = plan.memory_per_node_peak <= 0.9 * plan.memory_per_node
+        rows.append(("margin vs node", "fits" if fits else "DOES NOT FIT: raise dedup.shards or nodes"))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    rule = "-" * max(len(line) for line in lines)
+    return "\n".join([rule, *lines, rule])
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} d"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n / 2**10:.1f} KiB"

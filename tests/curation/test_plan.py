@@ -1,0 +1,108 @@
+"""The curation planner: per-stage costs worked by hand from the measured constants, linear in samples
+where the work is per sample, memory per node falling with nodes for the sharded dedup, named errors."""
+from __future__ import annotations
+
+import pytest
+
+from nemo_twvlm.curation.cli import compose_config
+from nemo_twvlm.curation.plan import format_curation_plan, plan_curation
+
+
+@pytest.fixture
+def cfg():
+    return compose_config("pairs_zh_tw", [], check=False)
+
+
+def _plan(cfg, **changes):
+    args = {"samples": 1_000_000, "nodes": 1, "cores_per_node": 10, "image_px": 256, "images_per_sample": 1.0}
+    return plan_curation(cfg, **(args | changes))
+
+
+def _stage(plan, name):
+    (stage,) = [s for s in plan.stages if s.name.startswith(name)]
+    return stage
+
+
+def test_single_process_plan_by_hand(cfg):
+    cfg.dedup.caption_jaccard = None
+    plan = _plan(cfg)
+    # 10^6 samples at 256 px: the floor 1636 samples/s, the pipeline 783/s per core (BENCHMARKS.md 5).
+    assert _stage(plan, "read").cpu_s == pytest.approx(1e6 / 1636)          # 611.2 core-s
+    assert _stage(plan, "read").wall_s == pytest.approx(1e6 / 1636 / 10)
+    assert _stage(plan, "filters").cpu_s == pytest.approx(1e6 / 783 - 1e6 / 1636)  # 665.9 core-s
+    # 10^6 codes pick the 4 x 16 layout: 432 us per decision (over the node's 10 cores) + 1.57 us per add.
+    image = _stage(plan, "dedup: image")
+    assert image.cpu_s == pytest.approx(432 + 1.57)
+    assert image.wall_s == pytest.approx(43.2 + 1.57)
+    assert [s.name for s in plan.stages if s.name.startswith("dedup")] == ["dedup: image search (1 node)"]
+    # 285 B of signatures (153 MB at 10^5 less the caption index) + 206 B of FAISS index per sample.
+    assert plan.dedup_memory_per_node == pytest.approx(1e6 * (1530 - 6.10e9 / 4.9e6 + 1.01e9 / 4.9e6))
+    assert plan.dedup_memory_per_node == pytest.approx(491.2e6, rel=1e-3)
+    # 256 px JPEG q90: 19,641 B + 2,604 B of tar headers, padding, caption and metadata.
+    assert plan.shard_bytes == pytest.approx(1e6 * (19_641 + 2_604))
+    assert plan.work_bytes == pytest.approx(1e6 * 19_641)
+    # Each of 10 workers holds one decoded batch of 256 RGB images of 256 x 256.
+    assert plan.pipeline_memory_per_node == 10 * 256 * 256 * 256 * 3
+
+
+def test_image_side_is_linear_in_pixels_between_measured_sides(cfg):
+    plan = _plan(cfg, image_px=384)  # 384^2 is 5/12 of the way from 256^2 to 512^2
+    per_ms = 1e3 / 1636 + 5 / 12 * (1e3 / 535 - 1e3 / 1636)
+    assert _stage(plan, "read").cpu_s == pytest.approx(1e6 * per_ms / 1e3)
+    assert per_ms == pytest.approx(1.1354, rel=1e-4)
+    assert _plan(cfg, image_px=1024).shipped_px == 672  # resize.max_side
+
+
+def test_per_sample_work_is_linear_in_samples_and_the_index_is_not(cfg):
+    one, two = _plan(cfg, samples=1_000_000), _plan(cfg, samples=2_000_000)
+    for name in ("read", "filters"):
+        assert _stage(two, name).cpu_s == pytest.approx(2 * _stage(one, name).cpu_s)
+    assert two.shard_bytes == pytest.approx(2 * one.shard_bytes)
+    assert two.dedup_memory_per_node == pytest.approx(2 * one.dedup_memory_per_node)
+    # A decision costs more in a larger index: 432 us at 10^6, 432 * 2^0.867 at 2*10^6 (log-log to 1,745 at 5*10^6).
+    assert _stage(two, "dedup: image").cpu_s / _stage(one, "dedup: image").cpu_s == pytest.approx(3.65, rel=0.01)
+    # Captions: 37.8 us at 10^6, 37.8 * 2^0.316 = 47.07 at 2*10^6 (log-log to 62.9 at 5*10^6), + 7.94 per add.
+    caption = _stage(two, "dedup: caption").cpu_s / _stage(one, "dedup: caption").cpu_s
+    assert caption == pytest.approx(2 * (47.07 + 7.94) / (37.8 + 7.94), rel=1e-3)
+
+
+def test_sharded_dedup_memory_per_node_falls_with_nodes(cfg):
+    cfg.dedup.shards = 64
+    plans = {nodes: _plan(cfg, samples=50_000_000, nodes=nodes, cores_per_node=32) for nodes in (1, 4, 16)}
+    memory = {nodes: p.dedup_memory_per_node for nodes, p in plans.items()}
+    # Shards a node runs at once: min(64 / nodes, 32) = 32, 16, 4; each holds 1/64 of 13 rows (exact,
+    # 8 pHash bands, 4 MinHash bands) of 704 B per sample.
+    assert memory[16] == pytest.approx(4 * 5e7 * 13 * 704 / 64)
+    assert memory[1] == pytest.approx(2 * memory[4]) and memory[4] == pytest.approx(4 * memory[16])
+    single = plan_curation(compose_config("pairs_zh_tw", [], check=False), samples=50_000_000, nodes=16,
+                           cores_per_node=32, image_px=256, images_per_sample=1.0)
+    assert memory[16] < single.dedup_memory_per_node / 2
+    assert _stage(plans[16], "read").wall_s == pytest.approx(_stage(plans[1], "read").wall_s / 16)
+
+
+def test_table_names_every_stage_and_the_verdict(cfg):
+    text = format_curation_plan(_plan(cfg, memory_per_node=2**30))
+    assert "1,000,000 pairs samples of 256 px images, shipped at 256 px" in text
+    assert "1 node x 10 cores, 1.0 GiB per node" in text
+    assert "dedup: caption search (1 core)" in text and "shards 20.7 GiB" in text
+    assert "DOES NOT FIT: raise dedup.shards or nodes" in text
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"image_px": 2000}, "image_px=2000: per-sample costs were measured from 256 to 1024 px"),
+    ({"samples": 0}, "samples=0"),
+    ({"cores_per_node": 2.5}, "cores_per_node=2.5"),
+    ({"memory_per_node": -1}, "memory_per_node=-1"),
+])
+def test_bad_arguments_are_named(cfg, change, match):
+    with pytest.raises(ValueError, match=match):
+        _plan(cfg, **change)
+
+
+def test_unmeasured_output_settings_are_named(cfg):
+    cfg.resize.quality = 80
+    with pytest.raises(ValueError, match="resize.quality=80"):
+        _plan(cfg)
+    cfg.resize.quality, cfg.resize.max_side = 90, 512
+    with pytest.raises(ValueError, match="resize.max_side=512: with image_px=1024 it ships 512 px"):
+        _plan(cfg, image_px=1024)
