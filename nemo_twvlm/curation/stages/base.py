@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from nemo_curator.stages.base import ProcessingStage
 
+from nemo_twvlm.curation.sample import Sample, SampleBatch
+
 X = TypeVar("X")
 Y = TypeVar("Y")
 
@@ -31,9 +33,25 @@ class CurationStage(ProcessingStage[X, Y]):
         return ["data"], []
 
 
+class PerSampleStage(CurationStage[SampleBatch, SampleBatch]):
+    """A stage that decides each sample on its own: `check(sample)` edits it in place or raises `Reject`,
+    and `SampleBatch.apply` counts the rejections by reason."""
+
+    def check(self, sample: Sample) -> None:
+        raise NotImplementedError
+
+    def process(self, batch: SampleBatch) -> SampleBatch:
+        return batch.apply(self.name, self.check)
+
+
 class LoadOnFirstUse:
     def load(self) -> None:
         raise NotImplementedError
+
+    def process(self, batch):
+        """Loads first, then the stage's own processing (the class after this one in the MRO)."""
+        self.ensure_loaded()
+        return super().process(batch)
 
     def setup(self, worker_metadata: Any = None) -> None:
         self.load()

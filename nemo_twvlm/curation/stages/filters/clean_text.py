@@ -6,28 +6,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch, note
-from nemo_twvlm.curation.stages.base import CurationStage
+from nemo_twvlm.curation.sample import Reject, Sample, note
+from nemo_twvlm.curation.stages.base import PerSampleStage
 from nemo_twvlm.curation.zh import clean_text
 from nemo_twvlm.data.conversation import IMAGE_PLACEHOLDER
 from nemo_twvlm.data.text import IMAGE_TOKEN_IN_TEXT, strip_image_token
 
 
 @dataclass
-class CleanTextStage(CurationStage[SampleBatch, SampleBatch]):
+class CleanTextStage(PerSampleStage):
     """text.*: what is stripped from every text segment."""
 
     strip_html: bool
     strip_urls: bool
     name: str = "clean_text"
 
-    def process(self, batch: SampleBatch) -> SampleBatch:
-        return batch.apply(self.name, self._clean)
-
     def _clean_text(self, text: str) -> str:
         return clean_text(text, strip_html=self.strip_html, strip_urls=self.strip_urls)
 
-    def _clean(self, sample: Sample) -> None:
+    def check(self, sample: Sample) -> None:
         if sample.roles is not None:
             return self._clean_turns(sample)
         found = 0

@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch
-from nemo_twvlm.curation.stages.base import CurationStage, LoadOnFirstUse
+from nemo_twvlm.curation.sample import Reject, Sample
+from nemo_twvlm.curation.stages.base import LoadOnFirstUse, PerSampleStage
 from nemo_twvlm.curation.zh import looks_chinese
 from nemo_twvlm.data.conversation import IMAGE_PLACEHOLDER
 
 
 @dataclass
-class LanguageIdStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
+class LanguageIdStage(LoadOnFirstUse, PerSampleStage):
     model_path: str
     allowed: list[str]
     min_score: float
@@ -38,10 +38,6 @@ class LanguageIdStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
 
         self._model = fasttext.load_model(self.model_path)
 
-    def process(self, batch: SampleBatch) -> SampleBatch:
-        self.ensure_loaded()
-        return batch.apply(self.name, self._identify)
-
     def _label(self, text: str) -> tuple[str, float, str | None]:
         """(language, model score, the model's own label where the Chinese rule overrode it)."""
         text = " ".join(text.split())
@@ -49,7 +45,7 @@ class LanguageIdStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
         lang, score = labels[0].removeprefix("__label__"), float(scores[0])
         return ("zh", score, lang) if looks_chinese(text) else (lang, score, None)
 
-    def _identify(self, sample: Sample) -> None:
+    def check(self, sample: Sample) -> None:
         lang, score, model_lang = self._label(sample.text)
         sample.meta.update(lang=lang, lang_score=round(score, 4))
         if model_lang is not None:

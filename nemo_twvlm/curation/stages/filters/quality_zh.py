@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch
-from nemo_twvlm.curation.stages.base import CurationStage
+from nemo_twvlm.curation.sample import Reject, Sample
+from nemo_twvlm.curation.stages.base import PerSampleStage
 from nemo_twvlm.curation.zh import quality_metrics
 
 
 @dataclass
-class QualityStage(CurationStage[SampleBatch, SampleBatch]):
+class QualityStage(PerSampleStage):
     """quality.*: each threshold drops under its own reason, in the order they are checked."""
 
     min_chars: int
@@ -22,10 +22,7 @@ class QualityStage(CurationStage[SampleBatch, SampleBatch]):
     max_punctuation_ratio: float
     name: str = "quality_zh"
 
-    def process(self, batch: SampleBatch) -> SampleBatch:
-        return batch.apply(self.name, self._check)
-
-    def _check(self, sample: Sample) -> None:
+    def check(self, sample: Sample) -> None:
         if sample.roles is None:
             m = quality_metrics(sample.text)
             zh = [m["cjk_ratio"]] if sample.meta.get("lang") == "zh" else []

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch, note
-from nemo_twvlm.curation.stages.base import CurationStage, LoadOnFirstUse
+from nemo_twvlm.curation.sample import Reject, Sample, note
+from nemo_twvlm.curation.stages.base import LoadOnFirstUse, PerSampleStage
 from nemo_twvlm.data.image import normalise_image
 
 _FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -51,7 +51,7 @@ def decode(data: bytes, *, formats: list[str], max_pixels: int,
 
 
 @dataclass
-class DecodeVerifyStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
+class DecodeVerifyStage(LoadOnFirstUse, PerSampleStage):
     formats: list[str]
     max_pixels: int
     min_side: int
@@ -67,11 +67,7 @@ class DecodeVerifyStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch])
         if Image.core.get_blocks_max() < self.cache_blocks:
             Image.core.set_blocks_max(self.cache_blocks)
 
-    def process(self, batch: SampleBatch) -> SampleBatch:
-        self.ensure_loaded()
-        return batch.apply(self.name, self._check)
-
-    def _check(self, sample: Sample) -> None:
+    def check(self, sample: Sample) -> None:
         for item in sample.images:
             img, (width, height) = decode(item.data, formats=self.formats, max_pixels=self.max_pixels,
                                           keep_side=self.keep_side)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from nemo_twvlm.curation.sample import Sample, SampleBatch
-from nemo_twvlm.curation.stages.base import CurationStage
+from nemo_twvlm.curation.sample import Sample
+from nemo_twvlm.curation.stages.base import PerSampleStage
 
 _PIL_FORMAT = {"jpg": "JPEG", "png": "PNG"}
 
@@ -54,7 +54,7 @@ def downscale(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 @dataclass
-class ResizeStage(CurationStage[SampleBatch, SampleBatch]):
+class ResizeStage(PerSampleStage):
     """resize.*: the image as it is shipped (and then hashed)."""
 
     max_side: int
@@ -62,10 +62,7 @@ class ResizeStage(CurationStage[SampleBatch, SampleBatch]):
     quality: int
     name: str = "resize"
 
-    def process(self, batch: SampleBatch) -> SampleBatch:
-        return batch.apply(self.name, self._resize)
-
-    def _resize(self, sample: Sample) -> None:
+    def check(self, sample: Sample) -> None:
         for item in sample.images:
             too_large = max(item.meta["width"], item.meta["height"]) > self.max_side  # as stored
             as_stored = item.meta["mode"] == "RGB" and not item.meta.get("notes")
