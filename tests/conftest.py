@@ -17,7 +17,7 @@ def pytest_addoption(parser):
 # fixture is built once; these folders share session fixtures, so each stays on one worker too.
 SHARED_SESSION_FIXTURES = ("conversion",)
 # The longest modules start first, so no worker is left with one of them at the end.
-LONGEST_FIRST = ("tests/launch/test_demo.py", "tests/training/test_resume.py", "tests/training/test_pipeline_parallel.py")
+LONGEST_FIRST = ("tests/training/test_resume.py", "tests/training/test_pipeline_parallel.py", "tests/launch/test_train.py")
 
 
 def pytest_collection_modifyitems(config, items):

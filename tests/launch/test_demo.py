@@ -3,10 +3,13 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 DEMO_LINE = re.compile(r"^demo: images_acc=(?P<images>[0-9.]+) blank_acc=(?P<blank>[0-9.]+) "
                        r"chance=(?P<chance>[0-9.]+) steps=(?P<steps>\d+) wall_s=(?P<wall>\d+)$")
 
 
+@pytest.mark.solo  # its wall-clock budget is the demo's on 2 cores, not shared with other tests
 def test_demo_uses_the_image_within_budget(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "nemo_twvlm.launch.cli", "demo", f"out_dir={tmp_path / 'demo'}", "--yes"],
