@@ -33,18 +33,25 @@ def head_command(task: run.Partial, name: str) -> str:
     return f"RAY_ADDRESS=$ip_head python -m nemo_run.core.runners.fdl_runner -n {name} {encoded}"
 
 
-def cpu_executor(executor: run.SlurmExecutor) -> run.SlurmExecutor:
-    """The executor with each node's Ray step sized from its CPUs.
+def cluster_executor(executor: run.SlurmExecutor, cluster_dir: str) -> run.SlurmExecutor:
+    """The executor as the Ray job needs it.
 
-    ray.sub.j2 assumes GPU nodes: without CPUS_PER_WORKER it asks srun for 8 GPUs x 16 = 128 CPUs per
-    node, more than a CPU node may have. Its GPU-count resource (`worker_units`) only counts joined
-    nodes, so it needs no change.
+    - Each node's Ray step is sized from its CPUs: ray.sub.j2 assumes GPU nodes and, without
+      CPUS_PER_WORKER, asks srun for 8 GPUs x 16 = 128 CPUs per node. Its GPU-count resource
+      (`worker_units`) only counts joined nodes, so it needs no change.
+    - The cluster gets a token of its own, written to the cluster directory (shared, and mounted in every
+      node's container) before Ray starts: without one, anyone who reaches the head's port runs code as
+      this user. Ray versions without token authentication ignore both variables.
     """
     if not executor.cpus_per_task:
         raise ValueError(f"run.executor.cpus_per_task={executor.cpus_per_task!r}: expected the CPUs of one node "
                          "for its Ray head or worker")
-    sized = copy.copy(executor)  # shallow: the tunnel holds a lock, and only env_vars changes
-    sized.env_vars = {**executor.env_vars, "CPUS_PER_WORKER": str(executor.cpus_per_task)}
+    token = os.path.join(cluster_dir, "ray_auth_token")
+    sized = copy.copy(executor)  # shallow: the tunnel holds a lock, and only these fields change
+    sized.env_vars = {**executor.env_vars, "CPUS_PER_WORKER": str(executor.cpus_per_task),
+                      "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token}
+    new_token = f"(umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \\n' > {token})"
+    sized.setup_lines = "\n".join(filter(None, [executor.setup_lines, new_token]))
     return sized
 
 
@@ -54,12 +61,13 @@ def launch_curation(task: run.Partial, executor: run.SlurmExecutor, name: str, *
     if cfg.executor.name not in RAY_EXECUTORS:
         raise ValueError(f"executor.name={cfg.executor.name!r}: a Slurm run spreads the pipeline over a Ray "
                          f"cluster; expected one of {list(RAY_EXECUTORS)}")
-    executor = cpu_executor(executor)
+    cluster_dir = os.path.join(executor.tunnel.job_dir, name)  # where NeMo-Run puts this job's files
+    executor = cluster_executor(executor, cluster_dir)
     command = head_command(task, name)
     if dryrun:
         # SlurmRayJob.start asks Slurm for the job's status over the tunnel even on a dry run, so the dry run
         # calls what start() calls, SlurmRayCluster.create, with the code directory start() would ship to.
-        code_dir = os.path.join(executor.tunnel.job_dir, name, "code")
+        code_dir = os.path.join(cluster_dir, "code")
         SlurmRayCluster(name=name, executor=executor).create(command=command, workdir=code_dir, dryrun=True)
         return None
     job = SlurmRayJob(name=name, executor=executor)

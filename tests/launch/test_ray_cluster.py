@@ -1,6 +1,7 @@
 """`curate ... run.executor=slurm_cpu run.executor.nodes=N`: one sbatch that starts the Ray head, then the
 workers, waits for all N nodes and runs the pipeline once, on the head, against that cluster."""
 import io
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,6 +47,8 @@ def test_dryrun_for_four_nodes_starts_head_then_workers_waits_and_runs_the_pipel
             f"#SBATCH --partition={SLURM_CPU['partition']}", "#SBATCH --job-name=tester-curate_pairs_zh_tw"} <= sbatch
     assert not any("gres" in line or "gpus-per-node" in line for line in sbatch)
     assert f"export CPUS_PER_WORKER={SLURM_CPU['cpus_per_task']}" in lines  # not the template's 8 GPUs x 16
+    token = f"{SLURM_CPU['tunnel']['job_dir']}/curate_pairs_zh_tw/ray_auth_token"
+    assert {"export RAY_AUTH_MODE=token", f"export RAY_AUTH_TOKEN_PATH={token}"} <= set(lines)
 
     head = _first(lines, "ray start --head")
     head_srun = _first(lines, "--container-name=ray-head --nodes=1")
@@ -53,12 +56,16 @@ def test_dryrun_for_four_nodes_starts_head_then_workers_waits_and_runs_the_pipel
     worker_loop = _first(lines, "for ((i = 1; i < SLURM_JOB_NUM_NODES; i++))")
     waited = _first(lines, 'echo "All workers connected!"')
     commands = [i for i, line in enumerate(lines) if "nemo_run.core.runners.fdl_runner" in line]
-    assert head < head_srun < worker_loop < worker < waited
+    assert _first(lines, f"> {token})") < head < head_srun < worker_loop < worker < waited
     assert len(commands) == 1 and commands[0] > waited
     command = lines[commands[0]]
     assert command.startswith('COMMAND="${COMMAND:-RAY_ADDRESS=$ip_head python -m nemo_run.core.runners.fdl_runner '
                               '-n curate_pairs_zh_tw ')
     assert 'bash -c "$COMMAND"' in lines[_first(lines[waited:], "--container-name=ray-head") + waited]
+
+    script = out[out.index("#!/bin/bash"):]
+    syntax = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
 
     # The head runs the task parsed here: the curate command with this config.
     encoded = command.removesuffix('}"').rsplit(" ", 1)[1]
