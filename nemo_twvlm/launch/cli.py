@@ -407,9 +407,9 @@ class TwvlmRunContext(run.cli.RunContext):
         from nemo_twvlm.launch.ray_cluster import launch_curation
 
         task = self.parse_fn(fn, task_args)
-        # The cluster's directory and Slurm job are named after the run; NeMo-Run reuses a running cluster of
-        # the same name instead of starting one, so runs of different recipes must not share "curate".
-        name = f"{fn.__name__}_{self.factory}" if self.name == fn.__name__ else self.name
+        # The cluster's directory and Slurm job are named after the recipe, as training's are (or --name); NeMo-Run
+        # reuses a running cluster of the same name instead of starting one, so recipes must not share "curate".
+        name = self.factory if self.name == fn.__name__ else self.name
         run.dryrun_fn(task, executor=self.executor)  # the config and executor, as NeMo-Run's dry run shows them
         if self.dryrun:
             launch_curation(task, self.executor, name, dryrun=True)

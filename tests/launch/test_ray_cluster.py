@@ -44,10 +44,10 @@ def test_dryrun_for_four_nodes_starts_head_then_workers_waits_and_runs_the_pipel
     lines = [line.strip() for line in out.splitlines()]
     sbatch = {line for line in lines if line.startswith("#SBATCH")}
     assert {"#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=1", f"#SBATCH --cpus-per-task={SLURM_CPU['cpus_per_task']}",
-            f"#SBATCH --partition={SLURM_CPU['partition']}", "#SBATCH --job-name=tester-curate_pairs_zh_tw"} <= sbatch
+            f"#SBATCH --partition={SLURM_CPU['partition']}", "#SBATCH --job-name=tester-pairs_zh_tw"} <= sbatch
     assert not any("gres" in line or "gpus-per-node" in line for line in sbatch)
     assert f"export CPUS_PER_WORKER={SLURM_CPU['cpus_per_task']}" in lines  # not the template's 8 GPUs x 16
-    token = f"{SLURM_CPU['tunnel']['job_dir']}/curate_pairs_zh_tw/ray_auth_token"
+    token = f"{SLURM_CPU['tunnel']['job_dir']}/pairs_zh_tw/ray_auth_token"
     assert {"export RAY_AUTH_MODE=token", f"export RAY_AUTH_TOKEN_PATH={token}"} <= set(lines)
 
     head = _first(lines, "ray start --head")
@@ -60,7 +60,7 @@ def test_dryrun_for_four_nodes_starts_head_then_workers_waits_and_runs_the_pipel
     assert len(commands) == 1 and commands[0] > waited
     command = lines[commands[0]]
     assert command.startswith('COMMAND="${COMMAND:-RAY_ADDRESS=$ip_head python -m nemo_run.core.runners.fdl_runner '
-                              '-n curate_pairs_zh_tw ')
+                              '-n pairs_zh_tw ')
     assert 'bash -c "$COMMAND"' in lines[_first(lines[waited:], "--container-name=ray-head") + waited]
 
     script = out[out.index("#!/bin/bash"):]
