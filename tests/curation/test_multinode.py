@@ -1,8 +1,8 @@
 """A pipeline joins a Ray cluster that is already running, as it does on the head of a Slurm allocation
 (nemo_twvlm.launch.ray_cluster): a head and a second `ray start` node on this machine, one CPU each, on
-loopback ports. The run is byte-identical to the in-process one. A node lost mid-run is either survived
-(Ray reruns its tasks on the head) or costs a rerun, which resumes from the parts already written; either
-way the bytes are the same."""
+free ports and behind a token of their own. The run is byte-identical to the in-process one. A node lost
+mid-run is either survived (Ray reruns its tasks on the head) or costs a rerun, which resumes from the
+parts already written; either way the bytes are the same."""
 from __future__ import annotations
 
 import os
