@@ -295,6 +295,10 @@ SIZED_BY_EXECUTOR: dict[str, Callable[[run.Partial, run.Executor | None], None]]
 # Run before submitting to a remote executor, and by dry runs; local runs validate as they start.
 REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor, bool], None]] = {"pretrain": check_pretrain}
 
+# Commands that a Slurm executor runs once on a Ray cluster spanning its nodes (launch.ray_cluster), not
+# once per node as NeMo-Run's Slurm jobs do.
+ON_RAY_CLUSTER = ("curate",)
+
 
 
 def curation_factories() -> dict[str, Callable[[], CurationConfig]]:
@@ -338,6 +342,7 @@ class TwvlmRunContext(run.cli.RunContext):
     - An unknown `run.executor=NAME` lists the executors that exist.
     - `--dryrun` with `run.executor=...` also prints what the executor would launch (for Slurm,
       the sbatch script); NeMo-Run's task dry run shows only the arguments and executor fields.
+    - ON_RAY_CLUSTER commands with a Slurm executor submit one Ray-cluster job (launch.ray_cluster).
     """
 
     def parse_fn(self, fn, args, **default_kwargs):
@@ -389,12 +394,28 @@ class TwvlmRunContext(run.cli.RunContext):
 
     # Overrides a private NeMo-Run 0.11.1 method: it is the only hook between parsing and launching.
     def _execute_task(self, fn, task_args):
-        super()._execute_task(fn, task_args)
         exporting = any([self.to_yaml, self.to_toml, self.to_json])
+        if fn.__name__ in ON_RAY_CLUSTER and isinstance(self.executor, run.SlurmExecutor) and not exporting:
+            return self._execute_on_ray_cluster(fn, task_args)
+        super()._execute_task(fn, task_args)
         if self.dryrun and self.executor is not None and not exporting:
             with run.Experiment(self.name, executor=self.executor) as experiment:
                 experiment.add(self._task, name=self.name)
                 experiment.dryrun()
+
+    def _execute_on_ray_cluster(self, fn, task_args):
+        from nemo_twvlm.launch.ray_cluster import launch_curation
+
+        task = self.parse_fn(fn, task_args)
+        # The cluster's directory and Slurm job are named after the recipe, as training's are (or --name); NeMo-Run
+        # reuses a running cluster of the same name instead of starting one, so recipes must not share "curate".
+        name = self.factory if self.name == fn.__name__ else self.name
+        run.dryrun_fn(task, executor=self.executor)  # the config and executor, as NeMo-Run's dry run shows them
+        if self.dryrun:
+            launch_curation(task, self.executor, name, dryrun=True)
+        elif self._should_continue(self.skip_confirmation):
+            job_id = launch_curation(task, self.executor, name, dryrun=False)
+            print(f"{fn.__name__}: Slurm job {job_id} ({self.executor.nodes} nodes, one Ray cluster)")
 
 
 # A NeMo-Run parse error's message embeds the whole config; its context names the argument.

@@ -372,8 +372,9 @@ def test_curate_cluster_recipe_dry_runs_on_slurm(in_process, capsys, monkeypatch
     out = capsys.readouterr().out
     spec = yaml.safe_load((REPO / "conf" / "cluster" / "slurm_cpu.yaml").read_text())
     assert "#SBATCH --nodes=1" in out and f"#SBATCH --cpus-per-task={spec['cpus_per_task']}" in out
-    (srun,) = [line.strip() for line in out.splitlines() if line.strip().startswith("srun") and "--container-image" in line]
-    assert "fdl_runner" in srun and "torchrun" not in srun  # one process per node
+    # One Ray cluster of the job's nodes, and the pipeline once, on its head (tests/launch/test_ray_cluster.py).
+    (command,) = [line.strip() for line in out.splitlines() if "fdl_runner" in line]
+    assert command.startswith('COMMAND="${COMMAND:-RAY_ADDRESS=$ip_head python') and "torchrun " not in out
     assert "name='xenna'" in out and "preset='70b'" in out and "'/workspace/raw'" in out
 
 
