@@ -19,7 +19,6 @@ from nemo_twvlm.presets import PRESETS
 from nemo_twvlm.training.config import PretrainConfig
 
 
-
 # --- parameters -------------------------------------------------------------------------------------
 def test_70b_language_is_70_55_billion():
     c = count_parameters("70b")

@@ -300,7 +300,6 @@ REMOTE_CHECKS: dict[str, Callable[[run.Partial, run.Executor, bool], None]] = {"
 ON_RAY_CLUSTER = ("curate",)
 
 
-
 def curation_factories() -> dict[str, Callable[[], CurationConfig]]:
     """What `curate --factory NAME` builds: the curation recipes, and every conf/curation YAML by name."""
     from nemo_twvlm.curation.cli import compose_config

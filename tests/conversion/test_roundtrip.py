@@ -154,7 +154,6 @@ def test_bf16_checkpoint_with_tied_embeddings_round_trips(tiny, tmp_path):
     assert json.loads((out / "config.json").read_text()) == json.loads((src / "config.json").read_text())
 
 
-
 def test_a_full_clip_model_dir_gives_its_vision_tower_and_names_what_it_drops(hf_pair, tmp_path):
     """openai/clip-vit-large-patch14-336 is a whole CLIPModel: its text tower has no place in LLaVA."""
     from transformers import CLIPConfig, CLIPModel, CLIPVisionModel
