@@ -123,6 +123,21 @@ def demo(out_dir: str = "runs/demo") -> None:
     run_demo(recipes["twvlm_debug_align"](), recipes["twvlm_debug_cpt"](), recipes["twvlm_debug_sft"](), out_dir)
 
 
+def finding(out_dir: str = "runs/finding", seeds: str = "") -> None:
+    """Issue 16's experiment, per seed: a text-instruction-aligned vs the base debug LM, each align -> CPT
+    with no visual instructions, plus visual SFT for reference; one `finding:` line per seed (README).
+    `seeds=1,2,3`: comma-separated positive integers (default: launch.finding.SEEDS)."""
+    from nemo_twvlm.launch.finding import SEEDS, finding_recipes, run_finding
+
+    try:
+        chosen = tuple(int(seed) for seed in str(seeds).split(",")) if seeds else SEEDS
+    except ValueError:
+        chosen = ()
+    if not chosen or min(chosen) < 1:
+        raise CommandError(f"seeds={seeds!r}: expected positive integers separated by commas, e.g. 1,2,3")
+    run_finding(*finding_recipes(), out_dir, chosen)
+
+
 def chat(ckpt: str, image: str, prompt: str = "", max_new_tokens: int = 64, temperature: float = 0.0,
          top_p: float = 1.0, system: str = "") -> None:
     """Ask about an image (`prompt=...`), or chat interactively when no prompt is given; `system=...` is an
@@ -281,7 +296,7 @@ def _slurm_memory_gb(mem: str | None) -> float:
 
 
 COMMANDS: dict[str, Callable[..., Any]] = {
-    "pretrain": pretrain, "plan": plan, "demo": demo, "chat": chat, "evaluate": evaluate,
+    "pretrain": pretrain, "plan": plan, "demo": demo, "finding": finding, "chat": chat, "evaluate": evaluate,
     "import_hf": import_hf, "export_hf": export_hf, "export_trtllm": export_trtllm, "curate": curate,
     "curate_plan": curate_plan,
 }

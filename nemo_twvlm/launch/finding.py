@@ -22,11 +22,20 @@ from rich.console import Console
 from rich.table import Table
 
 from nemo_twvlm.launch.demo import _fresh, _stage, curate_instructions, train_stage
+from nemo_twvlm.launch.recipes import find_recipes
 from nemo_twvlm.training.config import PretrainConfig
 
 SEEDS = (1, 2, 3)  # megatron wants a positive seed
+# The stages, in run_finding's order: text_sft, align, CPT (both arms), visual SFT (the reference arm).
+STAGE_RECIPES = ("twvlm_debug_text_sft", "twvlm_debug_align", "twvlm_debug_finding_cpt", "twvlm_debug_sft")
 NUM_PROBE_IMAGES = 24  # a multiple of every family's template count (2 and 3): each template as often
 TEXT_INSTRUCTIONS_COUNT = 4000
+
+
+def finding_recipes() -> tuple[PretrainConfig, ...]:
+    """The experiment's four stage configs (STAGE_RECIPES), as run_finding takes them."""
+    recipes = find_recipes("pretrain")
+    return tuple(recipes[name]() for name in STAGE_RECIPES)
 
 
 def _seeded(cfg: PretrainConfig, seed: int) -> PretrainConfig:

@@ -29,6 +29,9 @@ VERBS = {
     "chat": ([f"ckpt={MISSING}", "image=cup.png", "prompt=hi", "--yes"], f"ckpt='{MISSING}'"),
     "evaluate": ([f"ckpt={MISSING}", "tasks=mcq:x.jsonl", "--yes"], f"ckpt='{MISSING}'"),
     "demo": ([f"out_dir=/proc/twvlm/demo", "--yes"], "out_dir='/proc/twvlm/demo': cannot be created"),
+    "finding": (["seeds=0,x", "--yes"], "seeds='0,x': expected positive integers"),
+    "curate_plan": (["--factory", "pairs_zh_tw", "samples=1000", "nodes=0", "cores_per_node=4", "--yes"],
+                    "nodes=0: expected >= 1"),
 }
 FORWARDED = {  # the `python -m` forms: the same command line, reached by exec
     "conversion": (["-m", "nemo_twvlm.conversion", "export_hf", f"src={MISSING}", "dst=OUT"],

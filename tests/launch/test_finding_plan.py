@@ -3,13 +3,12 @@ differ only in the LM they start from (no training here: the full run is scripts
 import json
 from pathlib import Path
 
-from nemo_twvlm.launch.finding import SEEDS, plan_seed
+from nemo_twvlm.launch.finding import SEEDS, finding_recipes, plan_seed
 from nemo_twvlm.training.config import config_to_json
-from nemo_twvlm_recipes.pretrain import twvlm_debug_align, twvlm_debug_cpt, twvlm_debug_sft, twvlm_debug_text_sft
 
 
 def _plan(out: Path, seed: int = 2):
-    return plan_seed(twvlm_debug_text_sft(), twvlm_debug_align(), twvlm_debug_cpt(), twvlm_debug_sft(), seed, out)
+    return plan_seed(*finding_recipes(), seed, out)
 
 
 def _without_start(cfg) -> dict:
