@@ -125,14 +125,20 @@ def test_report_shows_the_tables(evaluated):
     assert html.count('<img class="thumb"') == 3 + 2 + 4 + 2
 
 
-def test_a_checkpoint_of_ours_can_judge(evaluated):
-    from nemo_twvlm.evaluation.benchmarks.judge import ModelJudge, judge_one, make_judge
+def test_a_checkpoint_of_ours_as_judge_refuses_a_rubric_past_its_context(evaluated):
+    from nemo_twvlm.evaluation.benchmarks.judge import ModelJudge, judge_all, judge_one, make_judge
 
     results, out = evaluated
     judge = make_judge(str(out.parent / "ckpt"))
     assert isinstance(judge, ModelJudge) and judge.votes == 1
     judge.max_new_tokens = MAX_NEW_TOKENS  # the random model will not write a score; the mechanics are the point
     record = next(t for t in results["tasks"] if t["kind"] == "vistw_dialogue")["records"][0]
+    # The authors' rubric alone is 1,141 debug-tokenizer tokens, past the debug model's 1,024 positions:
+    # no verdict, with the reason, and the next record is still judged (judge_all does not give up on it).
     verdict = judge_one(judge, {**record, "question": "<image>這是哪裡？"})
-    assert len(verdict["replies"]) == 1 and isinstance(verdict["replies"][0], str)
-    assert verdict["score"] is None or 0 <= verdict["score"] <= 10
+    assert verdict["score"] is None and verdict["replies"] == []
+    assert verdict["error"].startswith("judge prompt too long:") and "context of 1024" in verdict["error"]
+    records = [{**record, "thread_id": i} for i in range(2)]
+    board = judge_all(judge, records)
+    assert [r["judge_error"].split(":")[0] for r in records] == ["judge prompt too long"] * 2
+    assert [row["score"] for row in board] == [None, None]

@@ -162,12 +162,18 @@ def make_judge(spec: str, model: str | None = None):
 
 
 def judge_one(judge, record: dict) -> dict:
-    """{"score": mean of the votes or None, "votes", "replies"}; tries up to 1.5x the votes, as the authors."""
+    """{"score": mean of the votes or None, "votes", "replies"}; tries up to 1.5x the votes, as the authors.
+    A rubric prompt longer than a model judge's context is no verdict, with the reason under "error"."""
     prompt = RUBRIC.format(question=record["question"], response=record["generation"],
                            ground_truth=record["ground_truth"])
+    from nemo_twvlm.inference.generate import PromptTooLong  # torch and megatron: only once a judge is used
+
     votes, replies = [], []
     for _ in range(int(judge.votes * 1.5) or 1):
-        reply = judge.reply(prompt, record["image"])
+        try:
+            reply = judge.reply(prompt, record["image"])
+        except PromptTooLong as error:  # this record's rubric prompt; the judge still takes the next one
+            return {"score": None, "votes": [], "replies": [], "error": f"judge prompt too long: {error}"}
         replies.append(reply)
         if (score := parse_score(reply)) is not None:
             votes.append(score)
