@@ -1,59 +1,44 @@
-"""Exact near-duplicate search over 64-bit pHashes whose cost per query stays flat as the index grows:
-FAISS's binary multi-index hashing (`faiss.IndexBinaryMultiHash`) in place of `hashing.HammingLSH`.
+"""Exact near-duplicate search over 64-bit pHashes whose cost per decision stays flat as the kept set
+grows: what `DedupStage` and the sharded dedup's large buckets search images with.
 
-Same contract as `HammingLSH` (`query`, `query_all`, `add`), same decisions: the index holds only
-kept codes, in the order they were kept, and `query` returns the earliest-kept code within
-`max_distance` bits. A dense cluster of k near-duplicates therefore costs k queries that each find
-its one kept representative, never k^2 candidate pairs.
+Same contract as `hashing.HammingLSH` (`query`, `query_all`, `add`), same decisions: the index holds
+only kept codes, in the order they were kept, and `query` returns the earliest-kept code within
+`max_distance` bits. A dense cluster of k near-duplicates therefore costs k queries that each find its
+one kept representative, never k^2 candidate pairs.
 
-Why multi-index hashing, and which layout. The code is cut into `nhash` substrings of `bits` bits; a
-code within r bits differs in at most r // nhash bits of one substring (pigeonhole), so probing every
-substring with up to `nflip = r // nhash` bits flipped finds every match: recall is exact, and FAISS
-then checks each candidate's full distance. A query costs its probes plus the codes sharing a probed
-bucket, about n * probes / 2^bits. `HammingLSH`'s 8 bands of 8 bits make that n/32 candidates (the
-quadratic growth). Two substrings of 32 bits (nflip 3 at r = 6: 10,978 probes) keep buckets nearly
-empty up to ~10^9 codes (FLAT): measured, a decision costs 1.3 ms at 10^6 codes and 1.2 ms at
-5*10^6 (one loaded core), though 0.5 ms at 10^5, while its hash tables still fit in cache. Four of
-16 bits (68 probes, SMALL) is 5x cheaper at 10^5 but grows linearly (1.7 ms at 5*10^6); `layout_for`
-picks by the expected number of codes. BENCHMARKS.md (dedup at scale) has the measurements.
-
-Kept codes are buffered (`pending`, checked by numpy XOR-popcount) and added to FAISS a block at a
-time; `lookahead` searches a block of upcoming codes in one FAISS call (FAISS spreads it over the
-cores). Both are only speed: any call order gives the same answers.
+Multi-index hashing, the layout FAISS's `IndexBinaryMultiHash` calls 2 x 32 bits: a code within r bits
+of another differs in at most r // 2 bits of one of its two 32-bit halves (pigeonhole), so probing each
+half with every mask of up to r // 2 bits (5,489 per half at r = 6) finds every match; each candidate's
+full distance is then checked. With 32-bit keys the probed buckets stay nearly empty up to ~10^9 codes,
+so a decision is its probes. Where the probes land is what keeps that flat: a bitmap over all 2^32 half
+values (`flat_index.KeyBitmap`, one random read per probe at any fill), and only the few probes it
+lets through go on to the sorted (half, slot) runs. FAISS keeps the same layout in hash tables, whose
+probes cost 2.6x more at 10^6 codes than at 10^5 as they fell out of cache (BENCHMARKS.md, dedup at
+scale, has both measured). Memory: up to 1 GiB for the two bitmaps (touched a page at a time, so a
+small index costs little), plus 32 bytes per kept code.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from itertools import combinations
 
 import numpy as np
 
+from nemo_twvlm.curation.flat_index import Growable, KeyBitmap, SortedRuns
 from nemo_twvlm.curation.hashing import PHASH_BITS
 
-
-@dataclass(frozen=True)
-class Layout:
-    nhash: int
-    bits: int
-
-    def nflip(self, radius: int) -> int:
-        return radius // self.nhash
-
-    def probes(self, radius: int) -> int:
-        from math import comb
-
-        return self.nhash * sum(comb(self.bits, k) for k in range(self.nflip(radius) + 1))
+_HALF = 32
+_HALF_MASK = np.uint64((1 << _HALF) - 1)
+_CHUNK = 64  # queries probed at once: bounds the (queries x masks) temporaries to a few MB
 
 
-FLAT = Layout(nhash=2, bits=32)
-SMALL = Layout(nhash=4, bits=16)
-# Where FLAT's constant probe cost beats SMALL's growing candidate lists, measured at radius 6
-# (BENCHMARKS.md, dedup at scale): SMALL is 5x cheaper at 10^5 codes, 3x at 10^6, 1.5x dearer at 5*10^6.
-FLAT_ABOVE = 3_000_000
-
-
-def layout_for(expected: int | None) -> Layout:
-    return FLAT if expected is None or expected > FLAT_ABOVE else SMALL
+def flip_masks(bits: int, flips: int) -> np.ndarray:
+    """Every `bits`-bit mask with at most `flips` bits set (0 first)."""
+    masks = [sum(1 << b for b in chosen) for k in range(flips + 1) for chosen in combinations(range(bits), k)]
+    return np.array(masks, np.uint32)
 
 
 def codes_array(hashes: Sequence[int]) -> np.ndarray:
@@ -62,20 +47,25 @@ def codes_array(hashes: Sequence[int]) -> np.ndarray:
 
 
 class MultiHashIndex:
-    """Kept 64-bit codes; `query(h)` -> (id, distance) of the earliest-kept code within `max_distance`."""
+    """Kept 64-bit codes; `query(h)` -> (id, distance) of the earliest-kept code within `max_distance`.
 
-    def __init__(self, max_distance: int, expected: int | None = None, layout: Layout | None = None,
-                 block: int = 4096):
-        import faiss
+    Kept codes wait in a small `pending` block (checked by numpy XOR-popcount) and move into the
+    bitmaps and runs a block at a time; `lookahead` searches a block of upcoming codes in one
+    vectorised pass, since per-code numpy calls would cost more than the search. Both are only speed:
+    any order of calls gives the same answers."""
 
+    def __init__(self, max_distance: int, block: int = 4096, threads: int | None = None):
         if not 0 <= max_distance < PHASH_BITS:
             raise ValueError(f"max_distance={max_distance}; expected 0 <= max_distance < {PHASH_BITS}")
         self.max_distance = max_distance
-        self.layout = layout or layout_for(expected)
-        self._faiss = faiss.IndexBinaryMultiHash(PHASH_BITS, self.layout.nhash, self.layout.bits)
-        self._faiss.nflip = self.layout.nflip(max_distance)
-        self._block = block
+        # A lookahead block's chunks are probed in parallel (numpy releases the GIL in these calls), as
+        # FAISS's OpenMP search was: the fan-in dedup runs alone once every part is analysed.
+        self._threads = threads or len(os.sched_getaffinity(0))
+        self._masks = flip_masks(_HALF, max_distance // 2)
+        self._halves = [(KeyBitmap(), SortedRuns()) for _ in range(PHASH_BITS // _HALF)]
+        self._codes = Growable((), np.uint64)
         self._ids: list = []
+        self._block = block
         self._pending = np.empty(block, np.uint64)
         self._npending = 0
         self._ahead: dict[int, list[tuple[int, int]]] = {}
@@ -100,54 +90,82 @@ class MultiHashIndex:
         return [(self._ids[slot], dist) for slot, dist in self._hits(h, first=False)]
 
     def lookahead(self, hashes: Sequence[int]) -> None:
-        """Search these upcoming codes against everything kept so far in one FAISS call; codes kept
-        from now on are still checked (in `pending`) when these are queried."""
+        """Search these upcoming codes against everything kept so far in one pass; codes kept from
+        now on are still checked (in pending) when these are queried."""
         self._flush()
-        codes = np.unique(codes_array(hashes))
-        self._ahead = dict(zip(codes.tolist(), self._search(codes)))
+        codes = list(dict.fromkeys(hashes))
+        self._ahead = dict(zip(codes, self._search(codes) if self._codes.size and codes else [[] for _ in codes]))
 
     def _hits(self, h: int, first: bool) -> list[tuple[int, int]]:
         indexed = self._ahead.get(h)
         if indexed is None:
-            indexed = self._search(np.array([h], np.uint64))[0]
+            indexed = self._search([h])[0] if self._codes.size else []
         if first and indexed:
             return indexed[:1]  # every pending code was kept later than every indexed one
-        n = self._npending
-        dist = np.bitwise_count(self._pending[:n] ^ np.uint64(h))
+        dist = np.bitwise_count(self._pending[:self._npending] ^ np.uint64(h))
         near = np.flatnonzero(dist <= self.max_distance)
         if first:
             near = near[:1]
-        offset = self._faiss.ntotal
-        return indexed + [(offset + int(j), int(dist[j])) for j in near]
-
-    def _search(self, codes: np.ndarray) -> list[list[tuple[int, int]]]:
-        if self._faiss.ntotal == 0:
-            return [[] for _ in codes]
-        lims, dist, slots = self._faiss.range_search(codes.view(np.uint8).reshape(-1, 8),
-                                                     self.max_distance + 1)  # FAISS keeps d < radius
-        lims = lims.astype(np.int64)  # FAISS gives uint64, which mixed with int64 indexes as float
-        out = []
-        for q in range(len(codes)):
-            s, d = slots[lims[q]:lims[q + 1]], dist[lims[q]:lims[q + 1]]
-            order = np.argsort(s, kind="stable")
-            out.append(list(zip(s[order].tolist(), d[order].astype(np.int64).tolist())))
-        return out
+        return indexed + [(self._codes.size + int(j), int(dist[j])) for j in near]
 
     def _flush(self) -> None:
-        # FAISS numbers codes in the order added, so a FAISS id is the slot in self._ids.
         if self._npending:
-            self._faiss.add(self._pending[:self._npending].view(np.uint8).reshape(-1, 8))
+            codes = self._pending[:self._npending]
+            slots = np.arange(self._codes.size, self._codes.size + self._npending)
+            for shift, (bitmap, runs) in zip(range(0, PHASH_BITS, _HALF), self._halves):
+                half = (codes >> np.uint64(shift)) & _HALF_MASK
+                bitmap.set(half)
+                runs.extend(half, slots)
+            self._codes.extend(codes)
             self._npending = 0
         self._ahead = {}
 
+    def _search(self, hashes: list[int]) -> list[list[tuple[int, int]]]:
+        codes = codes_array(hashes)
+        starts = range(0, len(codes), _CHUNK)
+        probe = partial(self._probe, codes)
+        if self._threads > 1 and len(starts) > 1:
+            # A pool per block, not per index: no idle threads outlive it into a later fork (Ray, multiprocessing).
+            with ThreadPoolExecutor(min(self._threads, len(starts)), thread_name_prefix="phash-probe") as pool:
+                found = list(pool.map(probe, starts))
+        else:
+            found = list(map(probe, starts))
+        which, slots = np.concatenate([w for w, _ in found]), np.concatenate([s for _, s in found])
+        # A code may match through both halves: one entry per (query, slot), in that order.
+        pairs = np.unique(which << 40 | slots)
+        which, slots = pairs >> 40, pairs & ((1 << 40) - 1)
+        dist = np.bitwise_count(self._codes[slots] ^ codes[which]).astype(np.int64)
+        return _split_by_query(which, slots, dist, len(codes))
 
-def first_kept_within(hashes: Sequence[int], max_distance: int, layout: Layout | None = None,
-                      block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    def _probe(self, codes: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """(query, slot) of the kept codes within max_distance of codes[start:start + _CHUNK]."""
+        chunk = codes[start:start + _CHUNK]
+        which, slots = [], []
+        for shift, (bitmap, runs) in zip(range(0, PHASH_BITS, _HALF), self._halves):
+            half = ((chunk >> np.uint64(shift)) & _HALF_MASK).astype(np.uint32)
+            probes = half[:, None] ^ self._masks[None, :]
+            query, mask = np.nonzero(bitmap.test(probes))
+            hit, slot = runs.find(probes[query, mask].astype(np.uint64))
+            which.append(query[hit] + start)
+            slots.append(slot)
+        which, slots = np.concatenate(which), np.concatenate(slots)
+        near = np.bitwise_count(self._codes[slots] ^ codes[which]) <= self.max_distance
+        return which[near], slots[near]
+
+
+def _split_by_query(which: np.ndarray, slots: np.ndarray, dist: np.ndarray, queries: int) -> list[list]:
+    """[(slot, distance), ...] per query from matches sorted by (which, slot)."""
+    bounds = np.searchsorted(which, np.arange(queries + 1))
+    pairs = list(zip(slots.tolist(), dist.tolist()))
+    return [pairs[bounds[q]:bounds[q + 1]] for q in range(queries)]
+
+
+def first_kept_within(hashes: Sequence[int], max_distance: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Image-only dedup of codes visited in order: (dup_of, distance) per code, dup_of = -1 for a kept
     code, else the position of the earliest-kept code within max_distance (what DedupStage keeps when
     only the image relation is on)."""
     codes = codes_array(hashes)
-    index = MultiHashIndex(max_distance, expected=len(codes), layout=layout, block=block)
+    index = MultiHashIndex(max_distance, block=block)
     dup_of = np.full(len(codes), -1, np.int64)
     dist = np.zeros(len(codes), np.int64)
     values = codes.tolist()

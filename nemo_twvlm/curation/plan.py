@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from nemo_twvlm.curation.config import CurationConfig
 from nemo_twvlm.curation.hashing import PHASH_BITS, lsh_bands
-from nemo_twvlm.curation.near_dup_search import FLAT, layout_for
 from nemo_twvlm.curation.stages.dedup.banding import INDEX_ABOVE
 
 # --- Measured: every constant the plan uses, and where it came from -----------------------------------
@@ -33,22 +32,24 @@ RUN_START_S = 0.17       # section 5: pipeline build + fastText, OpenCC and toke
 # Section 5c: shipped JPEG q90 bytes by shipped side (bench_curation.photo images, 40 per size).
 JPEG_Q90_BYTES = {256: 19_641, 512: 69_305, 672: 74_600}
 MEASURED_QUALITY = 90
-# Section 5b (scripts/bench_dedup_scale.py): us per decision by index size, per layout; per add; bytes.
-IMAGE_DECIDE_US = {"flat": {1e5: 316, 1e6: 1_299, 5e6: 1_160}, "small": {1e5: 19, 1e6: 432, 5e6: 1_745}}
-IMAGE_ADD_US = 1.57
-CAPTION_DECIDE_US = {1e5: 18.3, 1e6: 37.8, 5e6: 62.9}
-CAPTION_ADD_US = 7.94
-IMAGE_INDEX_BYTES = (1.17e9 - 0.16e9) / (5e6 - 1e5)    # FLAT's peak RSS growth per kept code
-CAPTION_INDEX_BYTES = (6.29e9 - 0.19e9) / (5e6 - 1e5)  # MinHashIndex's, per kept signature
+# Section 5b (scripts/bench_dedup_scale.py, whole tasks on one thread): us per decision (its add included)
+# by input size; bytes per sample as peak RSS grew from 10^6 to 5*10^6 (the benchmark's own signatures
+# included), past the fixed bitmaps. The image search's lookahead probes spread over the node's threads;
+# IMAGE_SERIAL_SHARE of a decision does not (the ordered loop, merging the probes' results).
+IMAGE_DECIDE_US = {1e5: 221, 1e6: 227, 5e6: 249}
+IMAGE_SERIAL_SHARE = 0.08  # all but the probes (`_probe`), timed at 2*10^5 codes
+CAPTION_DECIDE_US = {1e5: 40.5, 1e6: 38.5, 5e6: 42.6}
+IMAGE_INDEX_BYTES, IMAGE_INDEX_FIXED_BYTES = (1.779e9 - 1.202e9) / 4e6, 2 ** 30      # two 512 MiB bitmaps
+CAPTION_INDEX_BYTES, CAPTION_INDEX_FIXED_BYTES = (4.826e9 - 1.382e9) / 4e6, 2 ** 29  # one bitmap
 # Section 5, dedup (scripts/bench_dedup.py, 100k captions, exact + 4 caption bands = 5 rows/sample):
-SIGNATURE_BYTES = 153e6 / 1e5 - CAPTION_INDEX_BYTES  # single stage's peak less its caption index
+SIGNATURE_BYTES = 153e6 / 1e5 - 6.10e9 / 4.9e6  # single stage's peak less the dict caption index it had then
 PARTITION_MS = 9.4e3 / 1e5                 # per sample (16 shards)
 SHARD_MS = 0.046                           # per sample, from all shards' 6.77 s at 4 and 13.2 s at 16 ...
 SHARD_PART_OPEN_MS = 1.37                  # ... plus this per (shard, part): every shard opens every part
 SHARD_ROW_BYTES = 88e6 * 4 / 1e5 / 5       # largest shard's peak (88 MB at 4 shards) per band-key row
 MERGE_US, MERGE_BYTES = 2.7, 53            # merge: 0.27 s and 5.3 MB at 100k
-# Section 5c: a shard bucket's all-pairs pHash comparison (banding.INDEX_ABOVE), 1.48 s for 18,889 values.
-ALL_PAIRS_NS = 1.48e9 / (18_889 ** 2 / 2)
+# Section 5c: a shard bucket's all-pairs pHash comparison (banding.INDEX_ABOVE), 8.11 s for 94,861 values.
+ALL_PAIRS_NS = 8.11e9 / (94_861 ** 2 / 2)
 
 # Arithmetic, not measured: a tar member is a 512-byte header plus on average 256 bytes of padding,
 # three members per sample (image, text, json), ~300 bytes of caption and metadata.
@@ -143,22 +144,21 @@ def _check_inputs(cfg: CurationConfig, samples: int, nodes: int, cores_per_node:
 
 
 def _single_dedup(cfg: CurationConfig, n: int, cores_per_node: int) -> tuple[list[StageCost], float]:
-    """The fan-in stage on one node: the image search's FAISS calls spread over that node's cores
-    (lookahead), the adds and the caption index run in its one ordered loop."""
+    """The fan-in stage on one node: the image search's probes spread over that node's cores
+    (lookahead), the rest of each decision and the caption index run in its one ordered loop."""
     d = cfg.dedup
     stages, memory = [], n * SIGNATURE_BYTES
     if d.image_hamming is not None:
-        layout = "flat" if layout_for(n) == FLAT else "small"
-        decide = n * _by_size(IMAGE_DECIDE_US[layout], n) / 1e6
-        stages.append(StageCost("dedup: image search (1 node)", decide + n * IMAGE_ADD_US / 1e6,
-                                decide / cores_per_node + n * IMAGE_ADD_US / 1e6,
-                                f"{_by_size(IMAGE_DECIDE_US[layout], n):,.0f} us/decision ({layout} layout)"))
-        memory += n * IMAGE_INDEX_BYTES
+        per = _by_size(IMAGE_DECIDE_US, n)
+        speedup = 1 / (IMAGE_SERIAL_SHARE + (1 - IMAGE_SERIAL_SHARE) / cores_per_node)
+        stages.append(StageCost("dedup: image search (1 node)", n * per / 1e6, n * per / 1e6 / speedup,
+                                f"{per:,.0f} us/decision, probes over {cores_per_node} threads"))
+        memory += n * IMAGE_INDEX_BYTES + IMAGE_INDEX_FIXED_BYTES
     if d.caption_jaccard is not None:
-        per = _by_size(CAPTION_DECIDE_US, n) + CAPTION_ADD_US
+        per = _by_size(CAPTION_DECIDE_US, n)
         stages.append(StageCost("dedup: caption search (1 core)", n * per / 1e6, n * per / 1e6,
                                 f"{per:.0f} us/sample, serial"))
-        memory += n * CAPTION_INDEX_BYTES
+        memory += n * CAPTION_INDEX_BYTES + CAPTION_INDEX_FIXED_BYTES
     return stages, memory
 
 
@@ -173,7 +173,7 @@ def _sharded_dedup(cfg: CurationConfig, n: int, nodes: int, cores_per_node: int)
         rows += d.image_bands
         bucket = n / 2 ** (PHASH_BITS // d.image_bands)  # distinct pHashes sharing one band key
         # Per pHash per band: a MultiHashIndex decision in a large bucket, half the bucket's pairs in a small one.
-        per = _by_size(IMAGE_DECIDE_US["small"], bucket) if bucket > INDEX_ABOVE else bucket / 2 * ALL_PAIRS_NS / 1e3
+        per = _by_size(IMAGE_DECIDE_US, bucket) if bucket > INDEX_ABOVE else bucket / 2 * ALL_PAIRS_NS / 1e3
         shard_cpu += d.image_bands * n * per / 1e6
     if d.caption_jaccard is not None:
         rows += lsh_bands(d.caption_jaccard, d.num_perm)[0]

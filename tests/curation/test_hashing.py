@@ -110,3 +110,41 @@ def test_batched_minhash_equals_datasketch(monkeypatch):
         assert all(np.array_equal(got, want) for got, want in zip(hasher.many(sets), expected, strict=True))
         monkeypatch.undo()
     assert TextMinHasher(64).many([]) == []
+
+
+def _minhash_reference(signatures, threshold, bands, rows):
+    """Banded LSH as first written: candidates share all values of a band; earliest kept at the threshold."""
+    kept, out = [], []
+    for i, sig in enumerate(signatures):
+        hit = None
+        for j in kept:
+            shares_band = any((signatures[j][b * rows:(b + 1) * rows] == sig[b * rows:(b + 1) * rows]).all()
+                              for b in range(bands))
+            jaccard = float(np.mean(signatures[j] == sig))
+            if shares_band and jaccard >= threshold:
+                hit = (j, jaccard)
+                break
+        if hit is None:
+            kept.append(i)
+        out.append(hit)
+    return out
+
+
+def test_minhash_index_decides_as_banded_lsh():
+    # Clusters sharing ~90% of values, some sharing a band yet below the threshold, some above it
+    # yet sharing no band (LSH misses those, and so must the index).
+    rng = np.random.default_rng(5)
+    sigs = rng.integers(0, 2**32, size=(1_500, 64), dtype=np.uint32)
+    for at in range(0, 1_500, 30):
+        redraw = rng.random((20, 64)) < rng.choice([0.05, 0.1, 0.3])
+        sigs[at + 1:at + 21] = np.where(redraw, sigs[at + 1:at + 21], sigs[at])
+    sigs = list(sigs[rng.permutation(1_500)])
+    index = MinHashIndex(threshold=0.85, num_perm=64)
+    want = _minhash_reference(sigs, 0.85, index.bands, index.rows)
+    got = []
+    for i, sig in enumerate(sigs):
+        got.append(index.query(sig))
+        if got[-1] is None:
+            index.add(i, sig)
+    assert got == want
+    assert 100 < sum(h is not None for h in want) < 1_400

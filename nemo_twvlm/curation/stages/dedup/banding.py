@@ -130,10 +130,12 @@ class Candidates:
     refs: dict[Order, str] = field(default_factory=dict)
 
 
-# Buckets of more distinct pHashes than this are searched with MultiHashIndex (near-linear) instead of
-# all pairs in numpy (quadratic): measured here on clustered codes, all pairs took 0.16 s vs 0.35 s at
-# 4,775 values and 1.5 s vs 2.1 s at 18,889; a 50M-sample input's 8-bit band buckets hold ~2*10^5.
-INDEX_ABOVE = 20_000
+# Buckets of more distinct pHashes than this are searched with MultiHashIndex (linear) instead of all
+# pairs in numpy (quadratic, ~1 ns a pair): measured on clustered codes (BENCHMARKS.md 5c), 94,861 values
+# took 8.1 s all-pairs vs 26.8 s indexed, 4.6M matching pairs either way; an index decision's ~230 us
+# equals half a bucket of ~1 ns pairs near 4.6*10^5 values. A 5*10^7-sample input's 8-bit band buckets
+# hold ~2*10^5.
+INDEX_ABOVE = 400_000
 
 
 def find_candidates(rows: dict[str, list], *, image_hamming: int | None, caption_jaccard: float | None,
@@ -177,7 +179,7 @@ def _near_images(values: list[bytes], image_hamming: int, index_above: int) -> I
             for a in np.flatnonzero(bits <= image_hamming):
                 yield int(a), b, int(bits[a])
         return
-    index = MultiHashIndex(image_hamming, expected=len(hashes))
+    index = MultiHashIndex(image_hamming, threads=1)  # the shard tasks are the parallelism here
     for slot, h in enumerate(hashes):
         index.add(slot, h)
     block = 4096  # bounds the lookahead's results held at once

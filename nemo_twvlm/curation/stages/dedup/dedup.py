@@ -8,8 +8,8 @@ Single-process: ~0.3 KB of signatures per sample, so one node holds tens of mill
 `dedup.shards > 1` replaces this stage with the sharded form (nemo_twvlm.curation.stages.dedup.banding),
 which makes the same decisions.
 
-Near-duplicate images are searched with FAISS multi-index hashing (near_dup_search.MultiHashIndex):
-exact for any radius, so it finds exactly the kept images banded LSH with `image_bands > image_hamming`
+Near-duplicate images are searched with multi-index hashing (near_dup_search.MultiHashIndex): exact
+for any radius, so it finds exactly the kept images banded LSH with `image_bands > image_hamming`
 (which the config requires) finds, at a cost per decision that stays flat as the kept set grows.
 
 `joint` (conversations): a sample is a near-duplicate only of a kept sample whose image is near its
@@ -55,8 +55,7 @@ class DedupStage(FanIn, CurationStage[SignatureBatch, SourceDecision]):
         for task in tasks:
             by_source[task.source].append(task)
         exact: dict[str, str] = {}
-        signed = sum(h is not None for t in tasks for h in t.data.get("phash", ()))  # picks the index layout
-        images = MultiHashIndex(self.image_hamming, expected=signed) if self.image_hamming is not None else None
+        images = MultiHashIndex(self.image_hamming) if self.image_hamming is not None else None
         texts = MinHashIndex(self.caption_jaccard, self.num_perm) if self.caption_jaccard is not None else None
         if self.joint:
             images, texts = (images, {}) if images is not None and texts is not None else (None, None)
@@ -67,7 +66,7 @@ class DedupStage(FanIn, CurationStage[SignatureBatch, SourceDecision]):
             drops: dict[int, tuple[str, str]] = {}
             for part in sorted(by_source[source], key=lambda p: p.part):
                 cols = part.data
-                if images is not None:  # one FAISS call per part, spread over the cores: speed only
+                if images is not None:  # one vectorised search per part: speed only
                     images.lookahead([h for h in cols["phash"] if h is not None])
                 for i, index in enumerate(cols["index"]):
                     ref = f"{source}/{cols['key'][i]}"
