@@ -1,11 +1,12 @@
 """Shard bytes: `tar_bytes` writes the same bytes as the header-by-bytearray code it replaced, and
-`tarfile` reads them back (it checks every header's checksum)."""
+`tarfile` reads them back (it checks every header's checksum). Reading: the offsets
+`iter_tar_samples` gives hold each part's bytes."""
 from __future__ import annotations
 
 import io
 import tarfile
 
-from nemo_twvlm.curation.storage import tar_bytes
+from nemo_twvlm.curation.storage import iter_tar_samples, tar_bytes
 
 
 def _tar_bytes_reference(samples: list[tuple[str, dict[str, bytes]]]) -> bytes:
@@ -34,3 +35,17 @@ def test_tar_bytes_equal_reference_and_read_back():
         got = [(m.name, tar.extractfile(m).read()) for m in tar]
     assert got == [(f"{key}.{ext}", parts[ext]) for key, parts in samples for ext in sorted(parts)]
     assert tar_bytes([]) == bytes(2 * tarfile.BLOCKSIZE)
+
+
+def test_tar_offsets_hold_the_parts(tmp_path):
+    """GNU long names put an extra header before the data."""
+    samples = [(f"s{i}", {"jpg": bytes([i]) * (700 * i + 1), "txt": b"caption"}) for i in range(5)]
+    samples.append(("y" * 120, {"png": b"a long name's data"}))
+    path = tmp_path / "plain.tar"
+    path.write_bytes(tar_bytes(samples))
+    data = path.read_bytes()
+    got = list(iter_tar_samples(path))
+    assert [(key, parts) for key, parts, _ in got] == samples
+    for _, parts, offsets in got:
+        assert offsets.keys() == parts.keys()
+        assert all(data[offsets[ext]:offsets[ext] + len(parts[ext])] == parts[ext] for ext in parts)
