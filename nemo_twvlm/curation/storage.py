@@ -189,6 +189,7 @@ PART_SCHEMA = pa.schema([
     ("meta", pa.string()),
 ])
 SIGNATURE_COLUMNS = ["index", "key", "content_sha", "phash", "minhash", "text_tokens", "image_tokens"]
+_DEDUP_HASHES = ("content_sha", "phash", "minhash")
 
 
 def write_part_table(path: Path, rows: list[dict[str, Any]], image_file: dict | None = None) -> pa.Table:
@@ -220,8 +221,9 @@ def read_signatures(path: Path) -> dict[str, list]:
 
 def read_part_rows(path: Path) -> list[dict[str, Any]]:
     """The part table's rows, every image's bytes in `images`: those it refers to are read back from
-    its input file, which must still be the size and mtime it had when the part was analysed."""
-    table = pq.read_table(path)
+    its input file, which must still be the size and mtime it had when the part was analysed. Dedup's
+    hashes are not read: dedup has decided."""
+    table = pq.read_table(path, columns=[name for name in PART_SCHEMA.names if name not in _DEDUP_HASHES])
     rows = table.to_pylist()
     image_file = (table.schema.metadata or {}).get(b"image_file")
     if image_file is None:
