@@ -222,8 +222,10 @@ def read_signatures(path: Path) -> dict[str, list]:
 def read_part_rows(path: Path) -> list[dict[str, Any]]:
     """The part table's rows, every image's bytes in `images`: those it refers to are read back from
     its input file, which must still be the size and mtime it had when the part was analysed. Dedup's
-    hashes are not read: dedup has decided."""
-    table = pq.read_table(path, columns=[name for name in PART_SCHEMA.names if name not in _DEDUP_HASHES])
+    hashes are not read: dedup has decided. A table written before parts could refer to images (no
+    `image_spans`) holds them all."""
+    parquet = pq.ParquetFile(path)
+    table = parquet.read(columns=[name for name in parquet.schema_arrow.names if name not in _DEDUP_HASHES])
     rows = table.to_pylist()
     image_file = (table.schema.metadata or {}).get(b"image_file")
     if image_file is None:

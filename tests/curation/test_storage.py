@@ -1,12 +1,15 @@
 """Shard bytes: `tar_bytes` writes the same bytes as the header-by-bytearray code it replaced, and
 `tarfile` reads them back (it checks every header's checksum). Reading: the offsets
-`iter_tar_samples` gives hold each part's bytes."""
+`iter_tar_samples` gives hold each part's bytes, and a part table from before `image_spans` reads as it did."""
 from __future__ import annotations
 
 import io
 import tarfile
 
-from nemo_twvlm.curation.storage import iter_tar_samples, tar_bytes
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nemo_twvlm.curation.storage import PART_SCHEMA, iter_tar_samples, read_part_rows, tar_bytes
 
 
 def _tar_bytes_reference(samples: list[tuple[str, dict[str, bytes]]]) -> bytes:
@@ -49,3 +52,13 @@ def test_tar_offsets_hold_the_parts(tmp_path):
     for _, parts, offsets in got:
         assert offsets.keys() == parts.keys()
         assert all(data[offsets[ext]:offsets[ext] + len(parts[ext])] == parts[ext] for ext in parts)
+
+
+def test_part_table_without_image_spans_reads(tmp_path):
+    """A run resumed by this code over parts an earlier version wrote: those parts hold every image."""
+    row = {"index": 0, "key": "k", "doc": "[]", "images": [b"jpeg"], "image_exts": ["jpg"], "content_sha": "c",
+           "phash": 1, "minhash": b"m", "text_tokens": 2, "image_tokens": 3, "meta": "{}"}
+    old_schema = pa.schema([f for f in PART_SCHEMA if f.name != "image_spans"])
+    pq.write_table(pa.Table.from_pylist([row], schema=old_schema), tmp_path / "part.parquet")
+    assert read_part_rows(tmp_path / "part.parquet") == [
+        {k: v for k, v in row.items() if k not in ("content_sha", "phash", "minhash")}]
