@@ -65,6 +65,25 @@ class Reject(Exception):
         self.detail = detail
 
 
+@dataclass(frozen=True)
+class InputFile:
+    """An input file as its reader found it, before reading: the stamp a part that refers to its
+    bytes checks when they are read back."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(eq=False)
+class InputSpan:
+    """Where an image's encoded bytes lie verbatim in an input file (an uncompressed tar member)."""
+
+    file: InputFile
+    offset: int
+    data: bytes  # the bytes read there
+
+
 @dataclass
 class ImageItem:
     ref: str                       # the part name in a tar ("jpg", "0.png") or the url/path a row names
@@ -72,6 +91,12 @@ class ImageItem:
     ext: str = ""
     pil: Image.Image | None = None  # decoded (then resized) pixels, held from decode to signatures
     meta: dict[str, Any] = field(default_factory=dict)
+    span: InputSpan | None = None  # where `data` was read from, when that is a byte range of the input
+
+    def passthrough(self) -> InputSpan | None:
+        """The span the shipped bytes can be read back from: only while they are the very bytes read
+        there (a stage that re-encodes replaces `data`, which ends this)."""
+        return self.span if self.span is not None and self.data is self.span.data else None
 
 
 @dataclass

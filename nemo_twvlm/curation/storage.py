@@ -11,7 +11,9 @@ Layout under OUT/:
     work/dedup/shards-<N>/<source>/part-<p>.parquet  band keys of a part, by shard (dedup.shards > 1)
 
 A marker is written last, so a killed run leaves either a complete part (skipped on rerun) or
-none (redone); redoing a part writes the same bytes.
+none (redone); redoing a part writes the same bytes. A part table holds the images a stage
+re-encoded and, for those shipped as read, their byte ranges in the input tar: an input must not
+change until the run ends (read_part_rows checks its size and mtime).
 """
 from __future__ import annotations
 
@@ -125,7 +127,15 @@ class TarTruncated(Exception):
 
 
 def iter_tar_groups(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """WebDataset grouping: consecutive members `<key>.<ext>` form one sample.
+    """WebDataset grouping: consecutive members `<key>.<ext>` form one sample (`iter_tar_samples`)."""
+    for key, parts, _ in iter_tar_samples(path):
+        yield key, parts
+
+
+def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], dict[str, int]]]:
+    """WebDataset grouping: consecutive members `<key>.<ext>` form one sample, yielded with where
+    each part's bytes start in the file (by ext; none for a compressed tar or a sparse member,
+    whose bytes are not stored as they are read).
 
     A tar cut short raises `TarTruncated` carrying the sample it was reading, after every
     complete sample before it was yielded. A tar cut exactly between members is recognised by its
@@ -134,7 +144,9 @@ def iter_tar_groups(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
     """
     key: str | None = None
     parts: dict[str, bytes] = {}
+    offsets: dict[str, int] = {}
     with tarfile.open(path, mode="r|*") as tar:
+        verbatim = tar.fileobj.comptype == "tar"  # stream positions are file positions
         try:
             for member in tar:
                 if not member.isfile():
@@ -145,19 +157,23 @@ def iter_tar_groups(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
                     continue
                 member_key = f"{directory}/{stem}" if directory else stem
                 if member_key != key and key is not None:
-                    yield key, parts
-                    parts = {}
+                    yield key, parts, offsets
+                    parts, offsets = {}, {}
                 key = member_key
                 data = tar.extractfile(member).read()
                 if len(data) != member.size:
                     raise EOFError(f"member {member.name} has {len(data)} of {member.size} bytes")
                 parts[ext.lower()] = data
+                if verbatim and not member.issparse():
+                    offsets[ext.lower()] = member.offset_data
+                else:
+                    offsets.pop(ext.lower(), None)
         except (tarfile.TarError, EOFError, OSError) as e:
             raise TarTruncated(key, parts, f"{type(e).__name__}: {e}") from None
         if Path(path).stat().st_size - tar.offset < tarfile.BLOCKSIZE:
             raise TarTruncated(key, parts, f"no end-of-archive block after byte {tar.offset}")
     if key is not None:
-        yield key, parts
+        yield key, parts, offsets
 
 
 # The analysed-part table: one row per sample that passed every per-sample stage.
@@ -165,15 +181,23 @@ PART_SCHEMA = pa.schema([
     ("index", pa.int64()), ("key", pa.string()),
     ("doc", pa.string()),                      # JSON: texts as strings, images as {"image": i}
     ("images", pa.list_(pa.binary())), ("image_exts", pa.list_(pa.string())),
+    # An image shipped as its input bytes is null in `images` and found here instead: its byte range
+    # in the part's input file (the schema metadata's `image_file`); null for one held in `images`.
+    ("image_spans", pa.list_(pa.struct([("offset", pa.int64()), ("size", pa.int64())]))),
     ("content_sha", pa.string()), ("phash", pa.uint64()), ("minhash", pa.binary()),
     ("text_tokens", pa.int64()), ("image_tokens", pa.int64()),
     ("meta", pa.string()),
 ])
 SIGNATURE_COLUMNS = ["index", "key", "content_sha", "phash", "minhash", "text_tokens", "image_tokens"]
+_DEDUP_HASHES = ("content_sha", "phash", "minhash")
 
 
-def write_part_table(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_part_table(path: Path, rows: list[dict[str, Any]], image_file: dict | None = None) -> pa.Table:
+    """Write the part table (`image_file`: path, size and mtime_ns of the input its `image_spans`
+    point into) and return it, so its writer need not read it back."""
     table = pa.Table.from_pylist(rows, schema=PART_SCHEMA)
+    if image_file is not None:
+        table = table.replace_schema_metadata({"image_file": json.dumps(image_file)})
     buf = pa.BufferOutputStream()
     # Encoded images neither compress nor repeat: no zstd and no dictionary for them (building
     # one hashes every image, half of the write's time), both for the other columns.
@@ -181,14 +205,51 @@ def write_part_table(path: Path, rows: list[dict[str, Any]]) -> None:
     compression = {name: "zstd" if name in others else "none" for name in PART_SCHEMA.names}
     pq.write_table(table, buf, compression=compression, use_dictionary=others, write_statistics=False)
     atomic_write(path, buf.getvalue())  # an Arrow buffer: written without a copy to Python bytes
+    return table
 
 
-def read_signatures(path: Path) -> dict[str, list]:
-    table = pq.read_table(path, columns=SIGNATURE_COLUMNS)
-    cols = table.to_pydict()
+def signatures(table: pa.Table) -> dict[str, list]:
+    """What dedup reads of a part table: its SIGNATURE_COLUMNS, MinHashes as uint32 arrays."""
+    cols = table.select(SIGNATURE_COLUMNS).to_pydict()
     cols["minhash"] = [None if m is None else np.frombuffer(m, np.uint32) for m in cols["minhash"]]
     return cols
 
 
+def read_signatures(path: Path) -> dict[str, list]:
+    return signatures(pq.read_table(path, columns=SIGNATURE_COLUMNS))
+
+
 def read_part_rows(path: Path) -> list[dict[str, Any]]:
-    return pq.read_table(path).to_pylist()
+    """The part table's rows, every image's bytes in `images`: those it refers to are read back from
+    its input file, which must still be the size and mtime it had when the part was analysed. Dedup's
+    hashes are not read: dedup has decided. A table written before parts could refer to images (no
+    `image_spans`) holds them all."""
+    parquet = pq.ParquetFile(path)
+    table = parquet.read(columns=[name for name in parquet.schema_arrow.names if name not in _DEDUP_HASHES])
+    rows = table.to_pylist()
+    image_file = (table.schema.metadata or {}).get(b"image_file")
+    if image_file is None:
+        return rows
+    file = json.loads(image_file)
+    try:
+        f = open(file["path"], "rb")
+    except FileNotFoundError:
+        raise _input_changed(file, path, "is gone") from None
+    with f:
+        stat = os.fstat(f.fileno())
+        if (stat.st_size, stat.st_mtime_ns) != (file["size"], file["mtime_ns"]):
+            raise _input_changed(file, path, f"is now {stat.st_size} bytes, mtime_ns {stat.st_mtime_ns}")
+        for row in rows:
+            for i, span in enumerate(row["image_spans"]):
+                if span is not None:
+                    row["images"][i] = os.pread(f.fileno(), span["size"], span["offset"])
+                    if len(row["images"][i]) != span["size"]:
+                        raise _input_changed(file, path, f"holds no {span['size']} bytes at {span['offset']}")
+    return rows
+
+
+def _input_changed(file: dict, table: Path, now: str) -> RuntimeError:
+    return RuntimeError(
+        f"input file {file['path']} changed during the run: it was {file['size']} bytes, mtime_ns "
+        f"{file['mtime_ns']}, when read, and {now}; {table} ships images as byte ranges of it, so an input "
+        "must stay as it is until the run ends. Rerun into the same output_dir: it redoes that file's parts")

@@ -1,16 +1,22 @@
 """Crash safety: kill the pipeline mid-run, rerun it, and get the same shards, manifest, quarantine
-index and stats as an uninterrupted run: nothing lost, nothing duplicated."""
+index and stats as an uninterrupted run: nothing lost, nothing duplicated. Parts that refer to
+pass-through images in the input give the bytes of parts that hold them, and a changed input is named."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from curation_inputs import LANGID_MODEL, REPO, assert_contract, curate, draw, encode, good_pairs, write_tar
+
+from nemo_twvlm.curation.sample import ImageItem
+from nemo_twvlm.curation.storage import read_part_rows
 
 OVERRIDES = ("input.batch_samples=6", "shards.samples_per_shard=7")
 
@@ -93,3 +99,31 @@ def test_rerun_of_finished_run_changes_nothing(source, tmp_path):
     curate(src, out, *OVERRIDES)
     assert {p: p.stat().st_mtime_ns for p in (out / "shards").glob("*.tar")} == before  # skipped, not rewritten
     assert _outputs(out) == _outputs(reference)
+
+
+def test_parts_referring_to_input_images_give_the_same_bytes(source, tmp_path, monkeypatch):
+    """The reference run's parts hold the re-encoded PNGs and refer to the pass-through JPEGs; a run
+    that copies every image into its parts (as parts did before they could refer) writes the same bytes."""
+    src, reference = source
+    tables = sorted((reference / "work" / "analysed").glob("*/part-*.parquet"))
+    spans = [s for t in tables for row in pq.read_table(t, columns=["image_spans"]).to_pylist() for s in row["image_spans"]]
+    assert any(spans) and not all(spans)
+    monkeypatch.setattr(ImageItem, "passthrough", lambda self: None)
+    out = tmp_path / "out"
+    curate(src, out, *OVERRIDES)
+    assert not any(pq.read_schema(t).metadata for t in (out / "work" / "analysed").glob("*/part-*.parquet"))
+    assert _outputs(out) == _outputs(reference)
+
+
+def test_input_changed_during_the_run_is_named(source, tmp_path):
+    src = shutil.copytree(source[0], tmp_path / "in")
+    out = tmp_path / "out"
+    curate(src, out, *OVERRIDES)
+    table = next(t for t in sorted((out / "work" / "analysed" / "000").glob("*.parquet")) if pq.read_schema(t).metadata)
+    assert read_part_rows(table)
+    os.utime(src / "000.tar", ns=(0, 0))
+    with pytest.raises(RuntimeError, match=f"input file {src / '000.tar'} changed during the run"):
+        read_part_rows(table)
+    (src / "000.tar").unlink()
+    with pytest.raises(RuntimeError, match="and is gone"):
+        read_part_rows(table)

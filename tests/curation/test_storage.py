@@ -1,11 +1,15 @@
 """Shard bytes: `tar_bytes` writes the same bytes as the header-by-bytearray code it replaced, and
-`tarfile` reads them back (it checks every header's checksum)."""
+`tarfile` reads them back (it checks every header's checksum). Reading: the offsets
+`iter_tar_samples` gives hold each part's bytes, and a part table from before `image_spans` reads as it did."""
 from __future__ import annotations
 
 import io
 import tarfile
 
-from nemo_twvlm.curation.storage import tar_bytes
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nemo_twvlm.curation.storage import PART_SCHEMA, iter_tar_samples, read_part_rows, tar_bytes
 
 
 def _tar_bytes_reference(samples: list[tuple[str, dict[str, bytes]]]) -> bytes:
@@ -34,3 +38,27 @@ def test_tar_bytes_equal_reference_and_read_back():
         got = [(m.name, tar.extractfile(m).read()) for m in tar]
     assert got == [(f"{key}.{ext}", parts[ext]) for key, parts in samples for ext in sorted(parts)]
     assert tar_bytes([]) == bytes(2 * tarfile.BLOCKSIZE)
+
+
+def test_tar_offsets_hold_the_parts(tmp_path):
+    """GNU long names put an extra header before the data."""
+    samples = [(f"s{i}", {"jpg": bytes([i]) * (700 * i + 1), "txt": b"caption"}) for i in range(5)]
+    samples.append(("y" * 120, {"png": b"a long name's data"}))
+    path = tmp_path / "plain.tar"
+    path.write_bytes(tar_bytes(samples))
+    data = path.read_bytes()
+    got = list(iter_tar_samples(path))
+    assert [(key, parts) for key, parts, _ in got] == samples
+    for _, parts, offsets in got:
+        assert offsets.keys() == parts.keys()
+        assert all(data[offsets[ext]:offsets[ext] + len(parts[ext])] == parts[ext] for ext in parts)
+
+
+def test_part_table_without_image_spans_reads(tmp_path):
+    """A run resumed by this code over parts an earlier version wrote: those parts hold every image."""
+    row = {"index": 0, "key": "k", "doc": "[]", "images": [b"jpeg"], "image_exts": ["jpg"], "content_sha": "c",
+           "phash": 1, "minhash": b"m", "text_tokens": 2, "image_tokens": 3, "meta": "{}"}
+    old_schema = pa.schema([f for f in PART_SCHEMA if f.name != "image_spans"])
+    pq.write_table(pa.Table.from_pylist([row], schema=old_schema), tmp_path / "part.parquet")
+    assert read_part_rows(tmp_path / "part.parquet") == [
+        {k: v for k, v in row.items() if k not in ("content_sha", "phash", "minhash")}]

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 from dataclasses import dataclass
 
 from nemo_twvlm.curation.parts import split_parts
-from nemo_twvlm.curation.sample import ImageItem, Reject, Rejection, Sample, SampleBatch
+from nemo_twvlm.curation.sample import ImageItem, InputFile, InputSpan, Reject, Rejection, Sample, SampleBatch
 from nemo_twvlm.curation.stages.io.reader import ReaderStage
-from nemo_twvlm.curation.storage import TarTruncated, iter_tar_groups
+from nemo_twvlm.curation.storage import TarTruncated, iter_tar_samples
 
 
 @dataclass
@@ -29,10 +30,15 @@ class WebDatasetReaderStage(ReaderStage):
         rejected: list[Rejection] = []
         index = 0
         try:
-            for key, parts in iter_tar_groups(path):
+            stat = os.stat(path)  # before reading: a change while it is read shows at shard writing
+            file = InputFile(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+            for key, parts, offsets in iter_tar_samples(path):
                 sample = Sample(key=key, index=index, segments=[], raw=parts)
                 try:
                     sample.segments = self._segments(parts)
+                    for item in sample.images:  # the shards read pass-through images back from the tar
+                        if item.ref in offsets and item.data is parts[item.ref]:
+                            item.span = InputSpan(file, offsets[item.ref], item.data)
                     samples.append(sample)
                 except Reject as r:
                     rejected.append(Rejection(key, index, self.name, r.reason, r.detail, parts))

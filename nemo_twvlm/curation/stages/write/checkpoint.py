@@ -1,21 +1,27 @@
 """Persist one analysed part (its table, its quarantine tar, then its marker) and pass on only what
 dedup needs. A part an earlier run finished is loaded from disk instead: this is what makes a
-killed run resumable, and the sample payloads leave memory here."""
+killed run resumable, and the sample payloads leave memory here.
+
+An image shipped as its input bytes (not re-encoded) is not copied into the table: the table holds
+its byte range in the input tar, which write_shards reads back, so each image is written once."""
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 from nemo_twvlm.curation.parts import part_marker, part_table
-from nemo_twvlm.curation.sample import ImageItem, Rejection, Sample, SampleBatch, SignatureBatch
+from nemo_twvlm.curation.sample import ImageItem, InputFile, Rejection, Sample, SampleBatch, SignatureBatch
 from nemo_twvlm.curation.stages.base import CurationStage
 from nemo_twvlm.curation.stages.models.image_embed import EMBEDDING
 from nemo_twvlm.curation.storage import (
     atomic_write,
     atomic_write_json,
     read_signatures,
+    signatures,
     tar_bytes,
     write_part_table,
 )
@@ -45,9 +51,12 @@ def _row(sample: Sample) -> dict:
     meta = {k: v for k, v in sample.meta.items() if k not in _SIGNATURE_META}
     meta["images"] = [{k: v for k, v in item.meta.items() if k not in _TRANSIENT_IMAGE_META} | {"ref": item.ref}
                       for item in images]
+    spans = [item.passthrough() for item in images]
     return {
         "index": sample.index, "key": sample.key, "doc": json.dumps(doc, ensure_ascii=False),
-        "images": [item.data for item in images], "image_exts": [item.ext for item in images],
+        "images": [None if span else item.data for item, span in zip(images, spans)],
+        "image_exts": [item.ext for item in images],
+        "image_spans": [{"offset": span.offset, "size": len(span.data)} if span else None for span in spans],
         **{k: sample.meta[k] for k in _SIGNATURE_META},
         "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True),
     }
@@ -65,13 +74,13 @@ class CheckpointStage(CurationStage[SampleBatch, SignatureBatch]):
 
     def process(self, batch: SampleBatch) -> SignatureBatch:
         table = part_table(self.work_dir, batch.source, batch.part)
-        if not batch.resumed:
-            self._write(batch, table)
-        return SignatureBatch(dataset_name=batch.dataset_name, data=read_signatures(table), source=batch.source,
+        cols = read_signatures(table) if batch.resumed else signatures(self._write(batch, table))
+        return SignatureBatch(dataset_name=batch.dataset_name, data=cols, source=batch.source,
                               part=batch.part, num_parts=batch.num_parts)
 
-    def _write(self, batch: SampleBatch, table: Path) -> None:
-        write_part_table(table, [_row(s) for s in batch.data])
+    def _write(self, batch: SampleBatch, table: Path) -> pa.Table:
+        image_file = _image_file(batch)
+        written = write_part_table(table, [_row(s) for s in batch.data], image_file and asdict(image_file))
         rejected = sorted(batch.rejected, key=lambda r: r.index)
         quarantine = None
         if rejected:
@@ -85,3 +94,13 @@ class CheckpointStage(CurationStage[SampleBatch, SignatureBatch]):
             "rejections": [[r.key, r.index, r.stage, r.reason, r.detail] for r in rejected],
             "quarantine_tar": quarantine.name if quarantine else None,
         })
+        return written
+
+
+def _image_file(batch: SampleBatch) -> InputFile | None:
+    """The input file the part's pass-through images are byte ranges of (a part is cut from one)."""
+    files = {span.file for _, item in batch.images() if (span := item.passthrough())}
+    if len(files) > 1:
+        raise RuntimeError(f"part {batch.part} of {batch.source!r} has images from {len(files)} input files: "
+                           f"{sorted(f.path for f in files)}; a part refers to one")
+    return files.pop() if files else None

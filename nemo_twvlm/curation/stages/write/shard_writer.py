@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,13 +121,7 @@ class ShardWriterStage(CurationStage[SourceDecision, SourceDecision]):
                 for name, values in _observations(row, meta).items():
                     observations[name].extend(values)
 
-        shards = []
-        for k in range(0, len(kept), self.samples_per_shard):
-            name = f"{task.source}-{k // self.samples_per_shard:05d}.tar"
-            data = tar_bytes(kept[k:k + self.samples_per_shard])
-            atomic_write(Path(self.shards_dir) / name, data)
-            shards.append({"name": name, "samples": len(kept[k:k + self.samples_per_shard]),
-                           "bytes": len(data), "sha256": sha256(data)})
+        shards = self._write_shards(task.source, kept)
         names = {s["name"] for s in shards}
         for stale in Path(self.shards_dir).glob(f"{task.source}-*.tar"):
             if stale.name not in names:  # left by an earlier run that kept more of this source
@@ -146,3 +141,22 @@ class ShardWriterStage(CurationStage[SourceDecision, SourceDecision]):
             "histograms": {name: histogram(values, HISTOGRAMS[name]) for name, values in observations.items()},
             "shards": shards,
         }
+
+    def _write_shards(self, source: str, kept: list[tuple[str, dict[str, bytes]]]) -> list[dict]:
+        """Write the shards; returns their names, sample counts, sizes and sha256. A shard's write and
+        fsync (waiting on the disk) run beside its checksum and the next shard's tar; all of them are
+        on disk when this returns, so the source's marker still comes after its shards."""
+        shards = []
+        with ThreadPoolExecutor(max_workers=1) as disk:
+            writing: Future | None = None
+            for k in range(0, len(kept), self.samples_per_shard):
+                name = f"{source}-{k // self.samples_per_shard:05d}.tar"
+                data = tar_bytes(kept[k:k + self.samples_per_shard])
+                if writing is not None:
+                    writing.result()  # one shard on its way to disk while the next is built, not all of them
+                writing = disk.submit(atomic_write, Path(self.shards_dir) / name, data)
+                shards.append({"name": name, "samples": len(kept[k:k + self.samples_per_shard]),
+                               "bytes": len(data), "sha256": sha256(data)})
+            if writing is not None:
+                writing.result()
+        return shards
