@@ -42,20 +42,22 @@ def source_id(path: str | Path, root: str | Path) -> str:
     return _UNSAFE.sub("_", stem.replace(os.sep, "__")).strip("_") or "input"
 
 
-def atomic_write(path: Path, data: bytes | pa.Buffer) -> None:
-    with atomic_writer(path) as f:
+def atomic_write(path: Path, data: bytes | pa.Buffer, durable: bool = True) -> None:
+    with atomic_writer(path, durable) as f:
         f.write(data)
 
 
 @contextmanager
-def atomic_writer(path: Path) -> Iterator[io.BufferedWriter]:
-    """A file handle whose content appears at `path` only once the block completes."""
+def atomic_writer(path: Path, durable: bool = True) -> Iterator[io.BufferedWriter]:
+    """A file handle whose content appears at `path` only once the block completes; `durable=False`
+    skips the fsync, for files every rerun writes again (a crash loses nothing a rerun needs)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         yield f
         f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -140,7 +142,8 @@ def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], 
     A tar cut short raises `TarTruncated` carrying the sample it was reading, after every
     complete sample before it was yielded. A tar cut exactly between members is recognised by its
     missing end-of-archive blocks; the last sample read may then lack parts, so it is the one
-    reported. A file that is not a tar raises `tarfile.ReadError`.
+    reported. A gzip, bz2 or xz tar is read through its decompressor. A file that is not a tar
+    raises `tarfile.ReadError`.
     """
     key: str | None = None
     parts: dict[str, bytes] = {}
@@ -170,7 +173,9 @@ def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], 
                     offsets.pop(ext.lower(), None)
         except (tarfile.TarError, EOFError, OSError) as e:
             raise TarTruncated(key, parts, f"{type(e).__name__}: {e}") from None
-        if Path(path).stat().st_size - tar.offset < tarfile.BLOCKSIZE:
+        # Only a plain tar's end can be checked against its file size; a compressed one cut short
+        # fails in its decompressor above.
+        if verbatim and Path(path).stat().st_size - tar.offset < tarfile.BLOCKSIZE:
             raise TarTruncated(key, parts, f"no end-of-archive block after byte {tar.offset}")
     if key is not None:
         yield key, parts, offsets

@@ -1,15 +1,17 @@
 """Shard bytes: `tar_bytes` writes the same bytes as the header-by-bytearray code it replaced, and
 `tarfile` reads them back (it checks every header's checksum). Reading: the offsets
-`iter_tar_samples` gives hold each part's bytes, and a part table from before `image_spans` reads as it did."""
+`iter_tar_samples` gives hold each part's bytes, a compressed tar reads whole, and a part table from before `image_spans` reads as it did."""
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from nemo_twvlm.curation.storage import PART_SCHEMA, iter_tar_samples, read_part_rows, tar_bytes
+from nemo_twvlm.curation.storage import PART_SCHEMA, TarTruncated, iter_tar_samples, read_part_rows, tar_bytes
 
 
 def _tar_bytes_reference(samples: list[tuple[str, dict[str, bytes]]]) -> bytes:
@@ -52,6 +54,24 @@ def test_tar_offsets_hold_the_parts(tmp_path):
     for _, parts, offsets in got:
         assert offsets.keys() == parts.keys()
         assert all(data[offsets[ext]:offsets[ext] + len(parts[ext])] == parts[ext] for ext in parts)
+
+
+def test_a_compressed_tar_reads_whole_and_cut_short_is_truncated(tmp_path):
+    """Shards published gzip-compressed (under .tar or .tar.gz): every sample, no offsets (the bytes
+    are not stored as read); the same file cut short raises TarTruncated after the samples before the cut."""
+    samples = [(f"s{i}", {"jpg": bytes(range(256)) * (i + 1), "txt": f"caption {i}".encode()}) for i in range(30)]
+    data = gzip.compress(tar_bytes(samples))
+    path = tmp_path / "gzipped.tar"
+    path.write_bytes(data)
+    got = list(iter_tar_samples(path))
+    assert [(key, parts) for key, parts, _ in got] == samples
+    assert all(offsets == {} for _, _, offsets in got)
+    path.write_bytes(data[:len(data) // 2])
+    read = []
+    with pytest.raises(TarTruncated) as cut:
+        read.extend(key for key, _, _ in iter_tar_samples(path))
+    assert 0 < len(read) < len(samples) and read == [key for key, _ in samples[:len(read)]]
+    assert cut.value.detail == "ReadError: unexpected end of data"
 
 
 def test_part_table_without_image_spans_reads(tmp_path):
