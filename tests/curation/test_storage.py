@@ -57,7 +57,7 @@ def test_tar_offsets_hold_the_parts(tmp_path):
 
 
 def test_a_compressed_tar_reads_whole_and_cut_short_is_truncated(tmp_path):
-    """Shards published gzip-compressed (under .tar or .tar.gz): every sample, no offsets (the bytes
+    """A .tar that holds gzip-compressed data: every sample, no offsets (the bytes
     are not stored as read); the same file cut short raises TarTruncated after the samples before the cut."""
     samples = [(f"s{i}", {"jpg": bytes(range(256)) * (i + 1), "txt": f"caption {i}".encode()}) for i in range(30)]
     data = gzip.compress(tar_bytes(samples))
