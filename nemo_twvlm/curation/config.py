@@ -23,6 +23,9 @@ INPUT_FORMATS = {
     "mmc4": ("interleaved",),      # MMC4 JSONL: text_list + image_info (raw_url, image_name, matched_text_index)
     "conversations": ("conversations",),  # LLaVA instruction JSON/JSONL, HF parquet (messages + image structs)
 }
+# Formats read from tars, whose images are read in place: a part table refers to an image shipped as
+# read instead of holding a copy (the planner's disk estimate leans on this).
+TAR_FORMATS = ("webdataset", "img2dataset")
 
 CHOICES = {
     "kind": ("pairs", "interleaved", "conversations"),

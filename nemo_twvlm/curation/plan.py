@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from nemo_twvlm.curation.config import CurationConfig
+from nemo_twvlm.curation.config import TAR_FORMATS, CurationConfig
 from nemo_twvlm.curation.hashing import PHASH_BITS, lsh_bands
 from nemo_twvlm.curation.stages.dedup.banding import INDEX_ABOVE
 
@@ -32,6 +32,9 @@ RUN_START_S = 0.17       # section 5: pipeline build + fastText, OpenCC and toke
 # Section 5c: shipped JPEG q90 bytes by shipped side (bench_curation.photo images, 40 per size).
 JPEG_Q90_BYTES = {256: 19_641, 512: 69_305, 672: 74_600}
 MEASURED_QUALITY = 90
+# A part table's row without its image: 253 B per sample on bench_curation.py's input (256 and 512 px,
+# 1,000 pairs, tar input; images shipped as read stay in the tar and the row holds their byte range).
+PART_ROW_BYTES = 253
 # Section 5b (scripts/bench_dedup_scale.py, whole tasks on one thread): us per decision (its add included)
 # by input size; bytes per sample as peak RSS grew from 10^6 to 5*10^6 (the benchmark's own signatures
 # included), past the fixed bitmaps. The image search's lookahead probes spread over the node's threads;
@@ -43,9 +46,9 @@ IMAGE_INDEX_BYTES, IMAGE_INDEX_FIXED_BYTES = (1.779e9 - 1.202e9) / 4e6, 2 ** 30 
 CAPTION_INDEX_BYTES, CAPTION_INDEX_FIXED_BYTES = (4.826e9 - 1.382e9) / 4e6, 2 ** 29  # one bitmap
 # Section 5, dedup (scripts/bench_dedup.py, 100k captions, exact + 4 caption bands = 5 rows/sample):
 SIGNATURE_BYTES = 153e6 / 1e5 - 6.10e9 / 4.9e6  # single stage's peak less the dict caption index it had then
-PARTITION_MS = 9.4e3 / 1e5                 # per sample (16 shards)
-SHARD_MS = 0.046                           # per sample, from all shards' 6.77 s at 4 and 13.2 s at 16 ...
-SHARD_PART_OPEN_MS = 1.37                  # ... plus this per (shard, part): every shard opens every part
+PARTITION_MS = 9.49e3 / 1e5                # per sample (16 shards)
+SHARD_MS = 0.039                           # per sample, from all shards' 4.61 s at 4 and 6.65 s at 16 ...
+SHARD_PART_OPEN_MS = 0.435                 # ... plus this per (shard, part) file: at scale every part reaches every shard
 SHARD_ROW_BYTES = 88e6 * 4 / 1e5 / 5       # largest shard's peak (88 MB at 4 shards) per band-key row
 MERGE_US, MERGE_BYTES = 2.7, 53            # merge: 0.27 s and 5.3 MB at 100k
 # Section 5c: a shard bucket's all-pairs pHash comparison (banding.INDEX_ABOVE), 8.11 s for 94,861 values.
@@ -112,11 +115,14 @@ def plan_curation(cfg: CurationConfig, *, samples: int, nodes: int, cores_per_no
     else:
         dedup, dedup_memory = _single_dedup(cfg, samples, cores_per_node)
     image_bytes = _by_pixels(JPEG_Q90_BYTES, shipped) * images_per_sample
+    # A part table holds an image only when it is not shipped as read from a tar (re-encoded, or downloaded).
+    in_place = cfg.input.format in TAR_FORMATS and shipped == image_px
+    work_bytes = samples * (PART_ROW_BYTES + (0 if in_place else image_bytes))
     decoded = cfg.input.batch_samples * images_per_sample * image_px ** 2 * 3  # one worker's RGB batch
     return CurationPlan(
         kind=cfg.kind, samples=samples, nodes=nodes, cores_per_node=cores_per_node, memory_per_node=memory_per_node,
         image_px=image_px, shipped_px=shipped, stages=tuple(analyse + dedup),
-        shard_bytes=samples * (image_bytes + SHARD_OVERHEAD_BYTES), work_bytes=samples * image_bytes,
+        shard_bytes=samples * (image_bytes + SHARD_OVERHEAD_BYTES), work_bytes=work_bytes,
         pipeline_memory_per_node=cores_per_node * decoded, dedup_memory_per_node=dedup_memory)
 
 
@@ -228,7 +234,7 @@ def format_curation_plan(plan: CurationPlan) -> str:
         rows.append((s.name, f"{s.cpu_s / 3600:,.1f} core-h, wall {_duration(s.wall_s)}  ({s.note})"))
     rows += [
         ("total", f"{plan.cpu_s / 3600:,.1f} core-h; wall {_duration(plan.wall_s)} on {cluster} (ideal scaling)"),
-        ("disk", f"shards {_bytes(plan.shard_bytes)} + part tables {_bytes(plan.work_bytes)} (resumable copy)"),
+        ("disk", f"shards {_bytes(plan.shard_bytes)} + part tables {_bytes(plan.work_bytes)} (resumable state)"),
         ("memory/node", f"peak {_bytes(plan.memory_per_node_peak)}: decoded batches "
                         f"{_bytes(plan.pipeline_memory_per_node)}, dedup {_bytes(plan.dedup_memory_per_node)}"),
     ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from nemo_twvlm.curation.cli import compose_config
+from nemo_twvlm.curation.config import TAR_FORMATS
 from nemo_twvlm.curation.plan import format_curation_plan, plan_curation
+from nemo_twvlm.curation.readers import READERS
 
 
 @pytest.fixture
@@ -41,9 +43,18 @@ def test_single_process_plan_by_hand(cfg):
     assert plan.dedup_memory_per_node == pytest.approx(1503.3e6, rel=1e-3)
     # 256 px JPEG q90: 19,641 B + 2,604 B of tar headers, padding, caption and metadata.
     assert plan.shard_bytes == pytest.approx(1e6 * (19_641 + 2_604))
-    assert plan.work_bytes == pytest.approx(1e6 * 19_641)
+    # The part tables: 253 B of row per sample.
+    assert plan.work_bytes == pytest.approx(1e6 * 253)  # tar input shipped as read: no image in them
     # Each of 10 workers holds one decoded batch of 256 RGB images of 256 x 256.
     assert plan.pipeline_memory_per_node == 10 * 256 * 256 * 256 * 3
+
+
+def test_part_tables_hold_images_only_when_not_shipped_from_a_tar(cfg):
+    resized = _plan(cfg, image_px=1024)  # shipped at 672 px: re-encoded, so the table holds it
+    assert resized.work_bytes == pytest.approx(1e6 * (253 + 74_600))
+    cfg.input.format = "table"  # downloaded images have no input tar to refer to
+    assert _plan(cfg).work_bytes == pytest.approx(1e6 * (253 + 19_641))
+    assert set(TAR_FORMATS) == {name for name, fmt in READERS.items() if fmt.extensions == (".tar",)}
 
 
 def test_image_side_is_linear_in_pixels_between_measured_sides(cfg):

@@ -4,10 +4,11 @@ four stages:
 
 1. `dedup_partition`, per analysed part: every band key of every sample (its content sha; its pHash
    cut into `image_bands` bands; its MinHash cut into the LSH bands `lsh_bands` picks, as the
-   single-process caption index cuts them) goes to shard crc32(relation, band, key) mod N. One file per
-   part, one row group per shard.
+   single-process caption index cuts them) goes to shard crc32(relation, band, key) mod N, in a file
+   of that shard's own directory (work/dedup/shards-N/shard-<s>/<source>/part-<p>.arrow).
 2. `dedup_fanout`: a barrier that starts the N shard tasks once every part is partitioned.
-3. `dedup_shard`, N independent tasks: rows sharing a key form a bucket. Samples with the same
+3. `dedup_shard`, N independent tasks, each reading only its own directory: rows sharing a key form
+   a bucket. Samples with the same
    value (sha, pHash or MinHash) form a *group*: they match each other at distance 0 / Jaccard 1.
    Two different values in a bucket are compared exactly (Hamming distance, share of equal MinHash
    values) and become an *edge* between their groups when they match. These are the pairs the
@@ -36,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from nemo_twvlm.curation.hashing import PHASH_BITS, lsh_bands
 from nemo_twvlm.curation.near_dup_search import MultiHashIndex
+from nemo_twvlm.curation.parts import dedup_partition
 from nemo_twvlm.curation.storage import atomic_write
 
 EXACT, IMAGE, CAPTION = 0, 1, 2
@@ -99,23 +100,38 @@ class Banding:
                 yield CAPTION, band, minhash[band * r:(band + 1) * r].tobytes(), value
 
 
-def write_partition(path: Path, banding: Banding, cols: dict[str, list], source: str, num_shards: int) -> None:
-    """One part's band keys, as row group s = the rows of shard s."""
-    shards: list[dict[str, list]] = [{name: [] for name in PARTITION_SCHEMA.names} for _ in range(num_shards)]
+def write_partition(work_dir: str | Path, num_shards: int, banding: Banding, cols: dict[str, list], source: str,
+                    part: int) -> None:
+    """One part's band keys, one Arrow IPC file per shard in that shard's directory (IPC, not parquet:
+    these are many small shuffle files, read once, of hashes that do not compress). Every run
+    partitions every part again, so the files need no fsync; a shard this part no longer reaches
+    loses the part's file from an earlier run, so that a shard's directory holds only what this run wrote."""
+    rows: dict[str, list] = {name: [] for name in PARTITION_SCHEMA.names}
+    shard_of: list[int] = []
     for i, index in enumerate(cols["index"]):
         for relation, band, bucket, value in banding.keys(cols, i):
-            rows = shards[zlib.crc32(bytes((relation, band)) + bucket) % num_shards]
+            shard_of.append(zlib.crc32(bytes((relation, band)) + bucket) % num_shards)
             for name, v in zip(PARTITION_SCHEMA.names, (relation, band, bucket, source, index, cols["key"][i], value)):
                 rows[name].append(v)
-    buf = pa.BufferOutputStream()
-    with pq.ParquetWriter(buf, PARTITION_SCHEMA, compression="zstd", write_statistics=False) as writer:
-        for rows in shards:
-            writer.write_table(pa.Table.from_pydict(rows, schema=PARTITION_SCHEMA))
-    atomic_write(path, buf.getvalue().to_pybytes())
+    order = np.argsort(np.array(shard_of, np.int64), kind="stable")  # stable: a shard's rows stay in input order
+    table = pa.Table.from_pydict(rows, schema=PARTITION_SCHEMA).take(order)
+    bounds = np.searchsorted(np.array(shard_of, np.int64)[order], np.arange(num_shards + 1))
+    for shard in range(num_shards):
+        path = dedup_partition(work_dir, num_shards, shard, source, part)
+        if bounds[shard] == bounds[shard + 1]:
+            path.unlink(missing_ok=True)
+            continue
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, PARTITION_SCHEMA) as writer:
+            writer.write_table(table.slice(bounds[shard], bounds[shard + 1] - bounds[shard]))
+        atomic_write(path, sink.getvalue(), durable=False)
 
 
-def read_shard(paths: Iterable[Path], shard: int) -> dict[str, list]:
-    tables = [pq.ParquetFile(path).read_row_group(shard) for path in paths]
+def read_shard(work_dir: str | Path, num_shards: int, shard: int, parts: Iterable[tuple[str, int, int]]) -> dict[str, list]:
+    """Shard `shard`'s rows from its own directory: the files of these (source, part, num_parts)
+    that reach it (a part without a file has no key in this shard)."""
+    paths = [dedup_partition(work_dir, num_shards, shard, source, part) for source, part, _ in parts]
+    tables = [pa.ipc.open_file(pa.memory_map(str(path))).read_all() for path in paths if path.exists()]
     return pa.concat_tables(tables).to_pydict() if tables else {name: [] for name in PARTITION_SCHEMA.names}
 
 

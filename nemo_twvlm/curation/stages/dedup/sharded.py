@@ -3,9 +3,10 @@ by LSH band key into independent tasks (the algorithm: nemo_twvlm.curation.stage
 
 `ShardedDedupStage` is one Curator `CompositeStage`; the pipeline plan decomposes it into:
 
-1. `dedup_partition`, per analysed part: its band keys, written by shard;
+1. `dedup_partition`, per analysed part: its band keys, one file in each shard's directory;
 2. `dedup_fanout`: once every part is partitioned, one task per shard;
-3. `dedup_shard`, one task per shard: its groups of equal values and verified matching pairs;
+3. `dedup_shard`, one task per shard, reading only its directory: its groups of equal values and
+   verified matching pairs;
 4. `dedup_merge`, one task: every shard's candidates walked in input order into per-source decisions.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 from nemo_curator.stages.base import CompositeStage, ProcessingStage
 
 from nemo_twvlm.curation.config import DedupConfig
-from nemo_twvlm.curation.parts import dedup_partition, part_table, require_every_part
+from nemo_twvlm.curation.parts import part_table, require_every_part
 from nemo_twvlm.curation.sample import DedupShard, ShardCandidates, SignatureBatch, SourceDecision
 from nemo_twvlm.curation.stages.base import CurationStage, FanIn
 from nemo_twvlm.curation.stages.dedup.banding import Banding, Merge, TokenBudget, find_candidates, read_shard, write_partition
@@ -45,7 +46,7 @@ class ShardedDedupStage(CompositeStage[SignatureBatch, SourceDecision]):
 
 @dataclass
 class DedupPartitionStage(CurationStage[SignatureBatch, SignatureBatch]):
-    """Per analysed part: its band keys, one row group per shard; only the part's identity goes on."""
+    """Per analysed part: its band keys, a file per shard; only the part's identity goes on."""
 
     work_dir: str
     num_shards: int
@@ -53,8 +54,7 @@ class DedupPartitionStage(CurationStage[SignatureBatch, SignatureBatch]):
     name: str = "dedup_partition"
 
     def process(self, batch: SignatureBatch) -> SignatureBatch:
-        path = dedup_partition(self.work_dir, self.num_shards, batch.source, batch.part)
-        write_partition(path, self.banding, batch.data, batch.source, self.num_shards)
+        write_partition(self.work_dir, self.num_shards, self.banding, batch.data, batch.source, batch.part)
         # The signatures are on disk now: only the part's identity travels to the fan-out.
         return SignatureBatch(dataset_name=batch.dataset_name, source=batch.source, part=batch.part,
                               num_parts=batch.num_parts)
@@ -84,8 +84,8 @@ class DedupShardStage(CurationStage[DedupShard, ShardCandidates]):
     name: str = "dedup_shard"
 
     def process(self, task: DedupShard) -> ShardCandidates:
-        paths = [dedup_partition(self.work_dir, task.num_shards, source, part) for source, part, _ in task.data]
-        found = find_candidates(read_shard(paths, task.shard), image_hamming=self.banding.image_hamming,
+        rows = read_shard(self.work_dir, task.num_shards, task.shard, task.data)
+        found = find_candidates(rows, image_hamming=self.banding.image_hamming,
                                 caption_jaccard=self.banding.caption_jaccard)
         return ShardCandidates(dataset_name=task.dataset_name, data=found, parts=task.data, shard=task.shard,
                                num_shards=task.num_shards)

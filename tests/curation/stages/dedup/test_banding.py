@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from nemo_twvlm.curation.near_dup_search import synthetic_codes
-from nemo_twvlm.curation.parts import dedup_partition
 from nemo_twvlm.curation.sample import SignatureBatch
 from nemo_twvlm.curation.stages.dedup.banding import Banding, find_candidates, read_shard
 from nemo_twvlm.curation.stages.dedup.dedup import DedupStage
@@ -21,7 +20,7 @@ def test_index_search_finds_the_all_pairs_candidates(tmp_path):
             "minhash": [None] * len(codes)}
     batch = SignatureBatch(dataset_name="t", data=cols, source="src0", part=0, num_parts=1)
     DedupPartitionStage(str(tmp_path), 1, BANDING).process(batch)
-    rows = read_shard([dedup_partition(tmp_path, 1, "src0", 0)], 0)
+    rows = read_shard(tmp_path, 1, 0, [("src0", 0, 1)])
     all_pairs = find_candidates(rows, image_hamming=6, caption_jaccard=None, index_above=10**9)
     indexed = find_candidates(rows, image_hamming=6, caption_jaccard=None, index_above=0)
     assert len(all_pairs.edges) > 1_000  # clusters make many within-6-bit pairs of distinct values

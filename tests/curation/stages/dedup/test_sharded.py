@@ -4,13 +4,14 @@ for any shard count; and through the pipeline its outputs are byte-identical."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from curation_inputs import assert_contract, curate, draw, encode, good_pairs, write_tar
 
 from nemo_twvlm.curation.hashing import TextMinHasher
-from nemo_twvlm.curation.parts import dedup_partition, part_table
+from nemo_twvlm.curation.parts import dedup_shard_dir, part_table
 from nemo_twvlm.curation.sample import SignatureBatch
 from nemo_twvlm.curation.stages.dedup.banding import Banding, find_candidates, read_shard
 from nemo_twvlm.curation.stages.dedup.dedup import DedupStage
@@ -123,6 +124,35 @@ def test_same_decisions_as_sequential(tmp_path, seed, shards):
     assert _sharded(batches, shards, tmp_path) == expected
 
 
+def test_a_shard_reads_only_its_own_directory(tmp_path):
+    batches = _batches(_samples(np.random.default_rng(3), 300), sources=2, per_part=40)
+    banding = Banding(**SETTINGS)
+    partition = DedupPartitionStage(str(tmp_path), 4, banding)
+    tasks = DedupFanoutStage(4).process_batch([partition.process(b) for b in batches])
+    before = DedupShardStage(str(tmp_path), banding).process(tasks[2]).data
+    assert before.edges and before.groups
+    for shard in (0, 1, 3):
+        shutil.rmtree(dedup_shard_dir(tmp_path, 4, shard))
+    after = DedupShardStage(str(tmp_path), banding).process(tasks[2]).data
+    assert (after.groups, after.edges, after.refs) == (before.groups, before.edges, before.refs)
+    files = sorted(dedup_shard_dir(tmp_path, 4, 2).glob("*/part-*.arrow"))
+    assert len(files) == len(batches)  # 40-sample parts reach every shard: one file each
+
+
+def test_a_rerun_over_an_earlier_partition_reads_only_its_own_files(tmp_path):
+    """Parts partitioned by an earlier (e.g. killed) run and then partitioned again with content
+    reaching fewer shards: the earlier files in shards a part no longer reaches are gone."""
+    rng = np.random.default_rng(4)
+    earlier = _batches(_samples(rng, 200), sources=1, per_part=50)
+    partition = DedupPartitionStage(str(tmp_path), 64, Banding(**SETTINGS))
+    for b in earlier:  # 50 samples' keys reach all 64 shards
+        partition.process(b)
+    rerun = _batches(_samples(rng, 4), sources=1, per_part=1)  # parts 0-3: one sample's ~20 keys each
+    assert _sharded(rerun, 64, tmp_path) == _sequential(rerun)
+    reached = list(dedup_shard_dir(tmp_path, 64, 0).parent.glob("shard-*/src0/part-00000.arrow"))
+    assert 0 < len(reached) < 32
+
+
 def test_same_decisions_under_token_budget(tmp_path):
     batches = _batches(_samples(np.random.default_rng(5), 300), sources=2, per_part=50)
     expected = _sequential(batches, budget=3000)
@@ -137,7 +167,7 @@ def test_identical_values_group_instead_of_pairing(tmp_path):
              "text_tokens": 1, "image_tokens": 1} for i in range(500)]
     batches = _batches(rows, sources=1, per_part=500)
     DedupPartitionStage(str(tmp_path), 1, Banding(**SETTINGS)).process(batches[0])
-    found = find_candidates(read_shard([dedup_partition(tmp_path, 1, "src0", 0)], 0), image_hamming=6,
+    found = find_candidates(read_shard(tmp_path, 1, 0, [("src0", 0, 1)]), image_hamming=6,
                             caption_jaccard=0.85)
     assert [len(members) for _, members in found.groups] == [500]
     assert not found.edges
