@@ -89,7 +89,7 @@ def sharded(work: Path, parts, shards: int, seconds: dict) -> dict:
         found.append(shard_task(work, task))
         seconds["shards"].append(time.perf_counter() - start)
     start = time.perf_counter()
-    decisions = DedupMergeStage(str(work), None).process_batch(found)
+    decisions = DedupMergeStage(str(work), Banding(**SETTINGS), None).process_batch(found)
     seconds["merge"] = time.perf_counter() - start
     return {d.source: d.data for d in decisions}
 
@@ -133,7 +133,7 @@ def main() -> None:
                 tasks = DedupFanoutStage(shards).process_batch(
                     [SignatureBatch(dataset_name="bench", source=s, part=p, num_parts=k) for s, p, k in parts])
                 shard_peaks, found = zip(*(peak_mb(shard_task, work, t) for t in tasks))
-                merge_peak, _ = peak_mb(DedupMergeStage(str(work), None).process_batch, list(found))
+                merge_peak, _ = peak_mb(DedupMergeStage(str(work), Banding(**SETTINGS), None).process_batch, list(found))
                 row[f"shards_{shards}"] = {
                     "partition_s": round(seconds["partition"], 2),
                     "partition_ms_per_part": round(1e3 * seconds["partition"] / len(parts), 1),

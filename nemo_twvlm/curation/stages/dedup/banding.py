@@ -8,23 +8,27 @@ four stages:
    of that shard's own directory (work/dedup/shards-N/shard-<s>/<source>/part-<p>.arrow).
 2. `dedup_fanout`: a barrier that starts the N shard tasks once every part is partitioned.
 3. `dedup_shard`, N independent tasks, each reading only its own directory: rows sharing a key form
-   a bucket. Samples with the same
-   value (sha, pHash or MinHash) form a *group*: they match each other at distance 0 / Jaccard 1.
-   Two different values in a bucket are compared exactly (Hamming distance, share of equal MinHash
-   values) and become an *edge* between their groups when they match. These are the pairs the
-   sequential indexes match: a caption pair is compared there only if it shares a band, and two
-   pHashes within `image_hamming < image_bands` bits always share one (pigeonhole), which is every
-   pair the sequential (exact) image search finds. The bands stay as the partition key because
-   they send every matching pair to a common shard; large image buckets are searched with
-   MultiHashIndex, small ones all-pairs (INDEX_ABOVE), the same pairs either way.
+   a bucket. Samples with the same value (sha, pHash or MinHash) form a *group*: they match each
+   other at distance 0 / Jaccard 1. Two different values in a bucket are compared exactly (Hamming
+   distance, share of equal MinHash values). These are the pairs the sequential indexes match: a
+   caption pair is compared there only if it shares a band, and two pHashes within
+   `image_hamming < image_bands` bits always share one (pigeonhole), which is every pair the
+   sequential (exact) image search finds. The bands stay as the partition key because they send
+   every matching pair to a common shard; large image buckets are searched with MultiHashIndex,
+   small ones all-pairs (INDEX_ABOVE), the same pairs either way. A value matching at least
+   DENSE_DEGREE others over the shard's buckets is *dense*; a matching pair becomes an *edge*
+   between its groups unless both of its values are dense, in which case both go to the merge with
+   their values instead. So a cluster of k different values that all match each other (a
+   stock photo re-encoded k ways) costs k dense entries, not k^2 edges, while every edge left has an
+   end with fewer than DENSE_DEGREE of them.
 4. `dedup_merge`, one task: walk the candidates in input order (source, index), remembering each
-   group's first kept member. A sample is dropped when its own group or a group an edge joins it to
-   already has a kept member; the earliest of those is the sample the sequential index returns (it
-   returns the earliest kept match), so chains (A~B, B~C, A!~C: A and C kept) resolve as there.
-   The merge reads only candidates, plus every sample's token counts when a token budget is set.
-
-Groups keep a cluster of k identical images or captions at k entries instead of k^2 pairs; k^2
-edges remain possible only among k *different* values that all match each other.
+   group's first kept member, and holding the first kept members of dense groups in the sequential
+   stage's own indexes (MultiHashIndex, MinHashIndex). A sample is dropped when its own group or a
+   group an edge joins it to already has a kept member, or, when it is dense, when the index finds a
+   kept dense match; the earliest of those is the sample the sequential index returns (it returns
+   the earliest kept match, and every matching pair is an edge or two dense values), so chains
+   (A~B, B~C, A!~C: A and C kept) resolve as there. The merge reads only candidates, plus every
+   sample's token counts when a token budget is set.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from nemo_twvlm.curation.hashing import PHASH_BITS, lsh_bands
+from nemo_twvlm.curation.hashing import PHASH_BITS, MinHashIndex, lsh_bands
 from nemo_twvlm.curation.near_dup_search import MultiHashIndex
 from nemo_twvlm.curation.parts import dedup_partition
 from nemo_twvlm.curation.storage import atomic_write
@@ -139,10 +143,12 @@ def read_shard(work_dir: str | Path, num_shards: int, shard: int, parts: Iterabl
 class Candidates:
     """One shard's findings: groups of samples with equal values (found in band 0 only, so each
     group comes from exactly one shard), matching pairs of values (between their groups' first
-    members), and the refs (source/key) of every sample named."""
+    members) with an end that is not dense, the dense groups' values (by relation, then first
+    member), and the refs (source/key) of every sample named."""
 
     groups: list[tuple[int, list[Order]]] = field(default_factory=list)
     edges: set[tuple[int, Order, Order, float]] = field(default_factory=set)
+    dense: dict[int, dict[Order, bytes]] = field(default_factory=lambda: {IMAGE: {}, CAPTION: {}})
     refs: dict[Order, str] = field(default_factory=dict)
 
 
@@ -152,14 +158,22 @@ class Candidates:
 # equals half a bucket of ~1 ns pairs near 4.6*10^5 values. A 5*10^7-sample input's 8-bit band buckets
 # hold ~2*10^5.
 INDEX_ABOVE = 400_000
+# A value with this many matches in a shard goes to the merge's index instead of into edges: an edge
+# costs ~200 B in a Python set and a dense lookup one index query (~230 us image, ~40 us caption), so
+# past a few dozen matches the query is the cheaper way to carry them.
+DENSE_DEGREE = 32
+
+Matches = Iterator[tuple[int, np.ndarray, np.ndarray]]  # (b, the earlier values a < b it matches, their scores)
 
 
 def find_candidates(rows: dict[str, list], *, image_hamming: int | None, caption_jaccard: float | None,
-                    index_above: int = INDEX_ABOVE) -> Candidates:
+                    index_above: int = INDEX_ABOVE, dense_degree: int | None = None) -> Candidates:
+    dense_degree = DENSE_DEGREE if dense_degree is None else dense_degree
     buckets: dict[tuple[int, int, bytes], list[int]] = defaultdict(list)
     for r, key in enumerate(zip(rows["relation"], rows["band"], rows["bucket"])):
         buckets[key].append(r)
     found = Candidates()
+    searches: list[_BucketSearch] = []
     for (relation, band, _), members in buckets.items():
         if len(members) < 2:
             continue
@@ -169,31 +183,78 @@ def find_candidates(rows: dict[str, list], *, image_hamming: int | None, caption
         if band == 0:
             found.groups += [(relation, sorted(m)) for m in by_value.values() if len(m) > 1]
         if relation != EXACT and len(by_value) > 1:
-            values = list(by_value)
-            reps = [min(by_value[v]) for v in values]
-            if relation == IMAGE:
-                pairs = _near_images(values, image_hamming, index_above)
-            else:
-                pairs = _near_captions(values, caption_jaccard)
-            for a, b, score in pairs:
-                found.edges.add((relation, *sorted((reps[a], reps[b])), score))
+            searches.append(_BucketSearch(relation, list(by_value), [min(m) for m in by_value.values()],
+                                          image_hamming if relation == IMAGE else caption_jaccard, index_above))
+    _edges_and_dense(found, searches, dense_degree)
     named = {m for _, group in found.groups for m in group} | {o for e in found.edges for o in e[1:3]}
+    named |= found.dense[IMAGE].keys() | found.dense[CAPTION].keys()
     for source, index, key in zip(rows["source"], rows["index"], rows["key"]):
         if (source, index) in named:
             found.refs[(source, index)] = f"{source}/{key}"
     return found
 
 
-def _near_images(values: list[bytes], image_hamming: int, index_above: int) -> Iterator[tuple[int, int, float]]:
-    """(a, b, bits) for a < b of every pair of a bucket's distinct pHashes within image_hamming bits: the
-    pairs sharing this band, all of them found exactly whichever search runs (so decisions do not change)."""
+@dataclass
+class _BucketSearch:
+    """One bucket's distinct values (and their groups' first members) to compare."""
+
+    relation: int
+    values: list[bytes]
+    reps: list[Order]
+    threshold: float  # image_hamming or caption_jaccard
+    index_above: int
+
+    def matches(self) -> Matches:
+        if self.relation == IMAGE:
+            return _near_images(self.values, int(self.threshold), self.index_above)
+        return _near_captions(self.values, self.threshold)
+
+
+def _edges_and_dense(found: Candidates, searches: list[_BucketSearch], dense_degree: int) -> None:
+    """The shard's matches as edges and dense values. A first pass counts each value's matches over
+    all of the shard's buckets (and keeps them while they average under dense_degree per value, so a
+    shard without dense values searches once); a second emits the edges with an end below dense_degree."""
+    degree: dict[tuple[int, Order], int] = defaultdict(int)
+    kept: list[list[tuple[int, np.ndarray, np.ndarray]]] | None = []
+    pairs, cap = 0, dense_degree * sum(len(search.values) for search in searches) // 2
+    for search in searches:
+        counts = np.zeros(len(search.values), np.int64)
+        results = []
+        for b, a, scores in search.matches():
+            counts[b] += a.size
+            counts[a] += 1  # `a` holds distinct values
+            pairs += a.size
+            if kept is not None:
+                results.append((b, a, scores))
+        for rep, count in zip(search.reps, counts.tolist()):
+            degree[(search.relation, rep)] += count
+        if kept is not None:
+            kept.append(results)
+            if pairs > cap:
+                kept = None  # dense values are coming: search again in the second pass instead of holding k^2 pairs
+    for i, search in enumerate(searches):
+        dense = np.array([degree[(search.relation, rep)] >= dense_degree for rep in search.reps])
+        for v in np.flatnonzero(dense).tolist():
+            found.dense[search.relation][search.reps[v]] = search.values[v]
+        for b, a, scores in (kept[i] if kept is not None else search.matches()):
+            if dense[b]:
+                a, scores = a[~dense[a]], scores[~dense[a]]
+            for v, score in zip(a.tolist(), scores.tolist()):
+                found.edges.add((search.relation, *sorted((search.reps[v], search.reps[b])), score))
+
+
+def _near_images(values: list[bytes], image_hamming: int, index_above: int) -> Matches:
+    """For each of a bucket's distinct pHashes b, the earlier ones within image_hamming bits and their
+    distances: the pairs sharing this band, all of them found exactly whichever search runs (so
+    decisions do not change)."""
     hashes = [int.from_bytes(v, "big") for v in values]
     if len(values) <= index_above:
         codes = np.array(hashes, np.uint64)
         for b in range(1, len(values)):
             bits = np.bitwise_count(codes[:b] ^ codes[b])
-            for a in np.flatnonzero(bits <= image_hamming):
-                yield int(a), b, int(bits[a])
+            a = np.flatnonzero(bits <= image_hamming)
+            if a.size:
+                yield b, a, bits[a].astype(np.int64)
         return
     index = MultiHashIndex(image_hamming, threads=1)  # the shard tasks are the parallelism here
     for slot, h in enumerate(hashes):
@@ -202,29 +263,35 @@ def _near_images(values: list[bytes], image_hamming: int, index_above: int) -> I
     for start in range(0, len(hashes), block):
         index.lookahead(hashes[start:start + block])
         for b in range(start, min(start + block, len(hashes))):
+            earlier = []
             for a, bits in index.query_all(hashes[b]):  # earliest slot first, b itself among them
                 if a >= b:
                     break
-                yield a, b, bits
+                earlier.append((a, bits))
+            if earlier:
+                a, bits = np.array(earlier, np.int64).T
+                yield b, a, bits
 
 
-def _near_captions(values: list[bytes], caption_jaccard: float) -> Iterator[tuple[int, int, float]]:
-    """(a, b, share) for pairs of distinct MinHashes agreeing on caption_jaccard of their values, as
-    MinHashIndex compares them."""
+def _near_captions(values: list[bytes], caption_jaccard: float) -> Matches:
+    """For each of a bucket's distinct MinHashes b, the earlier ones agreeing on caption_jaccard of
+    their values, and that share, as MinHashIndex compares them."""
     signatures = np.stack([np.frombuffer(v, np.uint32) for v in values])
     for b in range(1, len(values)):
         agree = np.mean(signatures[:b] == signatures[b], axis=1)
-        for a in np.flatnonzero(agree >= caption_jaccard):
-            yield int(a), b, float(agree[a])
+        a = np.flatnonzero(agree >= caption_jaccard)
+        if a.size:
+            yield b, a, agree[a]
 
 
 class Merge:
     """The sequential walk over candidates only: see the module docstring."""
 
-    def __init__(self, shards: Iterable[Candidates]):
+    def __init__(self, shards: Iterable[Candidates], banding: Banding):
         self.group_of: dict[int, dict[Order, Order]] = {r: {} for r in (EXACT, IMAGE, CAPTION)}
         self.neighbours: dict[int, dict[Order, list[tuple[Order, float]]]] = {
             r: defaultdict(list) for r in (EXACT, IMAGE, CAPTION)}
+        self.dense: dict[int, dict[Order, bytes]] = {EXACT: {}, IMAGE: {}, CAPTION: {}}
         self.refs: dict[Order, str] = {}
         edges: set[tuple[int, Order, Order, float]] = set()
         for found in shards:
@@ -233,16 +300,22 @@ class Merge:
             for relation, members in found.groups:
                 for m in members:
                     self.group_of[relation][m] = members[0]
+            for relation, values in found.dense.items():
+                self.dense[relation].update(values)
         for relation, a, b, score in edges:
             self.neighbours[relation][a].append((b, score))
             self.neighbours[relation][b].append((a, score))
         self.first_kept: dict[int, dict[Order, Order]] = {r: {} for r in (EXACT, IMAGE, CAPTION)}
+        # The kept dense groups' first members, searched as the single-process stage searches them.
+        self.dense_images = MultiHashIndex(banding.image_hamming) if self.dense[IMAGE] else None
+        self.dense_captions = (MinHashIndex(banding.caption_jaccard, banding.num_perm)
+                               if self.dense[CAPTION] else None)
 
     def candidates(self) -> list[Order]:
         """Every sample some relation connects to another; any other sample is kept (budget aside)."""
         named = set()
         for relation in (EXACT, IMAGE, CAPTION):
-            named |= self.group_of[relation].keys() | self.neighbours[relation].keys()
+            named |= self.group_of[relation].keys() | self.neighbours[relation].keys() | self.dense[relation].keys()
         return sorted(named)
 
     def verdict(self, sample: Order) -> tuple[str, str] | None:
@@ -252,6 +325,10 @@ class Merge:
             kept = self.first_kept[relation]
             hits = [(kept[group], 0 if relation != CAPTION else 1.0)] if group in kept else []
             hits += [(kept[other], score) for other, score in self.neighbours[relation].get(group, ()) if other in kept]
+            value = self.dense[relation].get(group)
+            if value is not None:
+                hit = self._dense_query(relation, value)
+                hits += [hit] if hit is not None else []
             if hits:
                 first, score = min(hits)
                 return duplicate(relation, score, self.refs[first])
@@ -260,8 +337,21 @@ class Merge:
     def keep(self, sample: Order) -> None:
         for relation in (EXACT, IMAGE, CAPTION):
             group = self.group_of[relation].get(sample, sample)
-            if sample in self.group_of[relation] or group in self.neighbours[relation]:
-                self.first_kept[relation].setdefault(group, sample)
+            value = self.dense[relation].get(group)
+            if sample in self.group_of[relation] or group in self.neighbours[relation] or value is not None:
+                if self.first_kept[relation].setdefault(group, sample) == sample and value is not None:
+                    self._dense_add(relation, sample, value)
+
+    def _dense_query(self, relation: int, value: bytes) -> tuple[Order, float] | None:
+        if relation == IMAGE:
+            return self.dense_images.query(int.from_bytes(value, "big"))
+        return self.dense_captions.query(np.frombuffer(value, np.uint32))
+
+    def _dense_add(self, relation: int, sample: Order, value: bytes) -> None:
+        if relation == IMAGE:
+            self.dense_images.add(sample, int.from_bytes(value, "big"))
+        else:
+            self.dense_captions.add(sample, np.frombuffer(value, np.uint32))
 
 
 class TokenBudget:

@@ -41,7 +41,7 @@ class ShardedDedupStage(CompositeStage[SignatureBatch, SourceDecision]):
         banding = Banding(exact=d.exact, image_hamming=d.image_hamming, image_bands=d.image_bands,
                           caption_jaccard=d.caption_jaccard, num_perm=d.num_perm)
         return [DedupPartitionStage(self.work_dir, d.shards, banding), DedupFanoutStage(d.shards),
-                DedupShardStage(self.work_dir, banding), DedupMergeStage(self.work_dir, self.token_budget)]
+                DedupShardStage(self.work_dir, banding), DedupMergeStage(self.work_dir, banding, self.token_budget)]
 
 
 @dataclass
@@ -96,6 +96,7 @@ class DedupMergeStage(FanIn, CurationStage[ShardCandidates, SourceDecision]):
     """Every shard's candidates walked in input order into the decisions `DedupStage` makes."""
 
     work_dir: str
+    banding: Banding
     token_budget: int | None
     name: str = "dedup_merge"
 
@@ -105,7 +106,7 @@ class DedupMergeStage(FanIn, CurationStage[ShardCandidates, SourceDecision]):
             raise RuntimeError(f"dedup_merge got shards {shards} of {tasks[0].num_shards}: the executor split "
                                "the fan-in batch")
         parts = tasks[0].parts
-        merge = Merge(t.data for t in tasks)
+        merge = Merge((t.data for t in tasks), self.banding)
         drops: dict[str, dict[int, tuple[str, str]]] = defaultdict(dict)
         budget = TokenBudget(self.token_budget)
         for sample, tokens in self._samples(merge, parts):

@@ -6,7 +6,7 @@ import pytest
 
 from nemo_twvlm.curation.near_dup_search import synthetic_codes
 from nemo_twvlm.curation.sample import SignatureBatch
-from nemo_twvlm.curation.stages.dedup.banding import Banding, find_candidates, read_shard
+from nemo_twvlm.curation.stages.dedup.banding import IMAGE, Banding, find_candidates, read_shard
 from nemo_twvlm.curation.stages.dedup.dedup import DedupStage
 from nemo_twvlm.curation.stages.dedup.sharded import DedupPartitionStage
 
@@ -21,11 +21,18 @@ def test_index_search_finds_the_all_pairs_candidates(tmp_path):
     batch = SignatureBatch(dataset_name="t", data=cols, source="src0", part=0, num_parts=1)
     DedupPartitionStage(str(tmp_path), 1, BANDING).process(batch)
     rows = read_shard(tmp_path, 1, 0, [("src0", 0, 1)])
-    all_pairs = find_candidates(rows, image_hamming=6, caption_jaccard=None, index_above=10**9)
-    indexed = find_candidates(rows, image_hamming=6, caption_jaccard=None, index_above=0)
-    assert len(all_pairs.edges) > 1_000  # clusters make many within-6-bit pairs of distinct values
-    assert indexed.edges == all_pairs.edges
-    assert indexed.groups == all_pairs.groups and indexed.refs == all_pairs.refs
+    for dense_degree in (10**9, None):  # every pair an edge; the default, dense values left to the merge
+        all_pairs = find_candidates(rows, image_hamming=6, caption_jaccard=None, index_above=10**9,
+                                    dense_degree=dense_degree)
+        # The index on the clusters' buckets only: each index maps two 512 MiB bitmaps, slow to do 10^4 times.
+        indexed = find_candidates(rows, image_hamming=6, caption_jaccard=None, index_above=40,
+                                  dense_degree=dense_degree)
+        assert indexed.edges == all_pairs.edges and indexed.dense == all_pairs.dense
+        assert indexed.groups == all_pairs.groups and indexed.refs == all_pairs.refs
+        if dense_degree is None:
+            assert len(all_pairs.dense[IMAGE]) > 100
+        else:
+            assert len(all_pairs.edges) > 1_000  # clusters make many within-6-bit pairs of distinct values
 
 
 def test_bands_the_sharded_form_cannot_match_are_refused():

@@ -13,6 +13,7 @@ from curation_inputs import assert_contract, curate, draw, encode, good_pairs, w
 from nemo_twvlm.curation.hashing import TextMinHasher
 from nemo_twvlm.curation.parts import dedup_shard_dir, part_table
 from nemo_twvlm.curation.sample import SignatureBatch
+from nemo_twvlm.curation.stages.dedup import banding
 from nemo_twvlm.curation.stages.dedup.banding import Banding, find_candidates, read_shard
 from nemo_twvlm.curation.stages.dedup.dedup import DedupStage
 from nemo_twvlm.curation.stages.dedup.sharded import DedupFanoutStage
@@ -98,11 +99,13 @@ def _sharded(batches, shards: int, work, budget=None) -> dict:
     parts = [partition.process(b) for b in reversed(batches)]  # arrival order must not matter
     found = [DedupShardStage(str(work), Banding(**SETTINGS)).process(task)
              for task in DedupFanoutStage(shards).process_batch(parts)]
-    decisions = DedupMergeStage(str(work), token_budget=budget).process_batch(found[::-1])
+    decisions = DedupMergeStage(str(work), Banding(**SETTINGS), token_budget=budget).process_batch(found[::-1])
     return {d.source: d.data for d in decisions}
 
 
-def test_chains_resolve_as_sequential(tmp_path):
+@pytest.mark.parametrize("dense_degree", [32, 1])
+def test_chains_resolve_as_sequential(tmp_path, dense_degree, monkeypatch):
+    monkeypatch.setattr(banding, "DENSE_DEGREE", dense_degree)
     batches = _batches(_chains(), sources=1, per_part=4)
     expected = _sequential(batches)
     assert {i: reason for i, (reason, _) in expected["src0"].items()} == {
@@ -113,9 +116,11 @@ def test_chains_resolve_as_sequential(tmp_path):
         assert _sharded(batches, shards, tmp_path / f"s{shards}") == expected
 
 
+@pytest.mark.parametrize("dense_degree", [32, 1, 3])  # the default; 1 and 3 put most matching values in the merge's index
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("shards", [1, 3, 8])
-def test_same_decisions_as_sequential(tmp_path, seed, shards):
+def test_same_decisions_as_sequential(tmp_path, seed, shards, dense_degree, monkeypatch):
+    monkeypatch.setattr(banding, "DENSE_DEGREE", dense_degree)
     batches = _batches(_samples(np.random.default_rng(seed), 400), sources=3, per_part=37)
     expected = _sequential(batches)
     reasons = [reason for drops in expected.values() for reason, _ in drops.values()]
@@ -172,6 +177,37 @@ def test_identical_values_group_instead_of_pairing(tmp_path):
     assert [len(members) for _, members in found.groups] == [500]
     assert not found.edges
     assert _sharded(batches, 2, tmp_path / "s") == _sequential(batches)
+
+
+def test_a_dense_cluster_of_different_values_makes_no_all_pairs_edges(tmp_path):
+    """600 different pHashes within 3 bits of one base (all within 6 of each other: 179,700 matching
+    pairs) and 600 captions as alike, plus sparse near-duplicate pairs: the dense values go to the
+    merge's index, 2% of the pairs at most stay edges, and the decisions are the sequential ones."""
+    rng = np.random.default_rng(8)
+    base = int(rng.integers(0, 2**63))
+    sig = rng.integers(0, 2**32, 64, dtype=np.uint32)
+    rows = []
+    for i in range(600):
+        caption = sig.copy()
+        caption[rng.choice(64, 4, replace=False)] = rng.integers(0, 2**32, 4, dtype=np.uint32)
+        rows.append({"content_sha": f"{i:032x}", "phash": _flip(base, list(rng.choice(64, 3, replace=False))),
+                     "minhash": caption, "text_tokens": 1, "image_tokens": 1})
+    for i in range(60):  # pairs far from the cluster: each matches one other
+        h = int(rng.integers(0, 2**63))
+        other = rng.integers(0, 2**32, 64, dtype=np.uint32)
+        rows += [{"content_sha": f"s{i}{k}", "phash": _flip(h, [k]), "minhash": other + k, "text_tokens": 1,
+                  "image_tokens": 1} for k in range(2)]
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    batches = _batches(rows, sources=2, per_part=100)
+    partition = DedupPartitionStage(str(tmp_path), 4, Banding(**SETTINGS))
+    tasks = DedupFanoutStage(4).process_batch([partition.process(b) for b in batches])
+    found = [DedupShardStage(str(tmp_path), Banding(**SETTINGS)).process(t).data for t in tasks]
+    image_edges = {e for f in found for e in f.edges if e[0] == banding.IMAGE}
+    caption_edges = {e for f in found for e in f.edges if e[0] == banding.CAPTION}
+    # Left: the sparse pairs, and cluster pairs in a shard where one end has few matches.
+    assert 60 <= len(image_edges) < 179_700 // 50 and len(caption_edges) < 179_700 // 50
+    assert sum(len(f.dense[banding.IMAGE]) for f in found) >= 600
+    assert _sharded(batches, 4, tmp_path / "again") == _sequential(batches)
 
 
 def _outputs(out) -> dict[str, bytes]:
