@@ -10,6 +10,9 @@ What the numbers assume (say it before trusting them):
   at resize.max_side 672; an interleaved document or a conversation counts `images_per_sample` images
   at that cost each, and its text at a caption's;
 - every sample is assumed kept (upper bound for disk and the dedup indexes);
+- the sharded merge's cost is the captions benchmark's, where no value is dense; each dense value
+  (a member of a large cluster of different near-duplicates) adds one index query to the merge
+  (BENCHMARKS.md section 5, dense clusters);
 - dedup costs beyond the largest measured index (5*10^6) follow the last measured segment, never falling.
 """
 from __future__ import annotations

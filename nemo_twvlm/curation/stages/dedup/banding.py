@@ -29,6 +29,10 @@ four stages:
    the earliest kept match, and every matching pair is an edge or two dense values), so chains
    (A~B, B~C, A!~C: A and C kept) resolve as there. The merge reads only candidates, plus every
    sample's token counts when a token budget is set.
+
+Groups keep a cluster of k identical values at k entries and dense values one of k different but
+matching values at k, so neither costs k^2 edges (the comparisons inside a bucket stay all-pairs
+below INDEX_ABOVE, at ~1 ns a pair in numpy).
 """
 from __future__ import annotations
 
