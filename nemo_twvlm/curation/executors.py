@@ -3,9 +3,16 @@
 `InProcessExecutor` runs the same stages through Curator's own stage adapter in this process,
 streaming one task at a time through each stage (a stage whose batch size covers everything,
 like dedup, waits for all). Tests and benchmarks use it: Ray's start-up costs ~20-30 s on 2 cores.
+
+While it runs, the heap that existed before it (imports: Curator brings torch, pandas and Ray, ~360k
+objects) is frozen out of the cyclic garbage collector: a full collection walks every tracked object,
+~0.25 s here, and the objects of the parts in flight set one off about every 2,000 samples (~0.1 ms
+per 256 px sample). Nothing is leaked: the heap is unfrozen afterwards, and garbage among those
+objects goes with the next full collection.
 """
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -21,6 +28,7 @@ class InProcessExecutor(BaseExecutor):
         for adapter in adapters:
             adapter.setup_on_node(NodeInfo(node_id="local"), WorkerMetadata(worker_id="local"))
             adapter.setup(WorkerMetadata(worker_id="local"))
+        gc.freeze()  # what the imports and setup made outlives the run: no collection need walk it
         try:
             stream: Iterable[Task] = initial_tasks or [EmptyTask()]
             for i, adapter in enumerate(adapters):
@@ -31,6 +39,7 @@ class InProcessExecutor(BaseExecutor):
                     stream = tqdm(stream, desc=adapter.stage.name, unit="task", mininterval=2, disable=None)
             return list(stream)
         finally:
+            gc.unfreeze()
             for adapter in adapters:
                 adapter.teardown()
 

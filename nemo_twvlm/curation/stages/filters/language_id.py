@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nemo_twvlm.curation.sample import Reject, Sample
-from nemo_twvlm.curation.stages.base import LoadOnFirstUse, PerSampleStage
+from nemo_twvlm.curation.stages.base import LoadOnFirstUse, PerSampleStage, once_per_process
 from nemo_twvlm.curation.zh import looks_chinese
 from nemo_twvlm.data.conversation import IMAGE_PLACEHOLDER
 
@@ -36,7 +36,7 @@ class LanguageIdStage(LoadOnFirstUse, PerSampleStage):
         # labels only; one string at a time works with both bindings.
         import fasttext
 
-        self._model = fasttext.load_model(self.model_path)
+        self._model = once_per_process(fasttext.load_model, str(Path(self.model_path).resolve()))
 
     def _label(self, text: str) -> tuple[str, float, str | None]:
         """(language, model score, the model's own label where the Chinese rule overrode it)."""

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch
-from nemo_twvlm.curation.stages.base import CurationStage, LoadOnFirstUse
+from nemo_twvlm.curation.stages.base import CurationStage, LoadOnFirstUse, once_per_process
 from nemo_twvlm.curation.zh import ScriptDetector
 
 
@@ -17,7 +17,7 @@ class ScriptStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
     name: str = "script_zh"
 
     def load(self) -> None:
-        self._detector = ScriptDetector()
+        self._detector = once_per_process(ScriptDetector)
 
     def process(self, batch: SampleBatch) -> SampleBatch:
         self.ensure_loaded()

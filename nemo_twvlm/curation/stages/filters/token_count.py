@@ -3,9 +3,10 @@ conversations through the tokenizer's chat template, as training renders them.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from nemo_twvlm.curation.sample import Reject, Sample, SampleBatch
-from nemo_twvlm.curation.stages.base import CurationStage, LoadOnFirstUse
+from nemo_twvlm.curation.stages.base import CurationStage, LoadOnFirstUse, once_per_process
 
 
 @dataclass
@@ -18,7 +19,8 @@ class TokenCountStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
     def load(self) -> None:
         from nemo_twvlm.data.tokenizer import load_tokenizer
 
-        self._tokenizer = load_tokenizer(self.tokenizer)
+        local = Path(self.tokenizer)  # a directory, or a name load_tokenizer looks up
+        self._tokenizer = once_per_process(load_tokenizer, str(local.resolve()) if local.exists() else self.tokenizer)
 
     def _lengths(self, texts: list[str]) -> list[int]:
         if not texts:
