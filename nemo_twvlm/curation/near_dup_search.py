@@ -14,8 +14,9 @@ so a decision is its probes. Where the probes land is what keeps that flat: a bi
 values (`flat_index.KeyBitmap`, one random read per probe at any fill), and only the few probes it
 lets through go on to the sorted (half, slot) runs. FAISS keeps the same layout in hash tables, whose
 probes cost 2.6x more at 10^6 codes than at 10^5 as they fell out of cache (BENCHMARKS.md, dedup at
-scale, has both measured). Memory: up to 1 GiB for the two bitmaps (touched a page at a time, so a
-small index costs little), plus 32 bytes per kept code.
+scale, has both measured). Below SCAN_BELOW kept codes a query compares with all of them instead,
+which is cheaper than its probes there. Memory: up to 1 GiB for the two bitmaps (touched a page at a
+time, so a small index costs little), plus 32 bytes per kept code.
 """
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ from nemo_twvlm.curation.hashing import PHASH_BITS
 _HALF = 32
 _HALF_MASK = np.uint64((1 << _HALF) - 1)
 _CHUNK = 64  # queries probed at once: bounds the (queries x masks) temporaries to a few MB
+# Below this many kept codes a query compares with every one (XOR-popcount, ~1 ns a code) instead of
+# probing: the probes cost ~200 us at any size, a scan ~8 ns per kept code (BENCHMARKS.md 5b).
+SCAN_BELOW = 20_000
+_SCAN_CELLS = 1 << 22  # (queries x kept codes) compared at once: 32 MB of XOR temporaries
 
 
 def flip_masks(bits: int, flips: int) -> np.ndarray:
@@ -122,8 +127,12 @@ class MultiHashIndex:
 
     def _search(self, hashes: list[int]) -> list[list[tuple[int, int]]]:
         codes = codes_array(hashes)
-        starts = range(0, len(codes), _CHUNK)
-        probe = partial(self._probe, codes)
+        if self._codes.size < SCAN_BELOW:
+            chunk = max(1, min(_CHUNK, _SCAN_CELLS // self._codes.size))
+            probe = partial(self._scan, codes, chunk)
+        else:
+            chunk, probe = _CHUNK, partial(self._probe, codes)
+        starts = range(0, len(codes), chunk)
         if self._threads > 1 and len(starts) > 1:
             # A pool per block, not per index: no idle threads outlive it into a later fork (Ray, multiprocessing).
             with ThreadPoolExecutor(min(self._threads, len(starts)), thread_name_prefix="phash-probe") as pool:
@@ -136,6 +145,12 @@ class MultiHashIndex:
         which, slots = pairs >> 40, pairs & ((1 << 40) - 1)
         dist = np.bitwise_count(self._codes[slots] ^ codes[which]).astype(np.int64)
         return _split_by_query(which, slots, dist, len(codes))
+
+    def _scan(self, codes: np.ndarray, chunk: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """What `_probe` finds, by comparing codes[start:start + chunk] with every kept code."""
+        dist = np.bitwise_count(codes[start:start + chunk, None] ^ self._codes[:self._codes.size][None, :])
+        which, slots = np.nonzero(dist <= self.max_distance)
+        return which + start, slots
 
     def _probe(self, codes: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
         """(query, slot) of the kept codes within max_distance of codes[start:start + _CHUNK]."""

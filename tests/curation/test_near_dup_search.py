@@ -1,13 +1,20 @@
-"""MultiHashIndex makes today's decisions (HammingLSH's, and exhaustive search's) in any call order."""
+"""MultiHashIndex makes today's decisions (HammingLSH's, and exhaustive search's) in any call order,
+probing its bitmaps, scanning a small kept set, or passing from one to the other mid-run."""
 import numpy as np
 import pytest
 
+from nemo_twvlm.curation import near_dup_search
 from nemo_twvlm.curation.hashing import HammingLSH
 from nemo_twvlm.curation.near_dup_search import (
     MultiHashIndex, first_kept_within, first_kept_within_exhaustive, flip_masks, synthetic_codes,
 )
 
 RADIUS = 6
+
+
+@pytest.fixture(autouse=True, params=[0, 1_000, near_dup_search.SCAN_BELOW], ids=["probe", "scan-then-probe", "scan"])
+def scan_below(request, monkeypatch):
+    monkeypatch.setattr(near_dup_search, "SCAN_BELOW", request.param)
 
 
 def _hamming_lsh(codes, radius):
