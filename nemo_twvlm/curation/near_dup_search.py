@@ -34,8 +34,8 @@ from nemo_twvlm.curation.hashing import PHASH_BITS
 _HALF = 32
 _HALF_MASK = np.uint64((1 << _HALF) - 1)
 _CHUNK = 64  # queries probed at once: bounds the (queries x masks) temporaries to a few MB
-# Below this many kept codes a query compares with every one (XOR-popcount, ~1 ns a code) instead of
-# probing: the probes cost ~200 us at any size, a scan ~8 ns per kept code (BENCHMARKS.md 5b).
+# Below this many kept codes a query compares with every one (XOR-popcount) instead of probing: the
+# probes cost ~200 us at any size, a scan ~8 ns per kept code (BENCHMARKS.md 5b).
 SCAN_BELOW = 20_000
 _SCAN_CELLS = 1 << 22  # (queries x kept codes) compared at once: 32 MB of XOR temporaries
 

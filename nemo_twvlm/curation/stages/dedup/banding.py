@@ -121,9 +121,10 @@ def write_partition(work_dir: str | Path, num_shards: int, banding: Banding, col
             shard_of.append(zlib.crc32(bytes((relation, band)) + bucket) % num_shards)
             for name, v in zip(PARTITION_SCHEMA.names, (relation, band, bucket, source, index, cols["key"][i], value)):
                 rows[name].append(v)
-    order = np.argsort(np.array(shard_of, np.int64), kind="stable")  # stable: a shard's rows stay in input order
+    shard_ids = np.array(shard_of, np.int64)
+    order = np.argsort(shard_ids, kind="stable")  # stable: a shard's rows stay in input order
     table = pa.Table.from_pydict(rows, schema=PARTITION_SCHEMA).take(order)
-    bounds = np.searchsorted(np.array(shard_of, np.int64)[order], np.arange(num_shards + 1))
+    bounds = np.searchsorted(shard_ids[order], np.arange(num_shards + 1))
     for shard in range(num_shards):
         path = dedup_partition(work_dir, num_shards, shard, source, part)
         if bounds[shard] == bounds[shard + 1]:
@@ -311,9 +312,9 @@ class Merge:
             self.neighbours[relation][b].append((a, score))
         self.first_kept: dict[int, dict[Order, Order]] = {r: {} for r in (EXACT, IMAGE, CAPTION)}
         # The kept dense groups' first members, searched as the single-process stage searches them.
-        self.dense_images = MultiHashIndex(banding.image_hamming) if self.dense[IMAGE] else None
-        self.dense_captions = (MinHashIndex(banding.caption_jaccard, banding.num_perm)
-                               if self.dense[CAPTION] else None)
+        self.dense_index = {IMAGE: MultiHashIndex(banding.image_hamming) if self.dense[IMAGE] else None,
+                            CAPTION: (MinHashIndex(banding.caption_jaccard, banding.num_perm)
+                                      if self.dense[CAPTION] else None)}
 
     def candidates(self) -> list[Order]:
         """Every sample some relation connects to another; any other sample is kept (budget aside)."""
@@ -331,7 +332,7 @@ class Merge:
             hits += [(kept[other], score) for other, score in self.neighbours[relation].get(group, ()) if other in kept]
             value = self.dense[relation].get(group)
             if value is not None:
-                hit = self._dense_query(relation, value)
+                hit = self.dense_index[relation].query(_signature(relation, value))
                 hits += [hit] if hit is not None else []
             if hits:
                 first, score = min(hits)
@@ -344,18 +345,12 @@ class Merge:
             value = self.dense[relation].get(group)
             if sample in self.group_of[relation] or group in self.neighbours[relation] or value is not None:
                 if self.first_kept[relation].setdefault(group, sample) == sample and value is not None:
-                    self._dense_add(relation, sample, value)
+                    self.dense_index[relation].add(sample, _signature(relation, value))
 
-    def _dense_query(self, relation: int, value: bytes) -> tuple[Order, float] | None:
-        if relation == IMAGE:
-            return self.dense_images.query(int.from_bytes(value, "big"))
-        return self.dense_captions.query(np.frombuffer(value, np.uint32))
 
-    def _dense_add(self, relation: int, sample: Order, value: bytes) -> None:
-        if relation == IMAGE:
-            self.dense_images.add(sample, int.from_bytes(value, "big"))
-        else:
-            self.dense_captions.add(sample, np.frombuffer(value, np.uint32))
+def _signature(relation: int, value: bytes) -> int | np.ndarray:
+    """A partition row's value as the single-process indexes take it: pHash int, MinHash array."""
+    return int.from_bytes(value, "big") if relation == IMAGE else np.frombuffer(value, np.uint32)
 
 
 class TokenBudget:
