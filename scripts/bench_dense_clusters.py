@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--shards", type=int, default=8)
     args = parser.parse_args()
+    if args.shards < 1 or min(args.sizes) < 1:
+        parser.error(f"--shards {args.shards} --sizes {args.sizes}: expected counts >= 1")
     default = banding.DENSE_DEGREE
     for n in args.sizes:
         parts = batches(n)
