@@ -10,7 +10,7 @@ DEMO_LINE = re.compile(r"^demo: images_acc=(?P<images>[0-9.]+) blank_acc=(?P<bla
 
 
 # Opt-in (--runslow): 5-7 min alone (382 s and 321 s measured), which would take CI past its 20 minutes
-# with setup (~6.5) and the rest of the suite (~11). Solo: its wall-clock budget is the demo's on 2 cores, not shared with other tests.
+# with setup and the rest of the suite. Solo: its wall-clock budget is the demo's on 2 cores, unshared.
 @pytest.mark.slow
 @pytest.mark.solo
 def test_demo_uses_the_image_within_budget(tmp_path):
