@@ -13,11 +13,33 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
 
 
-# Under pytest-xdist (`--dist loadgroup`, scripts/test.sh) a module's tests stay on one worker, so a module
+# Under pytest-xdist (`--dist loadscope`, scripts/test.sh) a module's tests stay on one worker, so a module
 # fixture is built once; these folders share session fixtures, so each stays on one worker too.
 SHARED_SESSION_FIXTURES = ("conversion",)
 # The longest modules start first, so no worker is left with one of them at the end.
-LONGEST_FIRST = ("tests/training/test_resume.py", "tests/training/test_pipeline_parallel.py", "tests/launch/test_train.py")
+LONGEST_FIRST = ("tests/training/test_resume.py", "tests/training/test_pipeline_parallel.py",
+                 "tests/launch/test_train.py")
+
+
+def _work_unit(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    folder = module.split("/")[1]
+    return folder if folder in SHARED_SESSION_FIXTURES else module
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """loadscope, its unit a module or a SHARED_SESSION_FIXTURES folder. (loadgroup's xdist_group marks no
+    longer group anything: pytest 9.2 derives node ids from `_id`, and xdist 3.8 renames `_nodeid`, so one
+    module's tests went to both workers and its module fixtures, training runs among them, were built twice.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleOrFolderScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    return ModuleOrFolderScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -31,11 +53,7 @@ def pytest_collection_modifyitems(config, items):
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return  # in-process runs keep pytest's own order
     rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
-    modules = {item: Path(str(item.fspath)).relative_to(REPO).as_posix() for item in items}
-    for item, module in modules.items():
-        folder = module.split("/")[1]
-        item.add_marker(pytest.mark.xdist_group(folder if folder in SHARED_SESSION_FIXTURES else module))
-    items.sort(key=lambda item: rank.get(modules[item], len(rank)))
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
 @pytest.fixture(scope="session")

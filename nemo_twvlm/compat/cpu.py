@@ -227,6 +227,12 @@ def apply_cpu_workarounds() -> list[str]:
     mode = _CudaToCpu()
     mode.__enter__()  # process-wide: stays active for the life of the process
     _stub_cuda_runtime()
+    # megatron's jit_fuser is torch.compile, and without a GPU inductor builds C++ kernels on first call:
+    # ~15 s a process (14 of them in megatron.training's warmup of fusions these runs switch off), for
+    # element-wise ops that gain nothing at debug size. Eager runs the same math.
+    import torch._dynamo  # a second of import, so only here
+
+    torch._dynamo.config.disable = True
     _patch_megatron_training()
     _applied.append("cpu")
     return list(_applied)

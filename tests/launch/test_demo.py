@@ -9,8 +9,8 @@ DEMO_LINE = re.compile(r"^demo: images_acc=(?P<images>[0-9.]+) blank_acc=(?P<bla
                        r"chance=(?P<chance>[0-9.]+) steps=(?P<steps>\d+) wall_s=(?P<wall>\d+)$")
 
 
-# Opt-in (--runslow): 5-7 min alone (382 s and 321 s measured), which would take CI past its 20 minutes
-# with setup and the rest of the suite. Solo: its wall-clock budget is the demo's on 2 cores, unshared.
+# Opt-in (--runslow): 2.5-6.5 min alone (138 s on an idle EPYC, 321-382 s on a loaded Xeon), which would take
+# CI past its 20 minutes with setup and the rest of the suite. Solo: its budget is the demo's on 2 cores, unshared.
 @pytest.mark.slow
 @pytest.mark.solo
 def test_demo_uses_the_image_within_budget(tmp_path):
