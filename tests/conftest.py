@@ -4,6 +4,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Curator's executors import cosmos_xenna, whose python_log swaps loguru's handlers for one on the sys.stderr
+# of that moment. First imported inside a test that captures output, that stream closes with the test and
+# every later log line fails ("Logging error in Loguru Handler #1"); imported here, it is pytest's
+# session-long capture.
+import cosmos_xenna.utils.python_log  # noqa: F401
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]

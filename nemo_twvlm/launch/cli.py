@@ -26,6 +26,7 @@ was wrong and exits 1, never a traceback (`-v` shows it).
 A new command is a function taking typed arguments, added to COMMANDS.
 """
 import dataclasses
+import difflib
 import functools
 import inspect
 import logging
@@ -393,6 +394,7 @@ class TwvlmRunContext(run.cli.RunContext):
     def cli_execute(self, fn, args, entrypoint_type="task"):
         if "--plan" in args and fn.__name__ in PLAN_FLAGS:  # NeMo-Run hands unknown --options through
             fn, args = PLAN_FLAGS[fn.__name__], [arg for arg in args if arg != "--plan"]
+        _refuse_unknown_options(fn.__name__, args)
         # NeMo-Run prints anything but a RunContextError as "Unexpected error: {error}", which is empty for a
         # declined or impossible confirmation and dumps whole configs for a bad override.
         # It also logs each parse error with the whole config before raising it; the raised one is reported.
@@ -430,6 +432,24 @@ class TwvlmRunContext(run.cli.RunContext):
         elif self._should_continue(self.skip_confirmation):
             job_id = launch_curation(task, self.executor, name, dryrun=False)
             print(f"{fn.__name__}: Slurm job {job_id} ({self.executor.nodes} nodes, one Ray cluster)")
+
+
+# What NeMo-Run reads from sys.argv itself rather than declaring as an option.
+_UNDECLARED_FLAGS = ("--lazy",)
+
+
+def _refuse_unknown_options(command: str, args: list[str]) -> None:
+    """NeMo-Run's commands accept unknown options so that overrides pass through, and then drop them: a
+    misspelt `--dryrun` would launch the run. Refused instead, by name, with the nearest option."""
+    unknown = [arg for arg in args if arg.startswith("-") and arg.split("=", 1)[0] not in _UNDECLARED_FLAGS]
+    if not unknown:
+        return
+    context = typer.main.get_current_context(silent=True)
+    known = sorted({opt for param in (context.command.params if context else []) for opt in param.opts
+                    if opt.startswith("--")} | set(_UNDECLARED_FLAGS) | ({"--plan"} if command in PLAN_FLAGS else set()))
+    near = difflib.get_close_matches(unknown[0].split("=", 1)[0], known, n=1, cutoff=0.75)
+    hint = f"; did you mean {near[0]}?" if near else f"; the options are {', '.join(known)}"
+    raise RunContextError(f"{command}: no option {unknown[0]}{hint} (overrides are written field=value)")
 
 
 # A NeMo-Run parse error's message embeds the whole config; its context names the argument.

@@ -194,6 +194,23 @@ def test_errors_are_reported_before_launch(in_process, capsys, args, message):
     assert in_process == []
 
 
+@pytest.mark.parametrize("option, message", [
+    ("--dryrn", "pretrain: no option --dryrn; did you mean --dryrun?"),
+    ("--max-steps=3", "pretrain: no option --max-steps=3; the options are --detach, "),
+])
+def test_an_unknown_option_is_refused_not_dropped(in_process, capsys, option, message):
+    """NeMo-Run would drop it and launch: a misspelt --dryrun must not start the run."""
+    assert cli.main(["pretrain", "--factory", "twvlm_debug", option, "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "(overrides are written field=value)" in err
+    assert in_process == []
+
+
+def test_curate_suggests_its_plan_flag(in_process, capsys):
+    assert cli.main(["curate", "--factory", "pairs_zh_tw", "input_dir=a", "output_dir=b", "--pln", "--yes"]) == 1
+    assert "curate: no option --pln; did you mean --plan?" in capsys.readouterr().err
+
+
 def test_help_lists_recipes_and_executors(in_process, capsys, monkeypatch):
     wide_console(monkeypatch)
     cli.main(["pretrain", "--help"])
