@@ -16,7 +16,7 @@ OpenCC and the tokenizer here.
 """
 from __future__ import annotations
 
-import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,11 +29,30 @@ Y = TypeVar("Y")
 T = TypeVar("T")
 
 
-@functools.cache
+_LOADED: dict[tuple, tuple[tuple, Any]] = {}
+
+
 def once_per_process(load: Callable[..., T], *args: Any) -> T:
     """`load(*args)`, called once per process for these arguments: for read-only models and converters
-    that every stage instance may share (a path argument names the file it was loaded from)."""
-    return load(*args)
+    that every stage instance may share. An argument naming a file or directory is also keyed by its
+    modification time and size (a directory's: its files'), so one replaced in place loads again and the
+    stale copy is freed."""
+    key, version = (load, args), tuple(_file_version(arg) for arg in args)
+    loaded = _LOADED.get(key)
+    if loaded is None or loaded[0] != version:
+        loaded = _LOADED[key] = (version, load(*args))
+    return loaded[1]
+
+
+def _file_version(arg: Any) -> tuple | None:
+    if not isinstance(arg, (str, os.PathLike)) or not os.path.exists(arg):
+        return None
+    if not os.path.isdir(arg):
+        stat = os.stat(arg)
+        return ((stat.st_mtime_ns, stat.st_size),)
+    with os.scandir(arg) as entries:
+        return tuple(sorted((entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
+                            for entry in entries if entry.is_file()))
 
 
 class CurationStage(ProcessingStage[X, Y]):
