@@ -227,9 +227,9 @@ def apply_cpu_workarounds() -> list[str]:
     mode = _CudaToCpu()
     mode.__enter__()  # process-wide: stays active for the life of the process
     _stub_cuda_runtime()
-    # megatron's jit_fuser is torch.compile, and without a GPU inductor builds C++ kernels on first call:
-    # ~15 s a process (14 of them in megatron.training's warmup of fusions these runs switch off), for
-    # element-wise ops that gain nothing at debug size. Eager runs the same math.
+    # megatron's jit_fuser is torch.compile, and without a GPU inductor builds C++ kernels on first call,
+    # most of them in megatron.training's warm-up of fusions these runs switch off: a debug training process
+    # took 2.0x as long with inductor's cache cold, 1.17x warm (BENCHMARKS 3b). Eager runs the same math.
     import torch._dynamo  # a second of import, so only here
 
     torch._dynamo.config.disable = True

@@ -445,8 +445,9 @@ def _refuse_unknown_options(command: str, args: list[str]) -> None:
     if not unknown:
         return
     context = typer.main.get_current_context(silent=True)
-    known = sorted({opt for param in (context.command.params if context else []) for opt in param.opts
-                    if opt.startswith("--")} | set(_UNDECLARED_FLAGS) | ({"--plan"} if command in PLAN_FLAGS else set()))
+    params = context.command.params if context else []
+    declared = {opt for param in params for opt in param.opts if opt.startswith("--")}
+    known = sorted(declared | set(_UNDECLARED_FLAGS) | ({"--plan"} if command in PLAN_FLAGS else set()))
     near = difflib.get_close_matches(unknown[0].split("=", 1)[0], known, n=1, cutoff=0.75)
     hint = f"; did you mean {near[0]}?" if near else f"; the options are {', '.join(known)}"
     raise RunContextError(f"{command}: no option {unknown[0]}{hint} (overrides are written field=value)")

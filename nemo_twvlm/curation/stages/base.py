@@ -51,8 +51,8 @@ def _file_version(arg: Any) -> tuple | None:
         stat = os.stat(arg)
         return ((stat.st_mtime_ns, stat.st_size),)
     with os.scandir(arg) as entries:
-        return tuple(sorted((entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
-                            for entry in entries if entry.is_file()))
+        files = [(entry.name, entry.stat()) for entry in entries if entry.is_file()]
+    return tuple(sorted((name, stat.st_mtime_ns, stat.st_size) for name, stat in files))
 
 
 class CurationStage(ProcessingStage[X, Y]):
