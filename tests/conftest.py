@@ -26,8 +26,12 @@ LONGEST_FIRST = ("tests/training/test_resume.py", "tests/training/test_pipeline_
                  "tests/launch/test_train.py")
 
 
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
 def _work_unit(nodeid: str) -> str:
-    module = nodeid.split("::", 1)[0]
+    module = _module(nodeid)
     folder = module.split("/")[1]
     return folder if folder in SHARED_SESSION_FIXTURES else module
 
@@ -58,7 +62,7 @@ def pytest_collection_modifyitems(config, items):
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return  # in-process runs keep pytest's own order
     rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+    items.sort(key=lambda item: rank.get(_module(item.nodeid), len(rank)))
 
 
 @pytest.fixture(scope="session")
