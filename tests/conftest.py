@@ -36,6 +36,7 @@ def _work_unit(nodeid: str) -> str:
     return folder if folder in SHARED_SESSION_FIXTURES else module
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: without xdist (`-p no:xdist`) it is simply unused
 def pytest_xdist_make_scheduler(config, log):
     """loadscope, its unit a module or a SHARED_SESSION_FIXTURES folder. (loadgroup's xdist_group marks no
     longer group anything: pytest 9.2 derives node ids from `_id`, and xdist 3.8 renames `_nodeid`, so one
