@@ -64,7 +64,22 @@ class LocalCluster:
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
         self.head = self._start(self.dirs[0], "--head", f"--port={self.port}", "--include-dashboard=false",
                                 f"--ray-client-server-port={_free_port()}")
-        self.worker = self._start(self.dirs[1], f"--address={self.address}")
+        self.worker: subprocess.Popen | None = None
+
+    def join_worker(self, timeout_s: float = 90) -> None:
+        """Start the second node once the head is up, as the Slurm script does, and wait for it to join.
+        On a loaded machine a worker can still give up on the head's pubsub ("Failed to connect to the
+        observability pubsub", seen beside a TP-2 training run): it gets one more start, on fresh ports."""
+        self.wait_for_nodes(1, timeout_s)
+        for attempt in (1, 2):
+            self.worker = self._start(self.dirs[1], f"--address={self.address}")
+            try:
+                self.wait_for_nodes(2, timeout_s)
+                return
+            except AssertionError:
+                self.kill(self.worker)
+                if attempt == 2:
+                    raise
 
     def _start(self, temp_dir: str, *args: str) -> subprocess.Popen:
         ports = {flag: _free_port() for flag in ("--dashboard-agent-listen-port", "--metrics-export-port",
@@ -99,7 +114,8 @@ class LocalCluster:
         node.wait()
 
     def stop(self) -> None:
-        self.kill(self.worker)
+        if self.worker is not None:
+            self.kill(self.worker)
         self.kill(self.head)
         for temp_dir in self.dirs:
             shutil.rmtree(temp_dir, ignore_errors=True)
@@ -109,7 +125,7 @@ class LocalCluster:
 def cluster():
     cluster = LocalCluster()
     try:
-        cluster.wait_for_nodes(2)
+        cluster.join_worker()
         yield cluster
     finally:
         cluster.stop()

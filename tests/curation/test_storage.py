@@ -1,17 +1,28 @@
 """Shard bytes: `tar_bytes` writes the same bytes as the header-by-bytearray code it replaced, and
 `tarfile` reads them back (it checks every header's checksum). Reading: the offsets
-`iter_tar_samples` gives hold each part's bytes, a compressed tar reads whole, and a part table from before `image_spans` reads as it did."""
+`iter_tar_samples` gives hold each part's bytes, a compressed tar reads whole, and a part table from before `image_spans` reads as it did.
+Writing: an `uncached` write (shards) leaves none of the file in the page cache."""
 from __future__ import annotations
 
+import ctypes
 import gzip
 import io
+import mmap
+import os
 import tarfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nemo_twvlm.curation.storage import PART_SCHEMA, TarTruncated, iter_tar_samples, read_part_rows, tar_bytes
+from nemo_twvlm.curation.storage import (
+    PART_SCHEMA,
+    TarTruncated,
+    atomic_write,
+    iter_tar_samples,
+    read_part_rows,
+    tar_bytes,
+)
 
 
 def _tar_bytes_reference(samples: list[tuple[str, dict[str, bytes]]]) -> bytes:
@@ -82,3 +93,32 @@ def test_part_table_without_image_spans_reads(tmp_path):
     pq.write_table(pa.Table.from_pylist([row], schema=old_schema), tmp_path / "part.parquet")
     assert read_part_rows(tmp_path / "part.parquet") == [
         {k: v for k, v in row.items() if k not in ("content_sha", "phash", "minhash")}]
+
+
+def _resident_pages(path) -> int:
+    """Pages of the file in the page cache (mincore over a private mapping, which faults nothing in)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                                                              ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    size, page = os.path.getsize(path), mmap.PAGESIZE
+    with open(path, "rb") as f:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_PRIVATE, f.fileno(), 0)
+    try:
+        vec = (ctypes.c_ubyte * ((size + page - 1) // page))()
+        assert libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) == 0, os.strerror(ctypes.get_errno())
+        return sum(v & 1 for v in vec)
+    finally:
+        libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(size))
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise on this platform")
+def test_an_uncached_write_is_on_disk_and_out_of_the_page_cache(tmp_path):
+    data = os.urandom(4 << 20)
+    cached, uncached = tmp_path / "cached.tar", tmp_path / "uncached.tar"
+    atomic_write(cached, data)
+    atomic_write(uncached, data, uncached=True)
+    assert cached.read_bytes() == data
+    if _resident_pages(cached) == 0:
+        pytest.skip(f"{tmp_path}'s filesystem keeps no page cache to drop")
+    assert _resident_pages(uncached) == 0
+    assert uncached.read_bytes() == data  # read back from disk

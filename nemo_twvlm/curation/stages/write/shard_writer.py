@@ -154,7 +154,7 @@ class ShardWriterStage(CurationStage[SourceDecision, SourceDecision]):
                 data = tar_bytes(kept[k:k + self.samples_per_shard])
                 if writing is not None:
                     writing.result()  # one shard on its way to disk while the next is built, not all of them
-                writing = disk.submit(atomic_write, Path(self.shards_dir) / name, data)
+                writing = disk.submit(atomic_write, Path(self.shards_dir) / name, data, uncached=True)
                 shards.append({"name": name, "samples": len(kept[k:k + self.samples_per_shard]),
                                "bytes": len(data), "sha256": sha256(data)})
             if writing is not None:
