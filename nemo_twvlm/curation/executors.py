@@ -50,10 +50,18 @@ def _run(adapter: BaseStageAdapter, tasks: Iterable[Task]) -> Iterator[Task]:
     for task in tasks:
         batch.append(task)
         if len(batch) >= size:
-            yield from adapter.process_batch(batch)
+            yield from _handed_on(adapter.process_batch(batch))
             batch = []
     if batch:
-        yield from adapter.process_batch(batch)
+        yield from _handed_on(adapter.process_batch(batch))
+
+
+def _handed_on(results: list[Task]) -> Iterator[Task]:
+    """Each result, let go of once yielded: the later stages edit a part in place (decode_verify reads its
+    images into it), so a list kept until its last part was done would hold every part of an input file."""
+    results.reverse()
+    while results:
+        yield results.pop()
 
 
 def make_executor(name: str, config: dict[str, Any] | None = None) -> BaseExecutor:

@@ -81,13 +81,14 @@ class InputSpan:
 
     file: InputFile
     offset: int
-    data: bytes  # the bytes read there
+    size: int
+    data: bytes | None = None  # the bytes read there; None until decode_verify reads what the reader deferred
 
 
 @dataclass
 class ImageItem:
     ref: str                       # the part name in a tar ("jpg", "0.png") or the url/path a row names
-    data: bytes | None = None      # encoded bytes: as read, then as re-encoded
+    data: bytes | None = None      # encoded bytes: as read, then as re-encoded (None: still at `span`)
     ext: str = ""
     pil: Image.Image | None = None  # decoded (then resized) pixels, held from decode to signatures
     meta: dict[str, Any] = field(default_factory=dict)
@@ -104,7 +105,8 @@ class Sample:
     key: str
     index: int                     # position within its source: the global order is (source, index)
     segments: list[str | ImageItem]
-    raw: dict[str, bytes] = field(default_factory=dict)  # input parts as read, for the quarantine
+    raw: dict[str, bytes | None] = field(default_factory=dict)  # input parts as read, for the quarantine
+    # (None: a part the reader left in the input file, at the span of the image that names it)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -8,7 +8,7 @@ Layout under OUT/:
     stats.json, report.html
     work/analysed/<source>/part-<p>.{parquet,json}   per-part results; the .json marks the part done
     work/final/<source>.json                         per-source shard list; marks the source written
-    work/dedup/shards-<N>/<source>/part-<p>.parquet  band keys of a part, by shard (dedup.shards > 1)
+    work/dedup/shards-<N>/shard-<s>/<source>/part-<p>.arrow  a part's band keys that go to shard s (dedup.shards > 1)
 
 A marker is written last, so a killed run leaves either a complete part (skipped on rerun) or
 none (redone); redoing a part writes the same bytes. A part table holds the images a stage
@@ -23,7 +23,7 @@ import json
 import os
 import re
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -142,22 +142,29 @@ def iter_tar_groups(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
         yield key, parts
 
 
-def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], dict[str, int]]]:
+def iter_tar_samples(path: str | Path, defer: Callable[[str], bool] | None = None,
+                     ) -> Iterator[tuple[str, dict[str, bytes | None], dict[str, tuple[int, int]]]]:
     """WebDataset grouping: consecutive members `<key>.<ext>` form one sample, yielded with where
-    each part's bytes start in the file (by ext; none for a compressed tar or a sparse member,
-    whose bytes are not stored as they are read).
+    each part's bytes lie in the file, (offset, size) by ext (none for a compressed tar or a sparse
+    member, whose bytes are not stored as they are read).
 
-    A tar cut short raises `TarTruncated` carrying the sample it was reading, after every
-    complete sample before it was yielded. A tar cut exactly between members is recognised by its
-    missing end-of-archive blocks; the last sample read may then lack parts, so it is the one
+    A non-empty member of a plain tar whose ext `defer` accepts is not read: its part is None, and
+    its bytes stay in the file at its span until `read_input_spans` reads them. So a reader holds a
+    whole input file's captions but not its images (an img2dataset tar of 10,000 512 px pairs is ~0.7 GB).
+
+    A tar cut short raises `TarTruncated` carrying the sample it was reading (deferred parts read),
+    after every complete sample before it was yielded. A tar cut exactly between members is recognised
+    by its missing end-of-archive blocks; the last sample read may then lack parts, so it is the one
     reported. A gzip, bz2 or xz tar is read through its decompressor. A file that is not a tar
     raises `tarfile.ReadError`.
     """
     key: str | None = None
-    parts: dict[str, bytes] = {}
-    offsets: dict[str, int] = {}
-    with tarfile.open(path, mode="r|*") as tar:
-        verbatim = tar.fileobj.comptype == "tar"  # stream positions are file positions
+    parts: dict[str, bytes | None] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    compressed = _compressed(path)
+    # A plain tar is read with random access, so a deferred member's bytes are skipped, not read.
+    with tarfile.open(path, mode="r|*" if compressed else "r:") as tar:
+        size = None if compressed else os.fstat(tar.fileobj.fileno()).st_size
         try:
             for member in tar:
                 if not member.isfile():
@@ -168,25 +175,59 @@ def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], 
                     continue
                 member_key = f"{directory}/{stem}" if directory else stem
                 if member_key != key and key is not None:
-                    yield key, parts, offsets
-                    parts, offsets = {}, {}
-                key = member_key
+                    yield key, parts, spans
+                    parts, spans = {}, {}
+                key, ext = member_key, ext.lower()
+                spans.pop(ext, None)
+                if not compressed and not member.issparse():
+                    if defer is not None and member.size and defer(ext):
+                        if member.offset_data + member.size > size:
+                            raise EOFError(f"member {member.name} has {size - member.offset_data} of {member.size} bytes")
+                        parts[ext], spans[ext] = None, (member.offset_data, member.size)
+                        continue
+                    spans[ext] = (member.offset_data, member.size)
                 data = tar.extractfile(member).read()
                 if len(data) != member.size:
                     raise EOFError(f"member {member.name} has {len(data)} of {member.size} bytes")
-                parts[ext.lower()] = data
-                if verbatim and not member.issparse():
-                    offsets[ext.lower()] = member.offset_data
-                else:
-                    offsets.pop(ext.lower(), None)
+                parts[ext] = data
         except (tarfile.TarError, EOFError, OSError) as e:
-            raise TarTruncated(key, parts, f"{type(e).__name__}: {e}") from None
+            raise TarTruncated(key, _read_deferred(tar, parts, spans), f"{type(e).__name__}: {e}") from None
         # Only a plain tar's end can be checked against its file size; a compressed one cut short
         # fails in its decompressor above.
-        if verbatim and Path(path).stat().st_size - tar.offset < tarfile.BLOCKSIZE:
-            raise TarTruncated(key, parts, f"no end-of-archive block after byte {tar.offset}")
+        if not compressed and size - tar.offset < tarfile.BLOCKSIZE:
+            raise TarTruncated(key, _read_deferred(tar, parts, spans), f"no end-of-archive block after byte {tar.offset}")
     if key is not None:
-        yield key, parts, offsets
+        yield key, parts, spans
+
+
+def _compressed(path: str | Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(6).startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00"))  # gzip, bz2, xz
+
+
+def _read_deferred(tar: tarfile.TarFile, parts: dict[str, bytes | None], spans: dict[str, tuple[int, int]]) -> dict[str, bytes]:
+    """A truncated sample's parts for the quarantine: deferred ones read (each was checked to lie in the file)."""
+    return {ext: os.pread(tar.fileobj.fileno(), spans[ext][1], spans[ext][0]) if data is None else data
+            for ext, data in parts.items()}
+
+
+def read_input_spans(file: dict, spans: Iterable[tuple[int, int]], reader: str) -> list[bytes]:
+    """The bytes at each (offset, size) of input file `file` (path, size, mtime_ns as it was when read),
+    which must be unchanged since: `reader` names what refers to them, for the error otherwise."""
+    try:
+        f = open(file["path"], "rb")
+    except FileNotFoundError:
+        raise _input_changed(file, reader, "is gone") from None
+    with f:
+        stat = os.fstat(f.fileno())
+        if (stat.st_size, stat.st_mtime_ns) != (file["size"], file["mtime_ns"]):
+            raise _input_changed(file, reader, f"is now {stat.st_size} bytes, mtime_ns {stat.st_mtime_ns}")
+        out = []
+        for offset, size in spans:
+            out.append(os.pread(f.fileno(), size, offset))
+            if len(out[-1]) != size:
+                raise _input_changed(file, reader, f"holds no {size} bytes at {offset}")
+    return out
 
 
 # The analysed-part table: one row per sample that passed every per-sample stage.
@@ -244,25 +285,16 @@ def read_part_rows(path: Path) -> list[dict[str, Any]]:
     if image_file is None:
         return rows
     file = json.loads(image_file)
-    try:
-        f = open(file["path"], "rb")
-    except FileNotFoundError:
-        raise _input_changed(file, path, "is gone") from None
-    with f:
-        stat = os.fstat(f.fileno())
-        if (stat.st_size, stat.st_mtime_ns) != (file["size"], file["mtime_ns"]):
-            raise _input_changed(file, path, f"is now {stat.st_size} bytes, mtime_ns {stat.st_mtime_ns}")
-        for row in rows:
-            for i, span in enumerate(row["image_spans"]):
-                if span is not None:
-                    row["images"][i] = os.pread(f.fileno(), span["size"], span["offset"])
-                    if len(row["images"][i]) != span["size"]:
-                        raise _input_changed(file, path, f"holds no {span['size']} bytes at {span['offset']}")
+    where = [(row, i, span) for row in rows for i, span in enumerate(row["image_spans"]) if span is not None]
+    data = read_input_spans(file, [(span["offset"], span["size"]) for _, _, span in where],
+                            f"part table {path}")
+    for (row, i, _), image in zip(where, data):
+        row["images"][i] = image
     return rows
 
 
-def _input_changed(file: dict, table: Path, now: str) -> RuntimeError:
+def _input_changed(file: dict, reader: str, now: str) -> RuntimeError:
     return RuntimeError(
         f"input file {file['path']} changed during the run: it was {file['size']} bytes, mtime_ns "
-        f"{file['mtime_ns']}, when read, and {now}; {table} ships images as byte ranges of it, so an input "
+        f"{file['mtime_ns']}, when read, and {now}; {reader} refers to its bytes, so an input "
         "must stay as it is until the run ends. Rerun into the same output_dir: it redoes that file's parts")

@@ -48,3 +48,25 @@ def test_ray_data_matches_in_process(tmp_path, langid_model, ray_cleanup, dedup)
     assert stats["dropped"] == {"exact_duplicate": 1} and stats["quarantined"] == {"empty_image": 1}
     assert _outputs(tmp_path / "ray") == _outputs(tmp_path / "local")
     assert _ray_processes() == []
+
+
+def test_the_in_process_executor_lets_go_of_each_task_it_has_passed_on():
+    """A reader returns every part of its input at once, and later stages fill each part in place:
+    once a part has gone on, the executor must not keep it alive until its last sibling is done."""
+    import gc
+    import weakref
+
+    from nemo_curator.tasks import EmptyTask
+
+    from nemo_twvlm.curation.executors import _handed_on
+
+    tasks = [EmptyTask() for _ in range(3)]
+    refs = [weakref.ref(t) for t in tasks]
+    stream = _handed_on(tasks)
+    del tasks
+    first = next(stream)
+    assert first is refs[0]()
+    del first
+    gc.collect()
+    assert refs[0]() is None and refs[1]() is not None and refs[2]() is not None
+    assert [t is r() for t, r in zip(stream, refs[1:])] == [True, True]

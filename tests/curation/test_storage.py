@@ -1,6 +1,6 @@
 """Shard bytes: `tar_bytes` writes the same bytes as the header-by-bytearray code it replaced, and
 `tarfile` reads them back (it checks every header's checksum). Reading: the offsets
-`iter_tar_samples` gives hold each part's bytes, a compressed tar reads whole, and a part table from before `image_spans` reads as it did.
+`iter_tar_samples` gives hold each part's bytes, deferred parts stay in the file until read from their spans, a compressed tar reads whole, and a part table from before `image_spans` reads as it did.
 Writing: an `uncached` write (shards) leaves none of the file in the page cache."""
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from nemo_twvlm.curation.storage import (
     TarTruncated,
     atomic_write,
     iter_tar_samples,
+    read_input_spans,
     read_part_rows,
     tar_bytes,
 )
@@ -62,9 +63,33 @@ def test_tar_offsets_hold_the_parts(tmp_path):
     data = path.read_bytes()
     got = list(iter_tar_samples(path))
     assert [(key, parts) for key, parts, _ in got] == samples
-    for _, parts, offsets in got:
-        assert offsets.keys() == parts.keys()
-        assert all(data[offsets[ext]:offsets[ext] + len(parts[ext])] == parts[ext] for ext in parts)
+    for _, parts, spans in got:
+        assert spans.keys() == parts.keys()
+        assert all(data[offset:offset + size] == parts[ext] for ext, (offset, size) in spans.items())
+
+
+def test_deferred_parts_are_left_in_the_tar_and_read_back_from_their_spans(tmp_path):
+    samples = [(f"s{i}", {"jpg": bytes([i + 1]) * (900 * i + 1), "txt": f"caption {i}".encode()}) for i in range(6)]
+    samples.append(("empty", {"jpg": b"", "txt": b"an empty image is read, not deferred"}))
+    path = tmp_path / "plain.tar"
+    path.write_bytes(tar_bytes(samples))
+    file = {"path": str(path), "size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns}
+    got = list(iter_tar_samples(path, defer=lambda ext: ext == "jpg"))
+    assert [key for key, _, _ in got] == [key for key, _ in samples]
+    assert [parts["jpg"] for _, parts, _ in got] == [None] * 6 + [b""]
+    assert [parts["txt"] for _, parts, _ in got] == [parts["txt"] for _, parts in samples]
+    images = read_input_spans(file, [spans["jpg"] for _, _, spans in got[:6]], "this test")
+    assert images == [parts["jpg"] for _, parts in samples[:6]]
+
+    offset, size = got[5][2]["jpg"]
+    path.write_bytes(path.read_bytes()[:offset + size // 2])  # into the last deferred image's bytes
+    with pytest.raises(RuntimeError, match=f"input file {path} changed during the run.*this test refers to its bytes"):
+        read_input_spans(file, [got[0][2]["jpg"]], "this test")
+    read = []
+    with pytest.raises(TarTruncated) as cut:
+        read.extend(key for key, _, _ in iter_tar_samples(path, defer=lambda ext: ext == "jpg"))
+    assert read == ["s0", "s1", "s2", "s3", "s4"]
+    assert cut.value.key == "s5" and cut.value.parts == {} and "member s5.jpg has" in cut.value.detail
 
 
 def test_a_compressed_tar_reads_whole_and_cut_short_is_truncated(tmp_path):

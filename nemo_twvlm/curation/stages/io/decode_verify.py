@@ -1,17 +1,21 @@
 """Decode every image once and verify it: format, pixel count (from the header, before decoding),
 full decode (corrupt / truncated), minimum side and aspect ratio; then normalise it to upright 8-bit RGB
 (nemo_twvlm.data.image.normalise_image), noting an animation cut to its first frame or an EXIF
-rotation, on the sample (counted) and on the image (so `resize` re-encodes what its bytes show otherwise)."""
+rotation, on the sample (counted) and on the image (so `resize` re-encodes what its bytes show otherwise).
+
+It first reads the part's images that the reader left in the input tar (read_webdataset), so that a
+worker holds one part's encoded images at a time."""
 from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from nemo_twvlm.curation.sample import Reject, Sample, note
+from nemo_twvlm.curation.sample import ImageItem, InputFile, Reject, Sample, SampleBatch, note
 from nemo_twvlm.curation.stages.base import LoadOnFirstUse, PerSampleStage
+from nemo_twvlm.curation.storage import read_input_spans
 from nemo_twvlm.data.image import normalise_image
 
 _FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -67,6 +71,10 @@ class DecodeVerifyStage(LoadOnFirstUse, PerSampleStage):
         if Image.core.get_blocks_max() < self.cache_blocks:
             Image.core.set_blocks_max(self.cache_blocks)
 
+    def process(self, batch: SampleBatch) -> SampleBatch:
+        read_deferred_images(batch)
+        return super().process(batch)
+
     def check(self, sample: Sample) -> None:
         for item in sample.images:
             img, (width, height) = decode(item.data, formats=self.formats, max_pixels=self.max_pixels,
@@ -83,3 +91,17 @@ class DecodeVerifyStage(LoadOnFirstUse, PerSampleStage):
                 item.meta["notes"] = notes
             for name in notes:
                 note(sample, name)
+
+
+def read_deferred_images(batch: SampleBatch) -> None:
+    """Read the images the reader left at their spans in the input, one open per input file. An input
+    changed since it was read stops the run with an error naming it, rather than failing its samples."""
+    by_file: dict[InputFile, list[tuple[Sample, ImageItem]]] = {}
+    for sample, item in batch.images():
+        if item.data is None and item.span is not None:
+            by_file.setdefault(item.span.file, []).append((sample, item))
+    for file, items in by_file.items():
+        data = read_input_spans(asdict(file), [(item.span.offset, item.span.size) for _, item in items],
+                                f"part {batch.part} of {batch.source!r}")
+        for (sample, item), image in zip(items, data):
+            item.data = item.span.data = sample.raw[item.ref] = image

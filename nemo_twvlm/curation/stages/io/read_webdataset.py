@@ -1,15 +1,19 @@
-"""Read one WebDataset tar into batches of samples; malformed samples are rejected, never raised."""
+"""Read one WebDataset tar into batches of samples; malformed samples are rejected, never raised.
+
+The images of a plain tar are not read here: each image item gets its byte range in the tar (its
+`span`) and no bytes, and decode_verify reads a part's images when it starts on that part. A worker
+so holds one part's images, not the whole input file's (storage.iter_tar_samples)."""
 from __future__ import annotations
 
 import json
 import os
 import tarfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from nemo_twvlm.curation.parts import split_parts
 from nemo_twvlm.curation.sample import ImageItem, InputFile, InputSpan, Reject, Rejection, Sample, SampleBatch
 from nemo_twvlm.curation.stages.io.reader import ReaderStage
-from nemo_twvlm.curation.storage import TarTruncated, iter_tar_samples
+from nemo_twvlm.curation.storage import TarTruncated, iter_tar_samples, read_input_spans
 
 
 @dataclass
@@ -32,15 +36,18 @@ class WebDatasetReaderStage(ReaderStage):
         try:
             stat = os.stat(path)  # before reading: a change while it is read shows at shard writing
             file = InputFile(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-            for key, parts, offsets in iter_tar_samples(path):
+            for key, parts, spans in iter_tar_samples(path, defer=self._is_image):
                 sample = Sample(key=key, index=index, segments=[], raw=parts)
                 try:
                     sample.segments = self._segments(parts)
                     for item in sample.images:  # the shards read pass-through images back from the tar
-                        if item.ref in offsets and item.data is parts[item.ref]:
-                            item.span = InputSpan(file, offsets[item.ref], item.data)
+                        if item.ref in spans and item.data is parts[item.ref]:
+                            item.span = InputSpan(file, *spans[item.ref], item.data)
+                    refs = {item.ref for item in sample.images}
+                    _read_parts(file, parts, spans, [ext for ext in parts if ext not in refs])  # unused formats
                     samples.append(sample)
                 except Reject as r:
+                    _read_parts(file, parts, spans, list(parts))
                     rejected.append(Rejection(key, index, self.name, r.reason, r.detail, parts))
                 index += 1
         except TarTruncated as t:
@@ -50,17 +57,21 @@ class WebDatasetReaderStage(ReaderStage):
             rejected.append(Rejection(source, index, self.name, "unreadable_tar", f"{type(e).__name__}: {e}"))
         return split_parts(dataset_name, source, samples, rejected, self.batch_samples, self.work_dir, self.name)
 
-    def _segments(self, parts: dict[str, bytes]) -> list:
+    def _is_image(self, ext: str) -> bool:
+        """A part to leave in the tar: one of image.formats, as a pair's `jpg` or a document's `0.jpg`."""
+        return ext.rsplit(".", 1)[-1] in self.formats
+
+    def _segments(self, parts: dict[str, bytes | None]) -> list:
         if self.kind == "interleaved":
             return self._document(parts)
         image_ext = next((ext for ext in self.formats if ext in parts), None)
         if image_ext is None:
             raise Reject("missing_image", f"parts {sorted(parts)} hold none of {self.formats}")
-        if not parts[image_ext]:
+        if parts[image_ext] == b"":  # None: not read yet (never empty)
             raise Reject("empty_image", f"{image_ext} is 0 bytes")
         return [ImageItem(ref=image_ext, data=parts[image_ext], ext=image_ext), _caption(parts)]
 
-    def _document(self, parts: dict[str, bytes]) -> list:
+    def _document(self, parts: dict[str, bytes | None]) -> list:
         if "json" not in parts:
             raise Reject("missing_caption", f"no json part among {sorted(parts)}")
         doc = _json(parts["json"])
@@ -75,7 +86,7 @@ class WebDatasetReaderStage(ReaderStage):
                 ref = seg["image"]
                 if ref not in parts:
                     raise Reject("missing_image", f"segment names part {ref!r}, not in {sorted(parts)}")
-                if not parts[ref]:
+                if parts[ref] == b"":
                     raise Reject("empty_image", f"{ref} is 0 bytes")
                 out.append(ImageItem(ref=ref, data=parts[ref], ext=ref.rsplit(".", 1)[-1]))
             else:
@@ -85,6 +96,16 @@ class WebDatasetReaderStage(ReaderStage):
         if not any(isinstance(s, str) and s.strip() for s in out):
             raise Reject("empty_caption", "document has no text segment")
         return out
+
+
+def _read_parts(file: InputFile, parts: dict[str, bytes | None], spans: dict[str, tuple[int, int]],
+                exts: list[str]) -> None:
+    """Read those of `exts` the tar scan left in the file: a rejected sample's, for the quarantine, and
+    image formats no image item names (a sample with both `jpg` and `png` ships one)."""
+    deferred = [ext for ext in exts if parts[ext] is None]
+    if deferred:
+        data = read_input_spans(asdict(file), [spans[ext] for ext in deferred], f"the reader of {file.path}")
+        parts.update(zip(deferred, data))
 
 
 def _text(data: bytes, part: str) -> str:

@@ -56,7 +56,7 @@ def _row(sample: Sample) -> dict:
         "index": sample.index, "key": sample.key, "doc": json.dumps(doc, ensure_ascii=False),
         "images": [None if span else item.data for item, span in zip(images, spans)],
         "image_exts": [item.ext for item in images],
-        "image_spans": [{"offset": span.offset, "size": len(span.data)} if span else None for span in spans],
+        "image_spans": [{"offset": span.offset, "size": span.size} if span else None for span in spans],
         **{k: sample.meta[k] for k in _SIGNATURE_META},
         "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True),
     }
