@@ -53,10 +53,11 @@ def atomic_writer(path: Path, durable: bool = True, uncached: bool = False) -> I
     skips the fsync, for files every rerun writes again (a crash loses nothing a rerun needs).
 
     `uncached=True` drops the file's pages from the page cache once they are on disk, for bulk output
-    this process does not read again (shards): the next file's writes then reuse those pages instead
-    of taking never-touched memory. Writing 10 MB files one after another cost 17-20 ms of CPU each
-    without it and 2.2 ms with it on the 2-core VM of BENCHMARKS.md 5 (fresh guest pages fault in the
-    hypervisor); anywhere, the cache stays for what is read again (input tars, part tables)."""
+    no stage reads again (shards; Energon's indexing reads each once, from disk): the next file's writes
+    then reuse those pages instead of taking never-touched memory. Writing 10 MB files one after another
+    cost 17-20 ms of CPU each without it and 2.2 ms with it on the 2-core VM of BENCHMARKS.md 5 (fresh
+    guest pages fault in the hypervisor); anywhere, the cache stays for what is read again (input tars,
+    part tables)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
