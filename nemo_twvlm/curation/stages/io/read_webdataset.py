@@ -34,7 +34,7 @@ class WebDatasetReaderStage(ReaderStage):
         rejected: list[Rejection] = []
         index = 0
         try:
-            stat = os.stat(path)  # before reading: a change while it is read shows at shard writing
+            stat = os.stat(path)  # before reading: a change while it is read shows at decode or shard writing
             file = InputFile(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
             for key, parts, spans in iter_tar_samples(path, defer=self._is_image):
                 sample = Sample(key=key, index=index, segments=[], raw=parts)
