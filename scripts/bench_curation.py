@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from nemo_twvlm.curation.cli import compose_config  # noqa: E402
 from nemo_twvlm.curation.config import CurationConfig  # noqa: E402
 from nemo_twvlm.curation.hashing import MinHashIndex, TextMinHasher, pixel_hash  # noqa: E402
+from nemo_twvlm.curation.stages.fused import unfused  # noqa: E402
 from nemo_twvlm.curation.storage import iter_tar_groups, tar_bytes  # noqa: E402
 from nemo_twvlm.curation.zh import dedup_normalise, shingles  # noqa: E402
 from nemo_twvlm.data.synthetic import TAIWAN_LINES  # noqa: E402
@@ -96,10 +97,10 @@ def pipeline_rate(folder: Path, out: Path) -> dict:
     start, cpu = time.perf_counter(), time.process_time()
     pipeline = build_pipeline(cfg)
     pipeline.build()  # composite stages decomposed (run() builds again, keeping these): every stage timed
-    for stage in pipeline.stages:
+    for stage in unfused(pipeline.stages):
         _time_stage(stage, stage_cpu)
     pipeline.run(executor=make_executor("in_process"))
-    _untime(pipeline.stages)
+    _untime(unfused(pipeline.stages))
     del pipeline  # its stages' memory is freed inside the timing, as a run's would be
     stages_s, stages_cpu_s = time.perf_counter() - start, time.process_time() - cpu
     stats = finalize(cfg, sorted(input_files(cfg)))

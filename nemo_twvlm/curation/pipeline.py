@@ -2,11 +2,13 @@
 last, then summarised into manifest.json, stats.json, quarantine/index.jsonl, Energon metadata and
 report.html.
 
-    read -> [download] -> decode_verify -> clean_text -> language_id -> script_zh -> quality_zh
-         -> [image_embed -> nsfw -> aesthetic] -> [clip_score] -> resize -> signatures -> token_count
-         -> checkpoint -> dedup -> write_shards
+    read -> [download] -> analyse_part -> checkpoint -> dedup -> write_shards
 
-Everything up to `checkpoint` works on one part of one input file at a time; `dedup` sees the
+    analyse_part: decode_verify -> clean_text -> language_id -> script_zh -> quality_zh
+                  -> [image_embed -> nsfw -> aesthetic] -> [clip_score] -> resize -> signatures -> token_count
+
+`analyse_part` runs its stages one after another on a part in one worker (stages.fused), so no
+executor serialises a part while it holds decoded pixels. Everything up to `checkpoint` works on one part of one input file at a time; `dedup` sees the
 signatures of all of them (or, with `dedup.shards > 1`, the composite that decomposes into
 dedup_partition -> dedup_fanout -> dedup_shard -> dedup_merge and splits that search by LSH band
 key); `write_shards` works per input file again. `read` is the reader of `input.format` (nemo_twvlm.curation.readers).
@@ -39,6 +41,7 @@ from nemo_twvlm.curation.stages.filters.language_id import LanguageIdStage
 from nemo_twvlm.curation.stages.filters.quality_zh import QualityStage
 from nemo_twvlm.curation.stages.filters.script_zh import ScriptStage
 from nemo_twvlm.curation.stages.filters.token_count import TokenCountStage
+from nemo_twvlm.curation.stages.fused import FusedStage
 from nemo_twvlm.curation.stages.io.decode_verify import DecodeVerifyStage
 from nemo_twvlm.curation.stages.io.download import DownloadStage
 from nemo_twvlm.curation.stages.io.list_inputs import ListInputsStage
@@ -54,6 +57,7 @@ from nemo_twvlm.presets import get_preset
 
 # Energon's view of interleaved shards: `json` holds the ordered segments, an image segment names
 # a part of the same sample, which Energon decodes.
+ANALYSE_PART = "analyse_part"  # the fused stage's name, in executors' logs
 INTERLEAVED_SAMPLE_LOADER = '''\
 """Energon sample loader for nemo_twvlm curated interleaved documents."""
 
@@ -102,7 +106,9 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
         reader.build(cfg, in_dir, work)]
     if reader.fetches:
         stages.append(DownloadStage(cfg.download))
-    stages += [
+    # One part from its encoded images to its token counts, in one worker: its decoded pixels never
+    # cross a stage boundary (stages.fused).
+    stages.append(FusedStage(ANALYSE_PART, [
         DecodeVerifyStage(**asdict(cfg.image), cache_blocks=cfg.input.batch_samples, keep_side=cfg.resize.max_side),
         CleanTextStage(**asdict(cfg.text)),
         LanguageIdStage(**asdict(cfg.lang)),
@@ -113,6 +119,8 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
         SignatureStage(shingle=cfg.dedup.shingle, num_perm=cfg.dedup.num_perm),
         TokenCountStage(cfg.tokens.tokenizer, get_preset(cfg.tokens.preset).num_image_tokens,
                         max_per_sample=cfg.tokens.max_per_sample),
+    ]))
+    stages += [
         CheckpointStage(work, str(layout.quarantine), keep_dropped=cfg.quarantine.keep_dropped),
         dedup_stage(cfg),
         ShardWriterStage(work, str(layout.shards), str(layout.quarantine), kind=cfg.kind,

@@ -70,10 +70,11 @@ def test_pipeline_is_curator_stages(langid_model, tmp_path):
                                                                 "lang": {"model_path": str(langid_model)}}))
     pipeline = build_pipeline(cfg)
     assert all(isinstance(s, ProcessingStage) for s in pipeline.stages)
-    names = [s.name for s in pipeline.stages]
-    assert names == ["file_partitioning", "read", "decode_verify", "clean_text", "language_id", "script_zh",
-                     "quality_zh", "resize", "signatures", "token_count", "checkpoint", "dedup", "write_shards"]
-    assert "Stage 12: dedup" in pipeline.describe()
+    assert [s.name for s in pipeline.stages] == ["file_partitioning", "read", "analyse_part", "checkpoint", "dedup",
+                                                 "write_shards"]
+    assert [s.name for s in pipeline.stages[2].stages] == [
+        "decode_verify", "clean_text", "language_id", "script_zh", "quality_zh", "resize", "signatures", "token_count"]
+    assert "Stage 5: dedup" in pipeline.describe()
 
 
 def test_token_budget_keeps_input_order(tmp_path, langid_model):

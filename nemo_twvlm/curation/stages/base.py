@@ -7,7 +7,8 @@ reads it.
 
 Ray Data runs a stage that overrides `setup()` as an actor pool holding a CPU per actor: four such
 stages on a 2-core laptop reserve every CPU and the pipeline deadlocks (measured with Ray 2.60),
-and actors stop Ray from fusing the per-sample stages into one task that never serialises a batch.
+and actors stop Ray from fusing stages into one task. (Fused or not, Ray Data pickles a task between
+its stages: the stages that hold a part's decoded pixels are one `stages.fused.FusedStage`.)
 These stages are cheap to load, so they run as tasks and load on first use; executors that do
 call `setup()` (actors, Xenna, in-process) load them there, once. What they load is kept per process
 (`once_per_process`): a second pipeline in the same process (a reused Ray worker, tests, the

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from nemo_twvlm.curation.config import CurationConfig
 from nemo_twvlm.curation.pipeline import build_pipeline
 from nemo_twvlm.curation.sample import ImageItem, Sample, SampleBatch
+from nemo_twvlm.curation.stages.fused import unfused
 from nemo_twvlm.curation.stages.models.aesthetic import AestheticStage
 from nemo_twvlm.curation.stages.models.image_embed import ImageEmbedStage
 from nemo_twvlm.curation.stages.models.nsfw import NsfwStage
@@ -246,7 +247,7 @@ def test_left_out_with_a_warning_when_not_configured(tmp_path):
     messages: list[str] = []
     sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
     try:
-        names = [s.name for s in build_pipeline(_config(tmp_path)).stages]
+        names = [s.name for s in unfused(build_pipeline(_config(tmp_path)).stages)]
     finally:
         logger.remove(sink)
     assert not {"image_embed", "aesthetic", "nsfw", "clip_score"} & set(names)
@@ -280,12 +281,12 @@ def test_a_head_without_an_embedding_model_names_both_fields(tmp_path):
 
 def test_clip_score_reuses_the_embeddings_of_the_same_model(clip_dir, tmp_path):
     heads = {"aesthetic_model": str(save_aesthetic(aesthetic_head(None, 5.0), tmp_path / "a.safetensors"))}
-    same = {s.name: s for s in build_pipeline(_config(tmp_path, embedding_model=str(clip_dir),
-                                                      clip_model=str(clip_dir), **heads)).stages}
+    same = {s.name: s for s in unfused(build_pipeline(_config(tmp_path, embedding_model=str(clip_dir),
+                                                              clip_model=str(clip_dir), **heads)).stages)}
     assert same["clip_score"].reuse_image_embeddings
     other = tiny_clip(tmp_path / "zh_clip")
-    apart = {s.name: s for s in build_pipeline(_config(tmp_path, embedding_model=str(clip_dir),
-                                                       clip_model=str(other), **heads)).stages}
+    apart = {s.name: s for s in unfused(build_pipeline(_config(tmp_path, embedding_model=str(clip_dir),
+                                                               clip_model=str(other), **heads)).stages)}
     assert not apart["clip_score"].reuse_image_embeddings
 
 
@@ -301,7 +302,7 @@ def test_interleaved_pipeline_has_the_model_stages(clip_dir, tmp_path):
         cfg = compose(config_name="interleaved_zh_tw", overrides=[
             f"input_dir={tmp_path}", f"output_dir={tmp_path / 'out'}", f"models.embedding_model={clip_dir}",
             f"models.nsfw_model={tmp_path / 'n.pth'}", f"models.aesthetic_model={tmp_path / 'a.safetensors'}"])
-    names = [s.name for s in build_pipeline(CurationConfig.from_dict(OmegaConf.to_container(cfg, resolve=True))).stages]
+    names = [s.name for s in unfused(build_pipeline(CurationConfig.from_dict(OmegaConf.to_container(cfg, resolve=True))).stages)]
     assert ["image_embed", "nsfw", "aesthetic"] == [n for n in names if n in ("image_embed", "nsfw", "aesthetic")]
 
 
