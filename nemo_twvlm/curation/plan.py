@@ -1,7 +1,8 @@
 """Projected cost of a curation run: CPU time per stage, wall time on a cluster, output disk and peak
-memory per node, from the costs measured per sample and per signature (BENCHMARKS.md sections 5, 5b
-and 5c). The curation counterpart of `nemo_twvlm.planner`: arithmetic on the config, nothing is read,
-started or imported beyond it, so `nemo twvlm curate_plan` answers instantly.
+memory per node, from the costs measured per sample, per signature and per worker process
+(BENCHMARKS.md sections 5, 5b and 5c). The curation counterpart of `nemo_twvlm.planner`: arithmetic
+on the config, nothing is read, started or imported beyond it, so `nemo twvlm curate_plan` answers
+instantly.
 
 What the numbers assume (say it before trusting them):
 - measured rates are per core and spread ideally over nodes x cores; the executor's scheduling, Ray's
@@ -10,6 +11,10 @@ What the numbers assume (say it before trusting them):
   at resize.max_side 672; an interleaved document or a conversation counts `images_per_sample` images
   at that cost each, and its text at a caption's;
 - every sample is assumed kept (upper bound for disk and the dedup indexes);
+- memory per node counts a worker process per core, each with its own imports and one task's images
+  (BENCHMARKS.md 5c, peak RSS of an in-process worker), Ray's own processes, and a process per dedup
+  task; a node's processes share the mapped libraries, counted once. Under Xenna (the cluster
+  executor) the analysing worker measured below that figure, under Ray Data up to 58% above it;
 - the sharded merge's cost is the captions benchmark's, where no value is dense; each dense value
   (a member of a large cluster of different near-duplicates) adds one index query to the merge
   (BENCHMARKS.md section 5, dense clusters);
@@ -56,6 +61,20 @@ SHARD_ROW_BYTES = 88e6 * 4 / 1e5 / 5       # largest shard's peak (88 MB at 4 sh
 MERGE_US, MERGE_BYTES = 2.7, 53            # merge: 0.27 s and 5.3 MB at 100k
 # Section 5c: a shard bucket's all-pairs pHash comparison (banding.INDEX_ABOVE), 8.11 s for 94,861 values.
 ALL_PAIRS_NS = 8.11e9 / (94_861 ** 2 / 2)
+
+# scripts/bench_curation_memory.py (commit a694aef, the 2-core AMD EPYC box of BENCHMARKS.md 5's
+# 2026-12-07 rows): one worker process's peak RSS is base + bytes per input pixel x the pixels of one task
+# (input.batch_samples samples), within 31 MiB at batch_samples 64-256 for each side. The base is the
+# largest of the three sides' (imports: Curator brings torch, ~530 MiB; the models; the run's state);
+# its file-backed part (mapped libraries) is shared by a node's workers through the page cache.
+WORKER_BASE_BYTES = 858 * 2**20
+WORKER_FILE_BACKED_BYTES = 318 * 2**20
+# Per input pixel of a task's samples: the decode (Pillow holds RGB as 4 bytes a pixel), the encoded
+# image, the pHash's reduced copy and, at 1024 px, the resize to 672.
+TASK_BYTES_PER_PIXEL = {256: 5.07, 512: 4.75, 1024: 4.77}
+# Ray's own processes on the head node beside the workers and the driver (raylet, GCS, dashboard, agents,
+# Ray Data's stats actors), the most of their summed PSS in Ray Data runs on this box; charged to every node.
+RAY_NODE_BYTES = 920 * 2**20
 
 # Arithmetic, not measured: a tar member is a 512-byte header plus on average 256 bytes of padding,
 # three members per sample (image, text, json), ~300 bytes of caption and metadata.
@@ -121,12 +140,18 @@ def plan_curation(cfg: CurationConfig, *, samples: int, nodes: int, cores_per_no
     # A part table holds an image only when it is not shipped as read from a tar (re-encoded, or downloaded).
     in_place = cfg.input.format in TAR_FORMATS and shipped == image_px
     work_bytes = samples * (PART_ROW_BYTES + (0 if in_place else image_bytes))
-    decoded = cfg.input.batch_samples * images_per_sample * image_px ** 2 * 3  # one worker's RGB batch
+    task = cfg.input.batch_samples * images_per_sample * image_px ** 2 * _by_pixels(TASK_BYTES_PER_PIXEL, image_px)
     return CurationPlan(
         kind=cfg.kind, samples=samples, nodes=nodes, cores_per_node=cores_per_node, memory_per_node=memory_per_node,
         image_px=image_px, shipped_px=shipped, stages=tuple(analyse + dedup),
         shard_bytes=samples * (image_bytes + SHARD_OVERHEAD_BYTES), work_bytes=work_bytes,
-        pipeline_memory_per_node=cores_per_node * decoded, dedup_memory_per_node=dedup_memory)
+        pipeline_memory_per_node=_workers(cores_per_node, task) + RAY_NODE_BYTES, dedup_memory_per_node=dedup_memory)
+
+
+def _workers(processes: int, each: float) -> float:
+    """Memory of `processes` worker processes on one node holding `each` bytes of work apiece: every
+    process has its own imports; their mapped libraries are in memory once."""
+    return processes * (WORKER_BASE_BYTES - WORKER_FILE_BACKED_BYTES + each) + WORKER_FILE_BACKED_BYTES
 
 
 def _check_inputs(cfg: CurationConfig, samples: int, nodes: int, cores_per_node: int, image_px: int,
@@ -156,19 +181,19 @@ def _single_dedup(cfg: CurationConfig, n: int, cores_per_node: int) -> tuple[lis
     """The fan-in stage on one node: the image search's probes spread over that node's cores
     (lookahead), the rest of each decision and the caption index run in its one ordered loop."""
     d = cfg.dedup
-    stages, memory = [], n * SIGNATURE_BYTES
+    stages, index = [], n * SIGNATURE_BYTES
     if d.image_hamming is not None:
         per = _by_size(IMAGE_DECIDE_US, n)
         speedup = 1 / (IMAGE_SERIAL_SHARE + (1 - IMAGE_SERIAL_SHARE) / cores_per_node)
         stages.append(StageCost("dedup: image search (1 node)", n * per / 1e6, n * per / 1e6 / speedup,
                                 f"{per:,.0f} us/decision, probes over {cores_per_node} threads"))
-        memory += n * IMAGE_INDEX_BYTES + IMAGE_INDEX_FIXED_BYTES
+        index += n * IMAGE_INDEX_BYTES + IMAGE_INDEX_FIXED_BYTES
     if d.caption_jaccard is not None:
         per = _by_size(CAPTION_DECIDE_US, n)
         stages.append(StageCost("dedup: caption search (1 core)", n * per / 1e6, n * per / 1e6,
                                 f"{per:.0f} us/sample, serial"))
-        memory += n * CAPTION_INDEX_BYTES + CAPTION_INDEX_FIXED_BYTES
-    return stages, memory
+        index += n * CAPTION_INDEX_BYTES + CAPTION_INDEX_FIXED_BYTES
+    return stages, _workers(1, index)
 
 
 def _sharded_dedup(cfg: CurationConfig, n: int, nodes: int, cores_per_node: int) -> tuple[list[StageCost], float]:
@@ -194,7 +219,7 @@ def _sharded_dedup(cfg: CurationConfig, n: int, nodes: int, cores_per_node: int)
         StageCost(f"dedup: {shards} shard tasks", shard_cpu, shard_cpu / parallel, f"{parallel} at a time"),
         StageCost("dedup: merge (1 core)", n * MERGE_US / 1e6, n * MERGE_US / 1e6, f"{MERGE_US} us/sample"),
     ]
-    memory = max(at_once * n * rows * SHARD_ROW_BYTES / shards, n * MERGE_BYTES)
+    memory = max(_workers(at_once, n * rows * SHARD_ROW_BYTES / shards), _workers(1, n * MERGE_BYTES))
     return stages, memory
 
 
@@ -238,7 +263,7 @@ def format_curation_plan(plan: CurationPlan) -> str:
     rows += [
         ("total", f"{plan.cpu_s / 3600:,.1f} core-h; wall {_duration(plan.wall_s)} on {cluster} (ideal scaling)"),
         ("disk", f"shards {_bytes(plan.shard_bytes)} + part tables {_bytes(plan.work_bytes)} (resumable state)"),
-        ("memory/node", f"peak {_bytes(plan.memory_per_node_peak)}: decoded batches "
+        ("memory/node", f"peak {_bytes(plan.memory_per_node_peak)}: {plan.cores_per_node} workers and Ray "
                         f"{_bytes(plan.pipeline_memory_per_node)}, dedup {_bytes(plan.dedup_memory_per_node)}"),
     ]
     if plan.memory_per_node:
