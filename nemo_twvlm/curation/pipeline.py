@@ -8,10 +8,11 @@ report.html.
                   -> [image_embed -> nsfw -> aesthetic] -> [clip_score] -> resize -> signatures -> token_count
 
 `analyse_part` runs its stages one after another on a part in one worker (stages.fused), so no
-executor serialises a part while it holds decoded pixels. Everything up to `checkpoint` works on one part of one input file at a time; `dedup` sees the
-signatures of all of them (or, with `dedup.shards > 1`, the composite that decomposes into
-dedup_partition -> dedup_fanout -> dedup_shard -> dedup_merge and splits that search by LSH band
-key); `write_shards` works per input file again. `read` is the reader of `input.format` (nemo_twvlm.curation.readers).
+executor serialises a part while it holds decoded pixels. Everything up to `checkpoint` works on one
+part of one input file at a time; `dedup` sees the signatures of all of them (or, with
+`dedup.shards > 1`, the composite that decomposes into dedup_partition -> dedup_fanout -> dedup_shard
+-> dedup_merge and splits that search by LSH band key); `write_shards` works per input file again.
+`read` is the reader of `input.format` (nemo_twvlm.curation.readers).
 """
 from __future__ import annotations
 
@@ -55,9 +56,10 @@ from nemo_twvlm.curation.stages.write.shard_writer import CONVERSATION_SAMPLE_LO
 from nemo_twvlm.curation.storage import atomic_write_json, atomic_writer, read_json
 from nemo_twvlm.presets import get_preset
 
+ANALYSE_PART = "analyse_part"  # the fused stage's name, in executors' logs
+
 # Energon's view of interleaved shards: `json` holds the ordered segments, an image segment names
 # a part of the same sample, which Energon decodes.
-ANALYSE_PART = "analyse_part"  # the fused stage's name, in executors' logs
 INTERLEAVED_SAMPLE_LOADER = '''\
 """Energon sample loader for nemo_twvlm curated interleaved documents."""
 

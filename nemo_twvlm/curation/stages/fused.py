@@ -4,9 +4,9 @@ An executor hands a task from one stage to the next by pickling it: Ray Data doe
 stages it fuses into one Ray task (each `map_batches` hop turns its output into a block), and Xenna
 passes each stage's output through the object store to another actor. A part's decoded images live
 from `decode_verify` to `signatures`, so every hop between them copied every pixel twice (pickle and
-unpickle) and kept the copies in the worker: under Ray Data, one worker curating 512 px pairs in
-tasks of 256 peaked at 2,072 MiB, against 1,123 MiB for the same stages in process (BENCHMARKS.md
-5c). Run as one stage, the stages hand each other the task itself, and what crosses to the next
+unpickle) and kept the copies in the worker: under Ray Data, a worker curating 512 px pairs in
+tasks of 256 peaked at ~2,180 MiB (1,159 MiB for all stages in one process), and the run took four
+times as long as fused (BENCHMARKS.md 5c). Run as one stage, the stages hand each other the task itself, and what crosses to the next
 stage has no pixels left. Each member still records its own counts under its own name.
 """
 from __future__ import annotations
