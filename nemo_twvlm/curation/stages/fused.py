@@ -36,12 +36,6 @@ class FusedStage(CurationStage[Any, Any]):
         self.name = name
         self.stages = list(stages)
 
-    def inputs(self):
-        return self.stages[0].inputs()
-
-    def outputs(self):
-        return self.stages[-1].outputs()
-
     def setup_on_node(self, node_info=None, worker_metadata=None) -> None:
         for stage in self.stages:
             stage.setup_on_node(node_info, worker_metadata)
