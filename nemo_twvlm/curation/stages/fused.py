@@ -6,8 +6,9 @@ passes each stage's output through the object store to another actor. A part's d
 from `decode_verify` to `signatures`, so every hop between them copied every pixel twice (pickle and
 unpickle) and kept the copies in the worker: under Ray Data, a worker curating 512 px pairs in
 tasks of 256 peaked at ~2,180 MiB (1,159 MiB for all stages in one process), and the run took four
-times as long as fused (BENCHMARKS.md 5c). Run as one stage, the stages hand each other the task itself, and what crosses to the next
-stage has no pixels left. Each member still records its own counts under its own name.
+times as long as fused (BENCHMARKS.md 5c). Run as one stage, the stages hand each other the task
+itself, and what crosses to the next stage has no pixels left. Each member still records its own
+counts under its own name.
 """
 from __future__ import annotations
 
