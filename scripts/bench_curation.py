@@ -2,7 +2,7 @@
 hash alone) on the same data, a per-stage breakdown, and caption near-dup scaling 10k -> 100k.
 
     .venv/bin/python scripts/bench_curation.py [--size 256 512 1024 1500] [--pairs 2000 1000 1000 500]
-                                               [--captions 10000 30000 100000]
+                                               [--captions 10000 30000 100000] [--tokenizer meta|debug]
 
 Everything runs in this process with the in-process executor (one core: thread pools are pinned
 to one thread), so samples/s is per core. Both sides are timed warm: the pipeline first runs once
@@ -11,6 +11,10 @@ Prints one JSON line per measurement, then a summary line per image size; `stage
 stage's CPU ms per input sample inside the timed runs (best of them), and `fixed_s` what a run
 spends outside its stages (building the pipeline, setup, the executor). `--captions 0` (or none)
 skips the caption scaling. The sharded dedup's scaling is scripts/bench_dedup.py's.
+Token counts use Meta's Llama-3 vocabulary in the published layout by default (the tokenizer a
+production run counts with; tests/conversion/llama3_layout.py builds it from the tokenizer.model setup
+fetched); `--tokenizer debug` uses the committed debug tokenizer, which splits Han text into single
+characters first and costs ~2-4x as much per caption.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
@@ -80,19 +86,31 @@ def raw_floor(folder: Path) -> tuple[int, float, float]:
     return n, time.perf_counter() - start, time.process_time() - cpu
 
 
-def config(folder: Path, out: Path) -> CurationConfig:
+def tokenizer_dir(kind: str, folder: Path) -> Path:
+    """The tokenizer token_count loads: Meta's Llama-3 vocabulary written under `folder`, or the debug one."""
+    if kind == "debug":
+        return REPO / "data" / "tokenizer"
+    sys.path.insert(0, str(REPO / "tests" / "conversion"))
+    from llama3_layout import META_RANKS, write_llama3_tokenizer
+
+    if not META_RANKS.is_file():
+        raise SystemExit(f"{META_RANKS} is missing: run scripts/setup.sh (or --tokenizer debug)")
+    return write_llama3_tokenizer(folder / "llama3_tokenizer", ranks=META_RANKS)
+
+
+def config(folder: Path, out: Path, tokenizer: Path) -> CurationConfig:
     """conf/curation/pairs_zh_tw.yaml with this run's paths, in process."""
     return compose_config("pairs_zh_tw", [
         f"input_dir={folder}", f"output_dir={out}",
         f"lang.model_path={REPO / '.venv' / 'share' / 'nemo_twvlm' / 'lid.176.ftz'}",
-        f"tokens.tokenizer={REPO / 'data' / 'tokenizer'}", "executor.name=in_process"])
+        f"tokens.tokenizer={tokenizer}", "executor.name=in_process"])
 
 
-def pipeline_rate(folder: Path, out: Path) -> dict:
+def pipeline_rate(folder: Path, out: Path, tokenizer: Path) -> dict:
     from nemo_twvlm.curation.executors import make_executor
     from nemo_twvlm.curation.pipeline import build_pipeline, finalize, input_files
 
-    cfg = config(folder, out)
+    cfg = config(folder, out, tokenizer)
     stage_cpu: dict[str, float] = {}
     start, cpu = time.perf_counter(), time.process_time()
     pipeline = build_pipeline(cfg)
@@ -169,16 +187,17 @@ def caption_scaling(sizes: list[int]) -> list[dict]:
     return results
 
 
-def image_size_run(pairs: int, size: int, repeat: int) -> str:
+def image_size_run(pairs: int, size: int, repeat: int, tokenizer_kind: str) -> str:
     """Floor vs pipeline on `pairs` JPEGs of `size` px; returns the summary line."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "in"
         write_input(folder, pairs, size)
+        tokenizer = tokenizer_dir(tokenizer_kind, Path(tmp))
         raw_floor(folder)  # warm the page cache and imports before either timing
         warm = Path(tmp) / "warm"
         warm.mkdir()
         (warm / "00000.tar").symlink_to(folder / "00000.tar")
-        cold = pipeline_rate(warm, Path(tmp) / "out_warm")  # imports (transformers, scipy) and model loads
+        cold = pipeline_rate(warm, Path(tmp) / "out_warm", tokenizer)  # imports (transformers, scipy) and model loads
         print(json.dumps({"pipeline_cold_first_tar": {k: v for k, v in cold.items() if k != "stage_cpu_s"}}))
         # The CPU is shared: alternate the two and keep each one's best of `repeat`, by wall time
         # and by CPU time (samples per CPU-second is samples/s per core, whatever else runs).
@@ -186,7 +205,7 @@ def image_size_run(pairs: int, size: int, repeat: int) -> str:
         for r in range(repeat):
             n, floor_s, floor_cpu = raw_floor(folder)
             floors.append((floor_s, floor_cpu))
-            runs.append(pipeline_rate(folder, Path(tmp) / f"out{r}"))
+            runs.append(pipeline_rate(folder, Path(tmp) / f"out{r}", tokenizer))
             print(json.dumps({"size": size, "raw_floor_s": round(floor_s, 3), "raw_floor_cpu_s": round(floor_cpu, 3),
                               "pipeline": {k: v for k, v in runs[-1].items() if k != "stage_cpu_s"}}))
         floor = n / min(f[0] for f in floors)
@@ -200,7 +219,7 @@ def image_size_run(pairs: int, size: int, repeat: int) -> str:
     return (f"bench_curation: pairs={n} size={size}px jpeg (best of {repeat}) "
             f"wall: floor={floor:.0f}/s pipeline={rate:.0f}/s ratio={rate / floor:.2f}; "
             f"per CPU-s: floor={floor_cpu:.0f} pipeline={rate_cpu:.0f} ratio={rate_cpu / floor_cpu:.2f} "
-            f"(issue 12: >= 0.7 at 256 px, >= 0.8 at 512 px); with finalize={run['input'] / run['with_finalize_s']:.0f}/s")
+            f"(issue 12: >= 0.7 at 256 px, >= 0.8 at 512 px); {tokenizer_kind} tokenizer; with finalize={run['input'] / run['with_finalize_s']:.0f}/s")
 
 
 def main() -> None:
@@ -210,11 +229,13 @@ def main() -> None:
     parser.add_argument("--captions", type=int, nargs="*", default=[10_000, 30_000, 100_000],
                         help="caption counts for the near-dup scaling; 0 or none skips it")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tokenizer", choices=["meta", "debug"], default="meta",
+                        help="meta: Llama-3's vocabulary in the published layout (production's); debug: data/tokenizer")
     args = parser.parse_args()
     if len(args.pairs) not in (1, len(args.size)):
         raise SystemExit(f"--pairs has {len(args.pairs)} values for {len(args.size)} sizes; give 1 or one per size")
     pairs = args.pairs * len(args.size) if len(args.pairs) == 1 else args.pairs
-    lines = [image_size_run(n, size, args.repeat) for n, size in zip(pairs, args.size)]
+    lines = [image_size_run(n, size, args.repeat, args.tokenizer) for n, size in zip(pairs, args.size)]
     scaling = caption_scaling([n for n in args.captions if n > 0])
     if len(scaling) > 1:
         first, last = scaling[0], scaling[-1]

