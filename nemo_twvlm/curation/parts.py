@@ -25,14 +25,14 @@ def part_marker(work_dir: str | Path, source: str, part: int) -> Path:
     return analysed_dir(work_dir, source) / f"part-{part:05d}.json"
 
 
-def dedup_shard_dir(work_dir: str | Path, num_shards: int, shard: int) -> Path:
-    """Everything shard `shard` of the sharded dedup reads (see nemo_twvlm.curation.stages.dedup.banding)."""
-    return Path(work_dir) / "dedup" / f"shards-{num_shards}" / f"shard-{shard:05d}"
+def dedup_partition_dir(work_dir: str | Path, num_shards: int) -> Path:
+    """The sharded dedup's partition files for `num_shards` shards (see nemo_twvlm.curation.stages.dedup.banding)."""
+    return Path(work_dir) / "dedup" / f"shards-{num_shards}"
 
 
-def dedup_partition(work_dir: str | Path, num_shards: int, shard: int, source: str, part: int) -> Path:
-    """The band keys of one part that go to one shard."""
-    return dedup_shard_dir(work_dir, num_shards, shard) / source / f"part-{part:05d}.arrow"
+def dedup_partition(work_dir: str | Path, num_shards: int, source: str, part: int) -> Path:
+    """The band keys of one part, one record batch per shard they go to."""
+    return dedup_partition_dir(work_dir, num_shards) / source / f"part-{part:05d}.arrow"
 
 
 def final_marker(work_dir: str | Path, source: str) -> Path:

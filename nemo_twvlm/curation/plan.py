@@ -56,7 +56,7 @@ CAPTION_INDEX_BYTES, CAPTION_INDEX_FIXED_BYTES = (4.826e9 - 1.382e9) / 4e6, 2 **
 SIGNATURE_BYTES = 153e6 / 1e5 - 6.10e9 / 4.9e6  # single stage's peak less the dict caption index it had then
 PARTITION_MS = 9.49e3 / 1e5                # per sample (16 shards)
 SHARD_MS = 0.039                           # per sample, from all shards' 4.61 s at 4 and 6.65 s at 16 ...
-SHARD_PART_OPEN_MS = 0.435                 # ... plus this per (shard, part) file: at scale every part reaches every shard
+SHARD_PART_OPEN_MS = 0.435                 # ... plus this per (shard, part) read; at scale each part reaches each shard
 SHARD_ROW_BYTES = 88e6 * 4 / 1e5 / 5       # largest shard's peak (88 MB at 4 shards) per band-key row
 MERGE_US, MERGE_BYTES = 2.7, 53            # merge: 0.27 s and 5.3 MB at 100k
 # Section 5c: a shard bucket's all-pairs pHash comparison (banding.INDEX_ABOVE), 8.11 s for 94,861 values.

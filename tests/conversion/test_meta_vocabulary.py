@@ -19,7 +19,7 @@ TEXTS = [*TAIWAN_LINES, "Hello world", "台北101 at 8:30pm, NT$50 一杯。", "
 
 @pytest.fixture(scope="module")
 def meta(tmp_path_factory):
-    assert META_RANKS.is_file(), f"{META_RANKS} is missing: scripts/setup.sh fetches it (scripts/fetch_llama3_tokenizer.sh)"
+    assert META_RANKS.is_file(), f"{META_RANKS} is missing: scripts/setup.sh fetches it (fetch_llama3_tokenizer.sh)"
     return write_llama3_tokenizer(tmp_path_factory.mktemp("meta") / "tokenizer", ranks=META_RANKS)
 
 

@@ -4,10 +4,10 @@ four stages:
 
 1. `dedup_partition`, per analysed part: every band key of every sample (its content sha; its pHash
    cut into `image_bands` bands; its MinHash cut into the LSH bands `lsh_bands` picks, as the
-   single-process caption index cuts them) goes to shard crc32(relation, band, key) mod N, in a file
-   of that shard's own directory (work/dedup/shards-N/shard-<s>/<source>/part-<p>.arrow).
+   single-process caption index cuts them) goes to shard crc32(relation, band, key) mod N: one file
+   per part (work/dedup/shards-N/<source>/part-<p>.arrow), one record batch in it per shard.
 2. `dedup_fanout`: a barrier that starts the N shard tasks once every part is partitioned.
-3. `dedup_shard`, N independent tasks, each reading only its own directory: rows sharing a key form
+3. `dedup_shard`, N independent tasks, each reading only its own record batches: rows sharing a key form
    a bucket. Samples with the same value (sha, pHash or MinHash) form a *group*: they match each
    other at distance 0 / Jaccard 1. Two different values in a bucket are compared exactly (Hamming
    distance, share of equal MinHash values). These are the pairs the sequential indexes match: a
@@ -36,6 +36,7 @@ below INDEX_ABOVE, at ~1 ns a pair in numpy).
 """
 from __future__ import annotations
 
+import json
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -59,6 +60,7 @@ PARTITION_SCHEMA = pa.schema([
     ("source", pa.string()), ("index", pa.int64()), ("key", pa.string()),
     ("value", pa.binary()),  # what matching compares: pHash (8 bytes) or MinHash; empty for exact
 ])
+_SHARDS = "twvlm_shards"  # a partition file's schema metadata: the shard of each record batch, in order
 
 
 def duplicate(relation: int, score: float, ref: str) -> tuple[str, str]:
@@ -110,10 +112,13 @@ class Banding:
 
 def write_partition(work_dir: str | Path, num_shards: int, banding: Banding, cols: dict[str, list], source: str,
                     part: int) -> None:
-    """One part's band keys, one Arrow IPC file per shard in that shard's directory (IPC, not parquet:
-    these are many small shuffle files, read once, of hashes that do not compress). Every run
-    partitions every part again, so the files need no fsync; a shard this part no longer reaches
-    loses the part's file from an earlier run, so that a shard's directory holds only what this run wrote."""
+    """One part's band keys in one Arrow IPC file, sorted by shard: one record batch per shard they
+    reach, the shards named in order in the schema's metadata. One file per part, as in Spark's
+    sort-based shuffle: a file per (part, shard) was parts x shards files, 3.1 million at 5*10^7
+    samples on 64 shards, more than a shared filesystem's metadata server wants. IPC, not parquet:
+    read once, of hashes that do not compress, and its footer lets a shard memory-map its own batch
+    alone. Every run partitions every part again, so the file needs no fsync, and it replaces the
+    whole of an earlier run's."""
     rows: dict[str, list] = {name: [] for name in PARTITION_SCHEMA.names}
     shard_of: list[int] = []
     for i, index in enumerate(cols["index"]):
@@ -123,25 +128,33 @@ def write_partition(work_dir: str | Path, num_shards: int, banding: Banding, col
                 rows[name].append(v)
     shard_ids = np.array(shard_of, np.int64)
     order = np.argsort(shard_ids, kind="stable")  # stable: a shard's rows stay in input order
-    table = pa.Table.from_pydict(rows, schema=PARTITION_SCHEMA).take(order)
+    table = pa.Table.from_pydict(rows, schema=PARTITION_SCHEMA).take(order).combine_chunks()
     bounds = np.searchsorted(shard_ids[order], np.arange(num_shards + 1))
-    for shard in range(num_shards):
-        path = dedup_partition(work_dir, num_shards, shard, source, part)
-        if bounds[shard] == bounds[shard + 1]:
-            path.unlink(missing_ok=True)
-            continue
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_file(sink, PARTITION_SCHEMA) as writer:
-            writer.write_table(table.slice(bounds[shard], bounds[shard + 1] - bounds[shard]))
-        atomic_write(path, sink.getvalue(), durable=False)
+    reached = [shard for shard in range(num_shards) if bounds[shard] < bounds[shard + 1]]
+    schema = PARTITION_SCHEMA.with_metadata({_SHARDS: json.dumps(reached)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, schema) as writer:
+        for shard in reached:
+            writer.write_batch(table.slice(bounds[shard], bounds[shard + 1] - bounds[shard]).to_batches()[0])
+    atomic_write(dedup_partition(work_dir, num_shards, source, part), sink.getvalue(), durable=False)
 
 
 def read_shard(work_dir: str | Path, num_shards: int, shard: int, parts: Iterable[tuple[str, int, int]]) -> dict[str, list]:
-    """Shard `shard`'s rows from its own directory: the files of these (source, part, num_parts)
-    that reach it (a part without a file has no key in this shard)."""
-    paths = [dedup_partition(work_dir, num_shards, shard, source, part) for source, part, _ in parts]
-    tables = [pa.ipc.open_file(pa.memory_map(str(path))).read_all() for path in paths if path.exists()]
-    return pa.concat_tables(tables).to_pydict() if tables else {name: [] for name in PARTITION_SCHEMA.names}
+    """Shard `shard`'s rows: its record batch in each of these (source, part, num_parts)'s files (a part
+    whose keys miss this shard has none). Memory-mapped, so the other shards' batches are never read."""
+    batches = []
+    for source, part, _ in parts:
+        path = dedup_partition(work_dir, num_shards, source, part)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: part {part} of {source!r} was not partitioned for {num_shards} shards "
+                                    "(dedup_partition runs on every part before any shard)")
+        reader = pa.ipc.open_file(pa.memory_map(str(path)))
+        reached = json.loads(reader.schema.metadata[_SHARDS.encode()])
+        if shard in reached:
+            batches.append(reader.get_batch(reached.index(shard)).replace_schema_metadata(None))
+    if not batches:
+        return {name: [] for name in PARTITION_SCHEMA.names}
+    return pa.Table.from_batches(batches, schema=PARTITION_SCHEMA).to_pydict()
 
 
 @dataclass

@@ -3,9 +3,9 @@ by LSH band key into independent tasks (the algorithm: nemo_twvlm.curation.stage
 
 `ShardedDedupStage` is one Curator `CompositeStage`; the pipeline plan decomposes it into:
 
-1. `dedup_partition`, per analysed part: its band keys, one file in each shard's directory;
+1. `dedup_partition`, per analysed part: its band keys in one file, one record batch per shard;
 2. `dedup_fanout`: once every part is partitioned, one task per shard;
-3. `dedup_shard`, one task per shard, reading only its directory: its groups of equal values and
+3. `dedup_shard`, one task per shard, reading only its own batches: its groups of equal values and
    verified matching pairs;
 4. `dedup_merge`, one task: every shard's candidates walked in input order into per-source decisions.
 """

@@ -4,14 +4,14 @@ for any shard count; and through the pipeline its outputs are byte-identical."""
 from __future__ import annotations
 
 import json
-import shutil
+import zlib
 
 import numpy as np
 import pytest
 from curation_inputs import assert_contract, curate, draw, encode, good_pairs, write_tar
 
 from nemo_twvlm.curation.hashing import TextMinHasher
-from nemo_twvlm.curation.parts import dedup_shard_dir, part_table
+from nemo_twvlm.curation.parts import dedup_partition, dedup_partition_dir, part_table
 from nemo_twvlm.curation.sample import SignatureBatch
 from nemo_twvlm.curation.stages.dedup import banding
 from nemo_twvlm.curation.stages.dedup.banding import Banding, find_candidates, read_shard
@@ -129,24 +129,38 @@ def test_same_decisions_as_sequential(tmp_path, seed, shards, dense_degree, monk
     assert _sharded(batches, shards, tmp_path) == expected
 
 
-def test_a_shard_reads_only_its_own_directory(tmp_path):
+def test_a_part_writes_one_file_and_a_shard_reads_only_its_own_keys(tmp_path):
     batches = _batches(_samples(np.random.default_rng(3), 300), sources=2, per_part=40)
     banding = Banding(**SETTINGS)
     partition = DedupPartitionStage(str(tmp_path), 4, banding)
     tasks = DedupFanoutStage(4).process_batch([partition.process(b) for b in batches])
-    before = DedupShardStage(str(tmp_path), banding).process(tasks[2]).data
-    assert before.edges and before.groups
-    for shard in (0, 1, 3):
-        shutil.rmtree(dedup_shard_dir(tmp_path, 4, shard))
-    after = DedupShardStage(str(tmp_path), banding).process(tasks[2]).data
-    assert (after.groups, after.edges, after.refs) == (before.groups, before.edges, before.refs)
-    files = sorted(dedup_shard_dir(tmp_path, 4, 2).glob("*/part-*.arrow"))
-    assert len(files) == len(batches)  # 40-sample parts reach every shard: one file each
+    files = sorted(dedup_partition_dir(tmp_path, 4).rglob("*"))
+    assert [f for f in files if f.is_file()] == sorted(dedup_partition(tmp_path, 4, b.source, b.part) for b in batches)
+    rows = [read_shard(tmp_path, 4, shard, tasks[shard].data) for shard in range(4)]
+    for shard, shard_rows in enumerate(rows):  # each key in its own shard, and only there
+        routed = {zlib.crc32(bytes((r, b)) + k) % 4
+                  for r, b, k in zip(shard_rows["relation"], shard_rows["band"], shard_rows["bucket"])}
+        assert routed == {shard}
+    every = {(r, b, k, s, i) for shard_rows in rows for r, b, k, s, i in zip(
+        *(shard_rows[c] for c in ("relation", "band", "bucket", "source", "index")))}
+    assert len(every) == sum(len(shard_rows["index"]) for shard_rows in rows)
+    assert len(every) == sum(1 for b in batches for i in range(len(b.data["index"])) for _ in banding.keys(b.data, i))
+    found = DedupShardStage(str(tmp_path), banding).process(tasks[2]).data
+    assert found.edges and found.groups
 
 
-def test_a_rerun_over_an_earlier_partition_reads_only_its_own_files(tmp_path):
+def test_a_shard_names_a_part_that_was_not_partitioned(tmp_path):
+    batches = _batches(_samples(np.random.default_rng(3), 80), sources=1, per_part=40)
+    partition = DedupPartitionStage(str(tmp_path), 4, Banding(**SETTINGS))
+    tasks = DedupFanoutStage(4).process_batch([partition.process(b) for b in batches])
+    dedup_partition(tmp_path, 4, "src0", 1).unlink()
+    with pytest.raises(FileNotFoundError, match=r"part-00001.arrow: part 1 of 'src0' was not partitioned for 4 shards"):
+        read_shard(tmp_path, 4, 0, tasks[0].data)
+
+
+def test_a_rerun_over_an_earlier_partition_reads_only_its_own_keys(tmp_path):
     """Parts partitioned by an earlier (e.g. killed) run and then partitioned again with content
-    reaching fewer shards: the earlier files in shards a part no longer reaches are gone."""
+    reaching fewer shards: the earlier keys are gone with the file they were in."""
     rng = np.random.default_rng(4)
     earlier = _batches(_samples(rng, 200), sources=1, per_part=50)
     partition = DedupPartitionStage(str(tmp_path), 64, Banding(**SETTINGS))
@@ -154,7 +168,8 @@ def test_a_rerun_over_an_earlier_partition_reads_only_its_own_files(tmp_path):
         partition.process(b)
     rerun = _batches(_samples(rng, 4), sources=1, per_part=1)  # parts 0-3: one sample's ~20 keys each
     assert _sharded(rerun, 64, tmp_path) == _sequential(rerun)
-    reached = list(dedup_shard_dir(tmp_path, 64, 0).parent.glob("shard-*/src0/part-00000.arrow"))
+    parts = [("src0", 0, 4)]
+    reached = [shard for shard in range(64) if read_shard(tmp_path, 64, shard, parts)["index"]]
     assert 0 < len(reached) < 32
 
 
