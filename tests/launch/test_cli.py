@@ -16,7 +16,7 @@ import nemo_run as run
 import pytest
 import yaml
 
-from nemo_twvlm.launch import cli
+from nemo_twvlm.launch import cli, commands
 from nemo_twvlm.launch.executors import ClusterSpecError, executor_from_spec, load_executor
 from nemo_twvlm.training.config import PretrainConfig
 from nemo_twvlm.launch.recipes import find_recipes, get_recipe
@@ -165,7 +165,7 @@ def test_dryrun_prints_the_plan_and_does_not_run(in_process, capsys, tmp_path):
                      "--dryrun"]) == 0
     assert in_process == []
     out = capsys.readouterr().out
-    assert "Dry run for task nemo_twvlm.launch.cli:pretrain" in out and "seq_length=384" in out
+    assert "Dry run for task nemo_twvlm.launch.commands:pretrain" in out and "seq_length=384" in out
 
 
 def test_to_yaml_exports_the_overridden_config(in_process, tmp_path):
@@ -174,7 +174,7 @@ def test_to_yaml_exports_the_overridden_config(in_process, tmp_path):
                      "--to-yaml", str(path)]) == 0
     assert in_process == []
     exported = yaml.safe_load(path.read_text())
-    assert exported["_target_"] == "nemo_twvlm.launch.cli.pretrain"
+    assert exported["_target_"] == "nemo_twvlm.launch.commands.pretrain"
     assert exported["cfg"]["data"]["seq_length"] == 512
     assert exported["cfg"]["model"]["freeze_plan"] == "align"
     assert exported["cfg"]["trainer"]["max_steps"] == get_recipe("twvlm_debug").trainer.max_steps
@@ -227,7 +227,7 @@ def test_every_recipe_is_a_factory():
     from nemo_run.cli.api import resolve_factory
 
     for name in find_recipes("pretrain"):
-        task = resolve_factory(cli.pretrain, name)()
+        task = resolve_factory(commands.pretrain, name)()
         assert fdl.build(task.cfg) == find_recipes("pretrain")[name]()
 
 
@@ -377,7 +377,7 @@ def test_every_curate_recipe_is_a_factory():
     from nemo_run.cli.api import resolve_factory
 
     for name, recipe in find_recipes("curate").items():
-        task = resolve_factory(cli.curate, name)()
+        task = resolve_factory(commands.curate, name)()
         assert fdl.build(task.cfg) == recipe()
 
 

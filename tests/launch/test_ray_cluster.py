@@ -11,6 +11,7 @@ import yaml
 from nemo_run.core.serialization.zlib_json import ZlibJSONSerializer
 
 from nemo_twvlm.launch import cli
+from nemo_twvlm.launch.commands import curate
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_CPU = yaml.safe_load((REPO / "conf" / "cluster" / "slurm_cpu.yaml").read_text())
@@ -70,7 +71,7 @@ def test_dryrun_for_four_nodes_starts_head_then_workers_waits_and_runs_the_pipel
     # The head runs the task parsed here: the curate command with this config.
     encoded = command.removesuffix('}"').rsplit(" ", 1)[1]
     task = ZlibJSONSerializer().deserialize(encoded)
-    assert fdl.get_callable(task) is cli.curate
+    assert fdl.get_callable(task) is curate
     cfg = fdl.build(task.cfg)
     assert (cfg.output_dir, cfg.executor.name, cfg.dedup.shards) == ("/workspace/twvlm/curated", "xenna", 4)
 
