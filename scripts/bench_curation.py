@@ -27,11 +27,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import argparse  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-
-import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
@@ -197,7 +196,7 @@ def image_size_run(pairs: int, size: int, repeat: int, tokenizer_kind: str) -> s
         warm = Path(tmp) / "warm"
         warm.mkdir()
         (warm / "00000.tar").symlink_to(folder / "00000.tar")
-        cold = pipeline_rate(warm, Path(tmp) / "out_warm", tokenizer)  # imports (transformers, scipy) and model loads
+        cold = pipeline_rate(warm, Path(tmp) / "out_warm", tokenizer)  # imports (transformers, scipy), model loads
         print(json.dumps({"pipeline_cold_first_tar": {k: v for k, v in cold.items() if k != "stage_cpu_s"}}))
         # The CPU is shared: alternate the two and keep each one's best of `repeat`, by wall time
         # and by CPU time (samples per CPU-second is samples/s per core, whatever else runs).
@@ -219,7 +218,8 @@ def image_size_run(pairs: int, size: int, repeat: int, tokenizer_kind: str) -> s
     return (f"bench_curation: pairs={n} size={size}px jpeg (best of {repeat}) "
             f"wall: floor={floor:.0f}/s pipeline={rate:.0f}/s ratio={rate / floor:.2f}; "
             f"per CPU-s: floor={floor_cpu:.0f} pipeline={rate_cpu:.0f} ratio={rate_cpu / floor_cpu:.2f} "
-            f"(issue 12: >= 0.7 at 256 px, >= 0.8 at 512 px); {tokenizer_kind} tokenizer; with finalize={run['input'] / run['with_finalize_s']:.0f}/s")
+            f"(issue 12: >= 0.7 at 256 px, >= 0.8 at 512 px); {tokenizer_kind} tokenizer; "
+            f"with finalize={run['input'] / run['with_finalize_s']:.0f}/s")
 
 
 def main() -> None:
