@@ -8,9 +8,9 @@
   worker of a cluster run handles a task. The fit, peak = base + per_sample x batch_samples at each
   side, gives the figures `nemo_twvlm.curation.plan` charges per worker.
 - `ray_data`, `xenna` (Xenna in its batch mode: its streaming mode needs more cores than a laptop has):
-  the run's wall time, and the peak of the PSS summed over the run's process tree (driver, Ray's own
-  processes, workers), with the largest process at that moment (the analysing worker) and Ray's own
-  processes (everything but the driver and the workers).
+  the run's wall time; the peak of the PSS summed over the run's process tree (driver, Ray's own
+  processes, workers), with Ray's own processes at that moment (everything but the driver and the
+  workers); and the largest worker's own peak PSS over the run (the analysing worker), sampled every 0.3 s.
 
 The input is `--pairs` samples in one tar (bench_curation.write_input's photos); a 1024 px input is
 resized to the config's max side as it ships. Each run prints a JSON line, each side a summary line.
@@ -50,7 +50,8 @@ print(json.dumps({{"peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_max
                   "file_bytes": int(status["RssFile"].split()[0]) * 1024}}))
 """
 EXECUTOR_OVERRIDES = {"in_process": [], "ray_data": [], "xenna": ["+executor.config.execution_mode=batch"]}
-WORKER_NAMES = ("ray::MapBatches", "ray::StageWorker")  # Ray Data's and Xenna's worker processes
+# Ray Data's and Xenna's worker processes: busy (named for their stage), between tasks, or starting.
+WORKER_NAMES = ("ray::MapBatches", "ray::StageWorker", "ray::IDLE")
 
 
 def run(inp: Path, out: Path, batch: int, executor: str) -> dict:
@@ -62,11 +63,12 @@ def run(inp: Path, out: Path, batch: int, executor: str) -> dict:
     with tempfile.TemporaryFile("w+") as stderr:
         child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=stderr, text=True,
                                  cwd=REPO, env=env)
-        peak = {"pss": 0}
+        peak, worker_peak = {"pss": 0}, 0
         while child.poll() is None:
             now = _tree_pss(child.pid)
             if now["pss"] > peak["pss"]:
                 peak = now
+            worker_peak = max([worker_peak] + [pss for pss, name in now["processes"].values() if _worker(name)])
             time.sleep(0.3)
         stdout = child.stdout.read()
         if child.returncode != 0:
@@ -75,11 +77,15 @@ def run(inp: Path, out: Path, batch: int, executor: str) -> dict:
     result = json.loads(stdout.strip().splitlines()[-1])
     if executor != "in_process":  # the child is then the driver, not a worker
         result["driver_peak_bytes"] = result.pop("peak_bytes")
-    workers = [pss for pid, (pss, name) in peak["processes"].items() if name.startswith(WORKER_NAMES)]
+    workers = [pss for pss, name in peak["processes"].values() if _worker(name)]
     driver = peak["processes"].get(child.pid, (0, ""))[0]
     return {**result, "wall_s": round(time.perf_counter() - start, 1), "tree_pss_bytes": peak["pss"],
-            "largest_worker_pss_bytes": max(workers, default=0),
-            "ray_own_pss_bytes": peak["pss"] - sum(workers) - driver if workers else 0}
+            "largest_worker_pss_bytes": worker_peak,
+            "ray_own_pss_bytes": peak["pss"] - sum(workers) - driver if executor != "in_process" else 0}
+
+
+def _worker(cmdline: str) -> bool:
+    return cmdline.startswith(WORKER_NAMES) or "workers/default_worker.py" in cmdline
 
 
 def _tree_pss(root: int) -> dict:

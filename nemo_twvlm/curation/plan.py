@@ -14,7 +14,7 @@ What the numbers assume (say it before trusting them):
 - memory per node counts a worker process per core, each with its own imports and one task's images
   (BENCHMARKS.md 5c, peak RSS of an in-process worker), Ray's own processes, and a process per dedup
   task; a node's processes share the mapped libraries, counted once. Under Xenna (the cluster
-  executor) the analysing worker measured below that figure, under Ray Data up to 58% above it;
+  executor) and Ray Data the analysing worker measured at or below that figure;
 - the sharded merge's cost is the captions benchmark's, where no value is dense; each dense value
   (a member of a large cluster of different near-duplicates) adds one index query to the merge
   (BENCHMARKS.md section 5, dense clusters);
@@ -72,9 +72,10 @@ WORKER_FILE_BACKED_BYTES = 318 * 2**20
 # Per input pixel of a task's samples: the decode (Pillow holds RGB as 4 bytes a pixel), the encoded
 # image, the pHash's reduced copy and, at 1024 px, the resize to 672.
 TASK_BYTES_PER_PIXEL = {256: 5.07, 512: 4.75, 1024: 4.77}
-# Ray's own processes on the head node beside the workers and the driver (raylet, GCS, dashboard, agents,
-# Ray Data's stats actors), the most of their summed PSS in Ray Data runs on this box; charged to every node.
-RAY_NODE_BYTES = 920 * 2**20
+# Ray's own processes on the head node beside the workers (busy or idle) and the driver (raylet, GCS,
+# dashboard, agents, Ray Data's stats and autoscaling actors), the most of their summed PSS in Ray Data
+# runs on this box (2026-12-08); charged to every node.
+RAY_NODE_BYTES = 820 * 2**20
 
 # Arithmetic, not measured: a tar member is a 512-byte header plus on average 256 bytes of padding,
 # three members per sample (image, text, json), ~300 bytes of caption and metadata.

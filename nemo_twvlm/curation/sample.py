@@ -148,7 +148,11 @@ class Rejection:
         return disposition(self.reason)
 
 
-@dataclass
+# The tasks below keep Curator's one-line Task.__repr__ (repr=False): Ray Data tries each stage's output
+# as an Arrow column before pickling it, and both pa.infer_type's error and Ray's ArrowConversionError
+# repr() the whole column. A dataclass repr spells out every image's bytes: ~100 MiB of text and ~0.4 s,
+# twice per hop, for a part of 256 pairs at 512 px (+900 MiB on a worker's peak; BENCHMARKS.md 5c).
+@dataclass(repr=False)
 class SampleBatch(Task[list[Sample]]):
     """Samples from part `part` of `num_parts` of input `source`, plus the ones already rejected.
 
@@ -216,7 +220,7 @@ class SampleBatch(Task[list[Sample]]):
                 yield sample, item
 
 
-@dataclass
+@dataclass(repr=False)
 class SignatureBatch(Task[dict[str, list]]):
     """What dedup needs from one analysed part: columns of keys, hashes, MinHashes and tokens."""
 
@@ -233,7 +237,7 @@ class SignatureBatch(Task[dict[str, list]]):
         return True
 
 
-@dataclass
+@dataclass(repr=False)
 class SourceDecision(Task[dict[int, tuple[str, str]]]):
     """Dedup and budget decisions for one source: sample index -> (reason, detail) to drop."""
 
@@ -249,7 +253,7 @@ class SourceDecision(Task[dict[int, tuple[str, str]]]):
         return True
 
 
-@dataclass
+@dataclass(repr=False)
 class DedupShard(Task[list[tuple[str, int, int]]]):
     """Shard `shard` of `num_shards` of the sharded dedup, over these parts: (source, part, num_parts)."""
 
@@ -265,7 +269,7 @@ class DedupShard(Task[list[tuple[str, int, int]]]):
         return True
 
 
-@dataclass
+@dataclass(repr=False)
 class ShardCandidates(Task[Any]):
     """What one dedup shard found (a `sharded_dedup.Candidates`), and the parts it covered."""
 

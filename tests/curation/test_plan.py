@@ -48,10 +48,10 @@ def test_single_process_plan_by_hand(cfg):
     assert plan.work_bytes == pytest.approx(1e6 * 253)  # tar input shipped as read: no image in them
     # Each of 10 workers: 858 MiB of its own less the 318 MiB of libraries all of them map (counted once),
     # and one task of 256 images of 256 x 256 px at 5.07 B a pixel (bench_curation_memory.py); Ray's
-    # own processes 920 MiB.
+    # own processes 820 MiB.
     task = 256 * 256 * 256 * 5.07
-    assert plan.pipeline_memory_per_node == pytest.approx(10 * ((858 - 318) * 2**20 + task) + (318 + 920) * 2**20)
-    assert plan.pipeline_memory_per_node / 2**30 == pytest.approx(7.27, abs=0.01)
+    assert plan.pipeline_memory_per_node == pytest.approx(10 * ((858 - 318) * 2**20 + task) + (318 + 820) * 2**20)
+    assert plan.pipeline_memory_per_node / 2**30 == pytest.approx(7.18, abs=0.01)
 
 
 def test_part_tables_hold_images_only_when_not_shipped_from_a_tar(cfg):
