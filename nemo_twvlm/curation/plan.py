@@ -31,10 +31,11 @@ from nemo_twvlm.curation.stages.dedup.banding import INDEX_ABOVE
 
 # --- Measured: every constant the plan uses, and where it came from -----------------------------------
 # Machine for all of them: the shared 2-core AMD EPYC box (BENCHMARKS.md "Machine"), one core per task.
-# Section 5 (scripts/bench_curation.py, commit 202400b): ms of one core per pairs sample by input side,
-# resize.max_side 672: the floor (tar read + decode + pixel hash) and the whole pipeline (every stage).
-FLOOR_MS = {256: 1e3 / 1636, 512: 1e3 / 535, 1024: 1e3 / 124}
-PIPELINE_MS = {256: 1e3 / 783, 512: 1e3 / 316, 1024: 1e3 / 89}
+# Section 5 (scripts/bench_curation.py, commit 49c6a0f, Meta's tokenizer; the median of three runs on the
+# idle box): ms of one core per pairs sample by input side, resize.max_side 672: the floor (tar read +
+# decode + pixel hash) and the whole pipeline (every stage).
+FLOOR_MS = {256: 1e3 / 2157, 512: 1e3 / 675, 1024: 1e3 / 166}
+PIPELINE_MS = {256: 1e3 / 1220, 512: 1e3 / 470, 1024: 1e3 / 106}
 MEASURED_MAX_SIDE = 672
 RUN_START_S = 0.17       # section 5: pipeline build + fastText, OpenCC and tokenizer loads, per process
 # Section 5c: shipped JPEG q90 bytes by shipped side (bench_curation.photo images, 40 per size).

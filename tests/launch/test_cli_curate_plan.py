@@ -19,7 +19,7 @@ def test_prints_the_plan_table(here, capsys):
     out = capsys.readouterr().out
     assert "1,000,000 pairs samples of 256 px images" in out
     assert "2 nodes x 8 cores, 64.0 GiB per node" in out
-    assert "read + decode + pixel hash          0.2 core-h" in out  # 10^6 / 1636 s
+    assert "read + decode + pixel hash          0.1 core-h" in out  # 10^6 / 2157 s
     assert "fits" in out
 
 
