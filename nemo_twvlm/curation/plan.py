@@ -14,7 +14,7 @@ What the numbers assume (say it before trusting them):
 - memory per node counts a worker process per core, each with its own imports and one task's images
   (BENCHMARKS.md 5c, peak RSS of an in-process worker), Ray's own processes, and a process per dedup
   task; a node's processes share the mapped libraries, counted once. Under Xenna (the cluster
-  executor) and Ray Data the analysing worker measured at or below that figure;
+  executor, in streaming and batch mode) and Ray Data the analysing worker measured at or below that figure;
 - the sharded merge's cost is the captions benchmark's, where no value is dense; each dense value
   (a member of a large cluster of different near-duplicates) adds one index query to the merge
   (BENCHMARKS.md section 5, dense clusters);
