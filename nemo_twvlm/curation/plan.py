@@ -9,7 +9,8 @@ What the numbers assume (say it before trusting them):
   object store and the shared filesystem are not in them, so the wall time is a lower bound;
 - the per-sample costs are the pairs pipeline's on synthetic photos (JPEG q90) of 256-1024 px shipped
   at resize.max_side 672; an interleaved document or a conversation counts `images_per_sample` images
-  at that cost each, and its text at a caption's;
+  at that cost each, caption included, and its text beyond those captions (`text_chars`) at the cost per
+  character measured on zh-TW documents of up to 8,000 characters (linear, and taken as linear beyond);
 - every sample is assumed kept (upper bound for disk and the dedup indexes);
 - memory per node counts a worker process per core, each with its own imports and one task's images
   (BENCHMARKS.md 5c, peak RSS of an in-process worker), Ray's own processes, and a process per dedup
@@ -37,6 +38,16 @@ from nemo_twvlm.curation.stages.dedup.banding import INDEX_ABOVE
 FLOOR_MS = {256: 1e3 / 2157, 512: 1e3 / 675, 1024: 1e3 / 166}
 PIPELINE_MS = {256: 1e3 / 1220, 512: 1e3 / 470, 1024: 1e3 / 106}
 MEASURED_MAX_SIDE = 672
+# The captions those pairs had, whose cost PIPELINE_MS holds: three zh-TW lines (bench_curation.write_input).
+CAPTION_CHARS = 45.5
+# scripts/bench_curation_text.py (commit ac419df, 2026-12-08): the interleaved pipeline on documents of one
+# 256 px image and 45-8,000 characters of zh-TW text. Straight-line fits per character, within 0.07 ms a
+# document: every stage's CPU (cleaning, language ID, OpenCC, quality, MinHash shingles, token count,
+# writing; 2.37 and 2.40 us in two runs, the larger charged), the shards' bytes (the UTF-8 text in the
+# sample's json) and the part tables'.
+TEXT_MS_PER_CHAR = 2.40e-3
+TEXT_SHARD_BYTES_PER_CHAR = 3.01
+TEXT_WORK_BYTES_PER_CHAR = 1.36
 RUN_START_S = 0.17       # section 5: pipeline build + fastText, OpenCC and tokenizer loads, per process
 # Section 5c: shipped JPEG q90 bytes by shipped side (bench_curation.photo images, 40 per size).
 JPEG_Q90_BYTES = {256: 19_641, 512: 69_305, 672: 74_600}
@@ -99,6 +110,7 @@ class CurationPlan:
     cores_per_node: int
     memory_per_node: float | None  # bytes; None: the node's memory is not known
     image_px: int
+    text_chars: float  # characters of text per sample
     shipped_px: int
     stages: tuple[StageCost, ...]
     shard_bytes: float
@@ -120,9 +132,14 @@ class CurationPlan:
 
 
 def plan_curation(cfg: CurationConfig, *, samples: int, nodes: int, cores_per_node: int, image_px: int,
-                  images_per_sample: float, memory_per_node: float | None = None) -> CurationPlan:
-    """The plan of curating `samples` samples of `image_px`-side images with `cfg` on the cluster."""
-    _check_inputs(cfg, samples, nodes, cores_per_node, image_px, images_per_sample, memory_per_node)
+                  images_per_sample: float, memory_per_node: float | None = None,
+                  text_chars: float | None = None) -> CurationPlan:
+    """The plan of curating `samples` samples of `image_px`-side images with `cfg` on the cluster. Each sample
+    has `text_chars` characters of text; None: a caption per image, as the measured pairs had."""
+    _check_inputs(cfg, samples, nodes, cores_per_node, image_px, images_per_sample, memory_per_node, text_chars)
+    captions = images_per_sample * CAPTION_CHARS
+    text_chars = captions if text_chars is None else text_chars
+    extra_chars = max(0.0, text_chars - captions)
     shipped = min(image_px, cfg.resize.max_side)
     cores = nodes * cores_per_node
     per_sample_ms = _by_pixels(PIPELINE_MS, image_px) * images_per_sample
@@ -134,6 +151,10 @@ def plan_curation(cfg: CurationConfig, *, samples: int, nodes: int, cores_per_no
                   samples * (per_sample_ms - floor_ms) / 1e3 / cores, f"{per_sample_ms - floor_ms:.2f} ms/sample"),
         StageCost("run start", RUN_START_S * cores, RUN_START_S, f"{RUN_START_S} s per worker process"),
     ]
+    if extra_chars:
+        text_s = samples * extra_chars * TEXT_MS_PER_CHAR / 1e3
+        analyse.insert(2, StageCost("text beyond captions", text_s, text_s / cores,
+                                    f"{extra_chars:,.0f} chars/sample at {1e3 * TEXT_MS_PER_CHAR:.2f} ms per 1,000"))
     if cfg.dedup.shards > 1:
         dedup, dedup_memory = _sharded_dedup(cfg, samples, nodes, cores_per_node)
     else:
@@ -141,12 +162,13 @@ def plan_curation(cfg: CurationConfig, *, samples: int, nodes: int, cores_per_no
     image_bytes = _by_pixels(JPEG_Q90_BYTES, shipped) * images_per_sample
     # A part table holds an image only when it is not shipped as read from a tar (re-encoded, or downloaded).
     in_place = cfg.input.format in TAR_FORMATS and shipped == image_px
-    work_bytes = samples * (PART_ROW_BYTES + (0 if in_place else image_bytes))
+    work_bytes = samples * (PART_ROW_BYTES + (0 if in_place else image_bytes) + extra_chars * TEXT_WORK_BYTES_PER_CHAR)
     task = cfg.input.batch_samples * images_per_sample * image_px ** 2 * _by_pixels(TASK_BYTES_PER_PIXEL, image_px)
     return CurationPlan(
         kind=cfg.kind, samples=samples, nodes=nodes, cores_per_node=cores_per_node, memory_per_node=memory_per_node,
-        image_px=image_px, shipped_px=shipped, stages=tuple(analyse + dedup),
-        shard_bytes=samples * (image_bytes + SHARD_OVERHEAD_BYTES), work_bytes=work_bytes,
+        image_px=image_px, text_chars=text_chars, shipped_px=shipped, stages=tuple(analyse + dedup),
+        shard_bytes=samples * (image_bytes + SHARD_OVERHEAD_BYTES + extra_chars * TEXT_SHARD_BYTES_PER_CHAR),
+        work_bytes=work_bytes,
         pipeline_memory_per_node=_workers(cores_per_node, task) + RAY_NODE_BYTES, dedup_memory_per_node=dedup_memory)
 
 
@@ -157,13 +179,15 @@ def _workers(processes: int, each: float) -> float:
 
 
 def _check_inputs(cfg: CurationConfig, samples: int, nodes: int, cores_per_node: int, image_px: int,
-                  images_per_sample: float, memory_per_node: float | None) -> None:
+                  images_per_sample: float, memory_per_node: float | None, text_chars: float | None) -> None:
     for field, value, what in (("samples", samples, "input samples"), ("nodes", nodes, "nodes"),
                                ("cores_per_node", cores_per_node, "cores per node")):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{field}={value!r}: expected the number of {what}, >= 1")
     if not images_per_sample > 0:
         raise ValueError(f"images_per_sample={images_per_sample!r}: expected a number > 0")
+    if text_chars is not None and not text_chars >= 0:
+        raise ValueError(f"text_chars={text_chars!r}: expected characters of text per sample, >= 0")
     if memory_per_node is not None and not memory_per_node > 0:
         raise ValueError(f"memory_per_node={memory_per_node!r}: expected bytes > 0, or None when not known")
     low, high = min(PIPELINE_MS), max(PIPELINE_MS)
@@ -257,7 +281,7 @@ def format_curation_plan(plan: CurationPlan) -> str:
     cluster = f"{plan.nodes} node{'s' if plan.nodes != 1 else ''} x {plan.cores_per_node} cores"
     rows: list[tuple[str, str]] = [
         ("input", f"{plan.samples:,} {plan.kind} samples of {plan.image_px} px images, "
-                  f"shipped at {plan.shipped_px} px"),
+                  f"shipped at {plan.shipped_px} px; {plan.text_chars:,.0f} chars of text per sample"),
         ("cluster", cluster + (f", {_bytes(plan.memory_per_node)} per node" if plan.memory_per_node else "")),
     ]
     for s in plan.stages:

@@ -221,12 +221,14 @@ def curate(cfg: Optional[CurationConfig] = None) -> None:
 
 
 def curate_plan(cfg: Optional[CurationConfig] = None, samples: int = 0, nodes: int = 0, cores_per_node: int = 0,
-                memory_gb: float = 0.0, image_px: int = 512, images_per_sample: float = 1.0) -> None:
+                memory_gb: float = 0.0, image_px: int = 512, images_per_sample: float = 1.0,
+                text_chars: int = 0) -> None:
     """CPU time per stage, wall time, disk and memory per node of curating `samples` samples with a curation
     config (`--factory NAME` and overrides, as for curate) on a cluster, from measured per-sample costs.
 
     `run.executor=slurm_cpu` takes nodes, cores and memory per node from that cluster file (nothing is
-    submitted); nodes=, cores_per_node=, memory_gb= give or override them. image_px: the inputs' typical side.
+    submitted); nodes=, cores_per_node=, memory_gb= give or override them. image_px: the inputs' typical side;
+    text_chars: their characters of text per sample (0: a caption per image; give it for documents).
     """
     from nemo_twvlm.curation.plan import format_curation_plan, plan_curation
 
@@ -238,7 +240,8 @@ def curate_plan(cfg: Optional[CurationConfig] = None, samples: int = 0, nodes: i
     cfg.check(paths=False)
     try:
         found = plan_curation(cfg, samples=samples, nodes=nodes, cores_per_node=cores_per_node, image_px=image_px,
-                              images_per_sample=images_per_sample, memory_per_node=memory_gb * 2**30 or None)
+                              images_per_sample=images_per_sample, memory_per_node=memory_gb * 2**30 or None,
+                              text_chars=text_chars or None)
     except ValueError as error:
         raise CommandError(str(error)) from None
     print(format_curation_plan(found))

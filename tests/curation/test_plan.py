@@ -85,6 +85,24 @@ def test_per_sample_work_is_linear_in_samples_and_the_index_is_not(cfg):
     assert caption == pytest.approx(2 * 40.2 / 38.5, rel=1e-3)
 
 
+def test_text_beyond_the_captions_is_charged_per_character(cfg):
+    base = _plan(cfg, images_per_sample=2.0)
+    docs = _plan(cfg, images_per_sample=2.0, text_chars=2000)
+    # Two images bring two 45.5-character captions, whose cost the per-image figures hold; the other 1,909
+    # characters cost 2.40 us of CPU, 3.01 B of shard and 1.36 B of part table each (bench_curation_text.py).
+    text = _stage(docs, "text beyond captions")
+    assert text.cpu_s == pytest.approx(1e6 * 1909 * 2.40e-6)  # 4,581.6 core-s
+    assert text.wall_s == pytest.approx(text.cpu_s / 10)
+    assert docs.cpu_s - base.cpu_s == pytest.approx(text.cpu_s)
+    assert docs.shard_bytes - base.shard_bytes == pytest.approx(1e6 * 1909 * 3.01)
+    assert docs.work_bytes - base.work_bytes == pytest.approx(1e6 * 1909 * 1.36)
+    assert "2,000 chars of text per sample" in format_curation_plan(docs)
+    # Text no longer than the captions adds nothing.
+    short = _plan(cfg, images_per_sample=2.0, text_chars=80)
+    assert short.stages == base.stages and short.shard_bytes == base.shard_bytes
+    assert base.text_chars == 91 and short.text_chars == 80
+
+
 def test_sharded_dedup_memory_per_node_falls_with_nodes(cfg):
     cfg.dedup.shards = 64
     plans = {nodes: _plan(cfg, samples=50_000_000, nodes=nodes, cores_per_node=32) for nodes in (1, 4, 16)}
@@ -115,6 +133,7 @@ def test_table_names_every_stage_and_the_verdict(cfg):
     ({"samples": 0}, "samples=0"),
     ({"cores_per_node": 2.5}, "cores_per_node=2.5"),
     ({"memory_per_node": -1}, "memory_per_node=-1"),
+    ({"text_chars": -1}, "text_chars=-1: expected characters of text per sample"),
 ])
 def test_bad_arguments_are_named(cfg, change, match):
     with pytest.raises(ValueError, match=match):

@@ -23,6 +23,14 @@ def test_prints_the_plan_table(here, capsys):
     assert "fits" in out
 
 
+def test_documents_give_their_text_length(here, capsys):
+    assert cli.main(["curate_plan", "--factory", "curate_interleaved_zh_tw", "samples=1000000", "nodes=1",
+                     "cores_per_node=8", "image_px=256", "images_per_sample=3", "text_chars=3000", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "1,000,000 interleaved samples of 256 px images, shipped at 256 px; 3,000 chars of text per sample" in out
+    assert "text beyond captions" in out and "2,864 chars/sample" in out  # 3000 - 3 x 45.5
+
+
 def test_cluster_comes_from_run_executor_and_nothing_is_submitted(here, capsys):
     """`curate --plan` (the issue's form) is `curate_plan`."""
     assert cli.main(["curate", "--factory", "curate_pairs_zh_tw_cluster", "--plan", "samples=50000000",

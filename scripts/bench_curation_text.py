@@ -1,0 +1,127 @@
+"""Curation cost per character of text: the interleaved pipeline on one core, on documents of one
+256 px image and texts of several lengths, each stage's CPU time per document and the bytes written.
+
+    .venv/bin/python scripts/bench_curation_text.py [--chars 45 500 2000 8000] [--docs 400] [--repeat 3]
+
+The image is the same size in every run, so what grows with the text is the text's cost. Straight-line
+fits against the characters per document give the slopes `nemo_twvlm.curation.plan` charges for text
+beyond a caption's: the pipeline's CPU ms per document (all stages; TEXT_MS_PER_CHAR), the shards'
+bytes (TEXT_SHARD_BYTES_PER_CHAR) and the work dir's (part tables, dedup state; TEXT_WORK_BYTES_PER_CHAR).
+The text is zh-TW words (from data.synthetic.TAIWAN_LINES) drawn at random, so no two documents share
+it and dedup keeps them all. Tokens are counted with Meta's Llama-3 vocabulary, as in bench_curation.py,
+with no limit per document, so that the longest documents are kept and written too.
+Prints one JSON line per length, then the fit.
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "RAYON_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from bench_curation import REPO, ZH, _time_stage, _untime, photo, tokenizer_dir  # noqa: E402
+from nemo_twvlm.curation.cli import compose_config  # noqa: E402
+from nemo_twvlm.curation.stages.fused import unfused  # noqa: E402
+from nemo_twvlm.curation.storage import tar_bytes  # noqa: E402
+
+
+# Two-character words from the zh-TW lines: the lines themselves are too few (45 of ~15 characters) for a
+# long text whose 3-grams do not repeat, which quality_zh rejects; random words with punctuation pass it.
+WORDS = sorted({han[i:i + 2] for line in ZH for han in re.findall(r"[\u4e00-\u9fff]+", line)
+                for i in range(0, len(han) - 1, 2)})
+
+
+def zh_text(rng: np.random.Generator, chars: int) -> str:
+    """`chars` characters of zh-TW words in random order, a comma after one in ten, a full stop after 3%."""
+    parts, length = [], 0
+    while length < chars:
+        word = WORDS[int(rng.integers(len(WORDS)))]
+        mark = rng.random()
+        parts.append(word + ("，" if mark < 0.1 else "。" if mark < 0.13 else ""))
+        length += len(parts[-1])
+    return "".join(parts)[:chars]
+
+
+def write_documents(folder: Path, docs: int, chars: int) -> None:
+    """One tar of `docs` documents: text, one 256 px photo, text (the two texts `chars` together)."""
+    rng = np.random.default_rng(chars)
+    samples = []
+    for i in range(docs):
+        first = zh_text(rng, chars // 2)
+        segments = [first, {"image": "jpg"}, zh_text(rng, chars - len(first))]
+        samples.append((f"d{i:06d}", {"jpg": photo(rng, 256), "json": json.dumps({"segments": segments}).encode()}))
+    folder.mkdir(parents=True)
+    (folder / "00000.tar").write_bytes(tar_bytes(samples))
+
+
+def run(folder: Path, out: Path, tokenizer: Path) -> dict:
+    """The interleaved pipeline in process, every stage timed (CPU s), and its shards' bytes."""
+    from nemo_twvlm.curation.executors import make_executor
+    from nemo_twvlm.curation.pipeline import build_pipeline
+
+    cfg = compose_config("interleaved_zh_tw", [
+        f"input_dir={folder}", f"output_dir={out}", "input.format=webdataset",
+        f"lang.model_path={REPO / '.venv' / 'share' / 'nemo_twvlm' / 'lid.176.ftz'}",
+        f"tokens.tokenizer={tokenizer}", "tokens.max_per_sample=1000000", "executor.name=in_process"])
+    stage_cpu: dict[str, float] = {}
+    cpu = time.process_time()
+    pipeline = build_pipeline(cfg)
+    pipeline.build()
+    for stage in unfused(pipeline.stages):
+        _time_stage(stage, stage_cpu)
+    pipeline.run(executor=make_executor("in_process"))
+    _untime(unfused(pipeline.stages))
+    del pipeline
+    work = [p for p in (out / "work").rglob("*") if p.is_file()]
+    return {"cpu_s": time.process_time() - cpu, "stage_cpu_s": stage_cpu,
+            "shard_bytes": sum(p.stat().st_size for p in (out / "shards").glob("*.tar")),
+            "work_bytes": sum(p.stat().st_size for p in work)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chars", type=int, nargs="+", default=[45, 500, 2000, 8000])
+    parser.add_argument("--docs", type=int, default=400)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if len(args.chars) < 2:
+        parser.error("--chars needs two lengths at least, for the fit")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = tokenizer_dir("meta", Path(tmp))
+        warm = Path(tmp) / "warm"
+        write_documents(warm, 16, 100)
+        run(warm, Path(tmp) / "warm_out", tokenizer)  # imports and model loads, outside the timings
+        for chars in args.chars:
+            folder = Path(tmp) / f"in{chars}"
+            write_documents(folder, args.docs, chars)
+            runs = [run(folder, Path(tmp) / f"out{chars}_{r}", tokenizer) for r in range(args.repeat)]
+            best = min(runs, key=lambda r: r["cpu_s"])
+            stage_ms = {name: round(1e3 * min(r["stage_cpu_s"][name] for r in runs) / args.docs, 4)
+                        for name in best["stage_cpu_s"]}
+            rows.append({"chars": chars, "docs": args.docs, "ms_per_doc": round(1e3 * best["cpu_s"] / args.docs, 4),
+                         "shard_bytes_per_doc": round(best["shard_bytes"] / args.docs, 1),
+                         "work_bytes_per_doc": round(best["work_bytes"] / args.docs, 1), "stage_cpu_ms": stage_ms})
+            print(json.dumps(rows[-1]), flush=True)
+    chars = [r["chars"] for r in rows]
+    ms_slope, ms_at0 = np.polyfit(chars, [r["ms_per_doc"] for r in rows], 1)
+    bytes_slope, _ = np.polyfit(chars, [r["shard_bytes_per_doc"] for r in rows], 1)
+    work_slope, _ = np.polyfit(chars, [r["work_bytes_per_doc"] for r in rows], 1)
+    residual = max(abs(r["ms_per_doc"] - (ms_at0 + ms_slope * r["chars"])) for r in rows)
+    print(f"bench_curation_text: {1e3 * ms_slope:.2f} ms per 1000 chars (+{ms_at0:.3f} ms a document with one "
+          f"256 px image; max residual {residual:.3f} ms), shards {bytes_slope:.2f} B and part tables "
+          f"{work_slope:.2f} B per char, over chars {chars}")
+
+
+if __name__ == "__main__":
+    main()
