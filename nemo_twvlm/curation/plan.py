@@ -10,7 +10,8 @@ What the numbers assume (say it before trusting them):
 - the per-sample costs are the pairs pipeline's on synthetic photos (JPEG q90) of 256-1024 px shipped
   at resize.max_side 672; an interleaved document or a conversation counts `images_per_sample` images
   at that cost each, caption included, and its text beyond those captions (`text_chars`) at the cost per
-  character measured on zh-TW documents of up to 8,000 characters (linear, and taken as linear beyond);
+  character measured on zh-TW documents of up to 8,000 characters (linear, and taken as linear beyond;
+  an upper bound for a conversation, whose MinHash reads only its first user turn);
 - every sample is assumed kept (upper bound for disk and the dedup indexes);
 - memory per node counts a worker process per core, each with its own imports and one task's images
   (BENCHMARKS.md 5c, peak RSS of an in-process worker), Ray's own processes, and a process per dedup
