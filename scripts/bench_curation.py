@@ -97,19 +97,19 @@ def tokenizer_dir(kind: str, folder: Path) -> Path:
     return write_llama3_tokenizer(folder / "llama3_tokenizer", ranks=META_RANKS)
 
 
-def config(folder: Path, out: Path, tokenizer: Path) -> CurationConfig:
-    """conf/curation/pairs_zh_tw.yaml with this run's paths, in process."""
-    return compose_config("pairs_zh_tw", [
+def config(folder: Path, out: Path, tokenizer: Path, name: str = "pairs_zh_tw",
+           overrides: tuple[str, ...] = ()) -> CurationConfig:
+    """conf/curation/<name>.yaml with this run's paths and `overrides`, in process."""
+    return compose_config(name, [
         f"input_dir={folder}", f"output_dir={out}",
         f"lang.model_path={REPO / '.venv' / 'share' / 'nemo_twvlm' / 'lid.176.ftz'}",
-        f"tokens.tokenizer={tokenizer}", "executor.name=in_process"])
+        f"tokens.tokenizer={tokenizer}", "executor.name=in_process", *overrides])
 
 
-def pipeline_rate(folder: Path, out: Path, tokenizer: Path) -> dict:
+def pipeline_rate(cfg: CurationConfig) -> dict:
     from nemo_twvlm.curation.executors import make_executor
     from nemo_twvlm.curation.pipeline import build_pipeline, finalize, input_files
 
-    cfg = config(folder, out, tokenizer)
     stage_cpu: dict[str, float] = {}
     start, cpu = time.perf_counter(), time.process_time()
     pipeline = build_pipeline(cfg)
@@ -196,7 +196,7 @@ def image_size_run(pairs: int, size: int, repeat: int, tokenizer_kind: str) -> s
         warm = Path(tmp) / "warm"
         warm.mkdir()
         (warm / "00000.tar").symlink_to(folder / "00000.tar")
-        cold = pipeline_rate(warm, Path(tmp) / "out_warm", tokenizer)  # imports (transformers, scipy), model loads
+        cold = pipeline_rate(config(warm, Path(tmp) / "out_warm", tokenizer))  # imports (transformers, scipy), model loads
         print(json.dumps({"pipeline_cold_first_tar": {k: v for k, v in cold.items() if k != "stage_cpu_s"}}))
         # The CPU is shared: alternate the two and keep each one's best of `repeat`, by wall time
         # and by CPU time (samples per CPU-second is samples/s per core, whatever else runs).
@@ -204,7 +204,7 @@ def image_size_run(pairs: int, size: int, repeat: int, tokenizer_kind: str) -> s
         for r in range(repeat):
             n, floor_s, floor_cpu = raw_floor(folder)
             floors.append((floor_s, floor_cpu))
-            runs.append(pipeline_rate(folder, Path(tmp) / f"out{r}", tokenizer))
+            runs.append(pipeline_rate(config(folder, Path(tmp) / f"out{r}", tokenizer)))
             print(json.dumps({"size": size, "raw_floor_s": round(floor_s, 3), "raw_floor_cpu_s": round(floor_cpu, 3),
                               "pipeline": {k: v for k, v in runs[-1].items() if k != "stage_cpu_s"}}))
         floor = n / min(f[0] for f in floors)

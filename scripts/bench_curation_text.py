@@ -26,15 +26,12 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bench_curation import REPO, ZH, _time_stage, _untime, photo, tokenizer_dir  # noqa: E402
+from bench_curation import ZH, config, photo, pipeline_rate, tokenizer_dir  # noqa: E402
 from nemo_twvlm.curation import plan  # noqa: E402
-from nemo_twvlm.curation.cli import compose_config  # noqa: E402
-from nemo_twvlm.curation.stages.fused import unfused  # noqa: E402
 from nemo_twvlm.curation.storage import tar_bytes  # noqa: E402
 
 
@@ -73,26 +70,11 @@ def write_documents(folder: Path, docs: int, chars: int, images: int = 1) -> Non
 
 
 def run(folder: Path, out: Path, tokenizer: Path) -> dict:
-    """The interleaved pipeline in process, every stage timed (CPU s), and its shards' bytes."""
-    from nemo_twvlm.curation.executors import make_executor
-    from nemo_twvlm.curation.pipeline import build_pipeline
-
-    cfg = compose_config("interleaved_zh_tw", [
-        f"input_dir={folder}", f"output_dir={out}", "input.format=webdataset",
-        f"lang.model_path={REPO / '.venv' / 'share' / 'nemo_twvlm' / 'lid.176.ftz'}",
-        f"tokens.tokenizer={tokenizer}", "tokens.max_per_sample=1000000", "executor.name=in_process"])
-    stage_cpu: dict[str, float] = {}
-    cpu = time.process_time()
-    pipeline = build_pipeline(cfg)
-    pipeline.build()
-    for stage in unfused(pipeline.stages):
-        _time_stage(stage, stage_cpu)
-    pipeline.run(executor=make_executor("in_process"))
-    _untime(unfused(pipeline.stages))
-    del pipeline
+    """bench_curation's timed run of the interleaved pipeline, and the bytes it wrote."""
+    result = pipeline_rate(config(folder, out, tokenizer, "interleaved_zh_tw",
+                                  ("input.format=webdataset", "tokens.max_per_sample=1000000")))
     work = [p for p in (out / "work").rglob("*") if p.is_file()]
-    return {"cpu_s": time.process_time() - cpu, "stage_cpu_s": stage_cpu,
-            "shard_bytes": sum(p.stat().st_size for p in (out / "shards").glob("*.tar")),
+    return {**result, "shard_bytes": sum(p.stat().st_size for p in (out / "shards").glob("*.tar")),
             "work_bytes": sum(p.stat().st_size for p in work)}
 
 
@@ -115,13 +97,13 @@ def main() -> None:
             folder = Path(tmp) / f"in{chars}"
             write_documents(folder, args.docs, chars, args.images)
             runs = [run(folder, Path(tmp) / f"out{chars}_{r}", tokenizer) for r in range(args.repeat)]
-            best = min(runs, key=lambda r: r["cpu_s"])
+            best = min(runs, key=lambda r: r["stages_cpu_s"])
             stage_ms = {name: round(1e3 * min(r["stage_cpu_s"][name] for r in runs) / args.docs, 4)
                         for name in best["stage_cpu_s"]}
             planned = args.images * plan.PIPELINE_MS[256] + \
                 max(0.0, chars - args.images * plan.CAPTION_CHARS) * plan.TEXT_MS_PER_CHAR
             rows.append({"chars": chars, "images": args.images, "docs": args.docs,
-                         "ms_per_doc": round(1e3 * best["cpu_s"] / args.docs, 4),
+                         "ms_per_doc": round(1e3 * best["stages_cpu_s"] / args.docs, 4),
                          "planner_ms_per_doc": round(planned, 4),
                          "shard_bytes_per_doc": round(best["shard_bytes"] / args.docs, 1),
                          "work_bytes_per_doc": round(best["work_bytes"] / args.docs, 1), "stage_cpu_ms": stage_ms})
