@@ -41,14 +41,14 @@ PIPELINE_MS = {256: 1e3 / 1220, 512: 1e3 / 470, 1024: 1e3 / 106}
 MEASURED_MAX_SIDE = 672
 # The captions those pairs had, whose cost PIPELINE_MS holds: three zh-TW lines (bench_curation.write_input).
 CAPTION_CHARS = 45.5
-# scripts/bench_curation_text.py (commit ac419df, 2026-12-08): the interleaved pipeline on documents of one
-# 256 px image and 45-8,000 characters of zh-TW text. Straight-line fits per character, within 0.07 ms a
-# document: every stage's CPU (cleaning, language ID, OpenCC, quality, MinHash shingles, token count,
-# writing; 2.37 and 2.40 us in two runs, the larger charged), the shards' bytes (the UTF-8 text in the
-# sample's json) and the part tables'.
-TEXT_MS_PER_CHAR = 2.40e-3
-TEXT_SHARD_BYTES_PER_CHAR = 3.01
-TEXT_WORK_BYTES_PER_CHAR = 1.36
+# scripts/bench_curation_text.py (2026-12-08, with zh.py's counts by runs): the interleaved pipeline on
+# documents of one 256 px image and 45-8,000 characters of zh-TW text. Straight-line fits per character,
+# within 0.2 ms a document: every stage's CPU (cleaning, language ID, OpenCC, quality, MinHash shingles,
+# token count, writing; 2.13 and 2.28 us in two runs, the larger charged), the shards' bytes (the UTF-8
+# text in the sample's json) and the part tables'.
+TEXT_MS_PER_CHAR = 2.28e-3
+TEXT_SHARD_BYTES_PER_CHAR = 3.02
+TEXT_WORK_BYTES_PER_CHAR = 1.35
 RUN_START_S = 0.17       # section 5: pipeline build + fastText, OpenCC and tokenizer loads, per process
 # Section 5c: shipped JPEG q90 bytes by shipped side (bench_curation.photo images, 40 per size).
 JPEG_Q90_BYTES = {256: 19_641, 512: 69_305, 672: 74_600}

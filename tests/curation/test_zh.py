@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from nemo_twvlm.curation.zh import ScriptDetector, clean_text, dedup_normalise, looks_chinese, quality_metrics, shingles
+from nemo_twvlm.curation.zh import (
+    ScriptDetector,
+    clean_text,
+    count_cjk,
+    dedup_normalise,
+    is_cjk,
+    looks_chinese,
+    quality_metrics,
+    shingles,
+)
 
 
 @pytest.mark.parametrize("raw, clean", [
@@ -47,6 +56,18 @@ def test_quality_metrics():
     assert normal["char_repetition"] == 0 and normal["cjk_ratio"] == 1.0
     assert 0.1 < normal["punctuation_ratio"] < 0.3
     assert quality_metrics("Taipei 台北")["cjk_ratio"] == pytest.approx(2 / 8)
+
+
+def test_letters_and_cjk_are_counted_per_character_in_mixed_text():
+    # Ideographs of the URO, extension B and compatibility blocks, bopomofo, kana, hangul, Latin, digits.
+    text = "Taipei 101 台北𠀀豈ㄅㄆ、かな한글 café x２３！台灣"
+    assert count_cjk(text) == sum(is_cjk(ch) for ch in text) == 8
+    joined = text.replace(" ", "")
+    letters = sum(ch.isalpha() for ch in joined)
+    digits = sum(ch.isdecimal() for ch in joined)
+    metrics = quality_metrics(text)
+    assert metrics["cjk_ratio"] == pytest.approx(8 / letters)
+    assert metrics["punctuation_ratio"] == pytest.approx((len(joined) - letters - digits) / len(joined))
 
 
 def test_dedup_normalisation_and_shingles():
