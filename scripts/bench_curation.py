@@ -196,7 +196,8 @@ def image_size_run(pairs: int, size: int, repeat: int, tokenizer_kind: str) -> s
         warm = Path(tmp) / "warm"
         warm.mkdir()
         (warm / "00000.tar").symlink_to(folder / "00000.tar")
-        cold = pipeline_rate(config(warm, Path(tmp) / "out_warm", tokenizer))  # imports (transformers, scipy), model loads
+        # The first run pays the imports (transformers, scipy) and model loads.
+        cold = pipeline_rate(config(warm, Path(tmp) / "out_warm", tokenizer))
         print(json.dumps({"pipeline_cold_first_tar": {k: v for k, v in cold.items() if k != "stage_cpu_s"}}))
         # The CPU is shared: alternate the two and keep each one's best of `repeat`, by wall time
         # and by CPU time (samples per CPU-second is samples/s per core, whatever else runs).
