@@ -47,27 +47,53 @@ def atomic_write(path: Path, data: bytes | pa.Buffer, durable: bool = True, unca
         f.write(data)
 
 
-@contextmanager
-def atomic_writer(path: Path, durable: bool = True, uncached: bool = False) -> Iterator[io.BufferedWriter]:
-    """A file handle whose content appears at `path` only once the block completes; `durable=False`
-    skips the fsync, for files every rerun writes again (a crash loses nothing a rerun needs).
+class AtomicFile:
+    """A file whose content appears at `path` only on `commit()`; until then it is a temp file beside it,
+    which `abort()` removes. `commit` may run on another thread than the writes (shards: a shard's
+    fsync beside the next one's writing).
 
+    `durable=False` skips the fsync, for files every rerun writes again (a crash loses nothing a rerun needs).
     `uncached=True` drops the file's pages from the page cache once they are on disk, for bulk output
     no stage reads again (shards; Energon's indexing reads each once, from disk): the next file's writes
     then reuse those pages instead of taking never-touched memory. Writing 10 MB files one after another
     cost 17-20 ms of CPU each without it and 2.2 ms with it on the 2-core VM of BENCHMARKS.md 5 (fresh
     guest pages fault in the hypervisor); anywhere, the cache stays for what is read again (input tars,
     part tables)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        yield f
-        f.flush()
-        if durable:
-            os.fsync(f.fileno())
-            if uncached and hasattr(os, "posix_fadvise"):  # clean pages only: after the fsync
-                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    os.replace(tmp, path)
+
+    def __init__(self, path: Path, durable: bool = True, uncached: bool = False):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.durable, self.uncached = path, durable, uncached
+        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.file = open(self._tmp, "wb")
+
+    def commit(self) -> None:
+        try:
+            with self.file as f:
+                f.flush()
+                if self.durable:
+                    os.fsync(f.fileno())
+                    if self.uncached and hasattr(os, "posix_fadvise"):  # clean pages only: after the fsync
+                        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
+
+    def abort(self) -> None:
+        self.file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_writer(path: Path, durable: bool = True, uncached: bool = False) -> Iterator[io.BufferedWriter]:
+    """An `AtomicFile`'s handle, committed when the block completes and removed if it raises."""
+    atomic = AtomicFile(path, durable, uncached)
+    try:
+        yield atomic.file
+    except BaseException:
+        atomic.abort()
+        raise
+    atomic.commit()
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -79,20 +105,65 @@ def read_json(path: Path) -> Any:
 
 
 def tar_bytes(samples: Iterable[tuple[str, dict[str, bytes]]]) -> bytes:
-    """A WebDataset tar (`<key>.<part>` members, in sample order) with fixed metadata.
+    """A WebDataset tar (`<key>.<part>` members, in sample order) with fixed metadata: what `TarWriter`
+    streams, in memory."""
+    chunks = [chunk for key, parts in samples for chunk in _sample_chunks(key, parts)]
+    chunks.append(_END_OF_ARCHIVE)
+    return b"".join(chunks)  # one copy of the payload: a growing bytearray copies it twice
+
+
+class TarWriter:
+    """`tar_bytes`'s bytes for samples added one at a time, written to `file` about a MiB at a time and
+    hashed on the way: a shard is never in memory whole (a source's shards are written as its parts are
+    read back). `finish()` ends the archive; `bytes`, `samples` and `sha256` then describe it."""
+
+    _WRITE_BYTES = 1 << 20
+
+    def __init__(self, file: io.BufferedWriter):
+        self._file, self._hash = file, hashlib.sha256()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self.bytes = self.samples = 0
+        self.sha256: str | None = None
+
+    def add(self, key: str, parts: dict[str, bytes]) -> None:
+        for chunk in _sample_chunks(key, parts):
+            self._pending.append(chunk)
+            self._pending_bytes += len(chunk)
+        self.samples += 1
+        if self._pending_bytes >= self._WRITE_BYTES:
+            self._flush()
+
+    def finish(self) -> str:
+        self._pending.append(_END_OF_ARCHIVE)
+        self._flush()
+        self.sha256 = self._hash.hexdigest()
+        return self.sha256
+
+    def _flush(self) -> None:
+        data = b"".join(self._pending)  # one write and one hash call per MiB, not three of each per part
+        self._hash.update(data)
+        self._file.write(data)
+        self.bytes += len(data)
+        self._pending, self._pending_bytes = [], 0
+
+
+_END_OF_ARCHIVE = bytes(2 * tarfile.BLOCKSIZE)
+
+
+def _sample_chunks(key: str, parts: dict[str, bytes]) -> Iterator[bytes]:
+    """A sample's members, parts in sorted order: header, data, padding to the next block.
 
     Headers are built directly (POSIX ustar, mode 644, owner 0, mtime 0): `tarfile.addfile` copies
-    every TarInfo and costs more than the rest of shard writing together. Names over 100 bytes,
-    which ustar cannot hold without a directory split, go through `tarfile` (GNU long names).
+    every TarInfo and costs more than the rest of shard writing together. A name over 100 bytes, which
+    ustar cannot hold without a directory split, gets `tarfile`'s GNU long-name header instead.
     """
-    members = [(f"{key}.{ext}".encode(), parts[ext]) for key, parts in samples for ext in sorted(parts)]
-    if any(len(name) > 100 for name, _ in members):
-        return _tarfile_bytes(members)
-    chunks: list[bytes] = []
-    for name, data in members:
-        chunks += (_ustar_header(name, len(data)), data, bytes(-len(data) % tarfile.BLOCKSIZE))
-    chunks.append(bytes(2 * tarfile.BLOCKSIZE))  # end-of-archive
-    return b"".join(chunks)  # one copy of the payload: a growing bytearray copies it twice
+    for ext in sorted(parts):
+        name, data = f"{key}.{ext}".encode(), parts[ext]
+        yield _ustar_header(name, len(data)) if len(name) <= 100 else _gnu_header(name, len(data))
+        yield data
+        if len(data) % tarfile.BLOCKSIZE:
+            yield bytes(-len(data) % tarfile.BLOCKSIZE)
 
 
 # The header bytes every member shares after the checksum field: type, empty link name, magic, zeros.
@@ -108,15 +179,11 @@ def _ustar_header(name: bytes, size: int) -> bytes:
     return b"".join((name.ljust(100, b"\0"), fields, b"%06o\0 " % checksum, _HEADER_TAIL))
 
 
-def _tarfile_bytes(members: list[tuple[bytes, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name.decode("utf-8"))
-            info.size = len(data)
-            info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, 0, "", ""
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+def _gnu_header(name: bytes, size: int) -> bytes:
+    info = tarfile.TarInfo(name.decode("utf-8"))
+    info.size = size
+    info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, 0, "", ""
+    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
 
 
 def sha256(data: bytes) -> str:

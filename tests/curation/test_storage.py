@@ -1,11 +1,13 @@
 """Shard bytes: `tar_bytes` writes the same bytes as the header-by-bytearray code it replaced, and
-`tarfile` reads them back (it checks every header's checksum). Reading: the offsets
+`tarfile` reads them back (it checks every header's checksum); `TarWriter` streams those bytes. Reading: the offsets
 `iter_tar_samples` gives hold each part's bytes, deferred parts stay in the file until read from their spans, a compressed tar reads whole, and a part table from before `image_spans` reads as it did.
-Writing: an `uncached` write (shards) leaves none of the file in the page cache."""
+Writing: an `uncached` write (shards) leaves none of the file in the page cache; a write that fails
+leaves no temp file."""
 from __future__ import annotations
 
 import ctypes
 import gzip
+import hashlib
 import io
 import mmap
 import os
@@ -17,8 +19,11 @@ import pytest
 
 from nemo_twvlm.curation.storage import (
     PART_SCHEMA,
+    AtomicFile,
     TarTruncated,
+    TarWriter,
     atomic_write,
+    atomic_writer,
     iter_tar_samples,
     read_input_spans,
     read_part_rows,
@@ -52,6 +57,40 @@ def test_tar_bytes_equal_reference_and_read_back():
         got = [(m.name, tar.extractfile(m).read()) for m in tar]
     assert got == [(f"{key}.{ext}", parts[ext]) for key, parts in samples for ext in sorted(parts)]
     assert tar_bytes([]) == bytes(2 * tarfile.BLOCKSIZE)
+
+
+def test_tar_writer_streams_tar_bytes_and_hashes_them(tmp_path):
+    """Samples past the writer's MiB of pending bytes, and a name too long for ustar among short ones."""
+    samples = [(f"s{i:03d}", {"jpg": os.urandom(150_000 + 7 * i), "txt": f"第{i}張".encode()}) for i in range(20)]
+    samples.insert(9, ("z" * 130, {"json": b"{}"}))
+    path = tmp_path / "streamed.tar"
+    with open(path, "wb") as f:
+        tar = TarWriter(f)
+        for key, parts in samples:
+            tar.add(key, parts)
+        digest = tar.finish()
+    data = path.read_bytes()
+    assert data == tar_bytes(samples)
+    assert (tar.samples, tar.bytes, digest) == (21, len(data), hashlib.sha256(data).hexdigest())
+    with tarfile.open(path) as read:
+        assert [m.name for m in read] == [f"{key}.{ext}" for key, parts in samples for ext in sorted(parts)]
+        assert read.extractfile(f"{'z' * 130}.json").read() == b"{}"
+
+
+def test_a_failed_atomic_write_leaves_nothing(tmp_path):
+    target = tmp_path / "out" / "shard.tar"
+    with pytest.raises(ValueError, match="midway"):
+        with atomic_writer(target) as f:
+            f.write(b"partial")
+            raise ValueError("midway")
+    atomic = AtomicFile(target)
+    atomic.file.write(b"partial")
+    atomic.abort()
+    assert list((tmp_path / "out").iterdir()) == []
+    atomic = AtomicFile(target)
+    atomic.file.write(b"whole")
+    atomic.commit()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["shard.tar"] and target.read_bytes() == b"whole"
 
 
 def test_tar_offsets_hold_the_parts(tmp_path):

@@ -18,7 +18,7 @@ from nemo_twvlm.curation.parts import final_marker, part_table
 from nemo_twvlm.curation.sample import Rejection, SourceDecision
 from nemo_twvlm.curation.stages.base import CurationStage
 from nemo_twvlm.curation.stages.write.checkpoint import quarantine_members
-from nemo_twvlm.curation.storage import atomic_write, atomic_write_json, read_json, read_part_rows, sha256, tar_bytes
+from nemo_twvlm.curation.storage import AtomicFile, TarWriter, atomic_write_json, read_json, read_part_rows
 
 
 # Energon's view of conversation shards: `json` holds the turns and names the image parts, in
@@ -98,65 +98,104 @@ class ShardWriterStage(CurationStage[SourceDecision, SourceDecision]):
         return hashlib.sha256(json.dumps([settings, decisions]).encode()).hexdigest()
 
     def _write(self, task: SourceDecision) -> dict:
-        kept: list[tuple[str, dict[str, bytes]]] = []
-        dropped: list[Rejection] = []
+        """The source's parts read back one at a time and streamed into its shards and its dedup
+        quarantine: a worker holds one part's images, whatever the size of the source."""
         totals = {"kept": 0, "text_tokens": 0, "image_tokens": 0}
         langs, scripts, converted = Counter(), Counter(), Counter()
         observations: dict[str, list[float]] = {name: [] for name in HISTOGRAMS}
-        for part in range(task.num_parts):
-            for row in read_part_rows(part_table(self.work_dir, task.source, part)):
-                meta = json.loads(row["meta"])
-                parts = output_parts(row, meta, self.kind)
-                if row["index"] in task.data:
-                    reason, detail = task.data[row["index"]]
-                    dropped.append(Rejection(row["key"], row["index"], "dedup", reason, detail, parts))
-                    continue
-                kept.append((f"{task.source}-{row['index']:07d}", parts))
-                totals["kept"] += 1
-                totals["text_tokens"] += row["text_tokens"]
-                totals["image_tokens"] += row["image_tokens"]
-                langs[meta.get("lang")] += 1
-                scripts[meta.get("script") or "n/a"] += 1
-                converted[meta.get("converted") or "none"] += 1
-                for name, values in _observations(row, meta).items():
-                    observations[name].extend(values)
+        dropped: list[list] = []
+        quarantine_path = Path(self.quarantine_dir) / task.source / "dedup.tar"
+        quarantine: tuple[AtomicFile, TarWriter] | None = None
+        with ThreadPoolExecutor(max_workers=1) as disk:
+            shards = _ShardStream(Path(self.shards_dir), task.source, self.samples_per_shard, disk)
+            try:
+                for part in range(task.num_parts):
+                    for row in read_part_rows(part_table(self.work_dir, task.source, part)):
+                        meta = json.loads(row["meta"])
+                        parts = output_parts(row, meta, self.kind)
+                        if row["index"] in task.data:
+                            reason, detail = task.data[row["index"]]
+                            rejection = Rejection(row["key"], row["index"], "dedup", reason, detail, parts)
+                            if quarantine is None:
+                                file = AtomicFile(quarantine_path)
+                                quarantine = file, TarWriter(file.file)
+                            for key, members in quarantine_members([rejection], self.keep_dropped):
+                                quarantine[1].add(key, members)
+                            dropped.append([rejection.key, rejection.index, rejection.stage, reason, detail])
+                            continue
+                        shards.add(f"{task.source}-{row['index']:07d}", parts)
+                        totals["kept"] += 1
+                        totals["text_tokens"] += row["text_tokens"]
+                        totals["image_tokens"] += row["image_tokens"]
+                        langs[meta.get("lang")] += 1
+                        scripts[meta.get("script") or "n/a"] += 1
+                        converted[meta.get("converted") or "none"] += 1
+                        for name, values in _observations(row, meta).items():
+                            observations[name].extend(values)
+                written = shards.finish()
+            except BaseException:
+                shards.abort()
+                if quarantine is not None:
+                    quarantine[0].abort()
+                raise
 
-        shards = self._write_shards(task.source, kept)
-        names = {s["name"] for s in shards}
+        names = {s["name"] for s in written}
         for stale in Path(self.shards_dir).glob(f"{task.source}-*.tar"):
             if stale.name not in names:  # left by an earlier run that kept more of this source
                 stale.unlink()
-
-        quarantine = Path(self.quarantine_dir) / task.source / "dedup.tar"
-        if dropped:
-            atomic_write(quarantine, tar_bytes(quarantine_members(dropped, self.keep_dropped)))
-        elif quarantine.exists():
-            quarantine.unlink()
+        if quarantine is not None:
+            quarantine[1].finish()
+            quarantine[0].commit()
+        elif quarantine_path.exists():
+            quarantine_path.unlink()
         return totals | {
             "source": task.source,
-            "dropped": dict(Counter(r.reason for r in dropped)),
-            "rejections": [[r.key, r.index, r.stage, r.reason, r.detail] for r in dropped],
-            "quarantine_tar": quarantine.name if dropped else None,
+            "dropped": dict(Counter(reason for _, _, _, reason, _ in dropped)),
+            "rejections": dropped,
+            "quarantine_tar": quarantine_path.name if dropped else None,
             "lang": dict(langs), "script": dict(scripts), "converted": dict(converted),
             "histograms": {name: histogram(values, HISTOGRAMS[name]) for name, values in observations.items()},
-            "shards": shards,
+            "shards": written,
         }
 
-    def _write_shards(self, source: str, kept: list[tuple[str, dict[str, bytes]]]) -> list[dict]:
-        """Write the shards; returns their names, sample counts, sizes and sha256. A shard's write and
-        fsync (waiting on the disk) run beside its checksum and the next shard's tar; all of them are
-        on disk when this returns, so the source's marker still comes after its shards."""
-        shards = []
-        with ThreadPoolExecutor(max_workers=1) as disk:
-            writing: Future | None = None
-            for k in range(0, len(kept), self.samples_per_shard):
-                name = f"{source}-{k // self.samples_per_shard:05d}.tar"
-                data = tar_bytes(kept[k:k + self.samples_per_shard])
-                if writing is not None:
-                    writing.result()  # one shard on its way to disk while the next is built, not all of them
-                writing = disk.submit(atomic_write, Path(self.shards_dir) / name, data, uncached=True)
-                shards.append({"name": name, "samples": len(kept[k:k + self.samples_per_shard]),
-                               "bytes": len(data), "sha256": sha256(data)})
-            if writing is not None:
-                writing.result()
-        return shards
+
+class _ShardStream:
+    """A source's shards (`<source>-<k>.tar`, `per_shard` samples each) written as its samples arrive.
+    A full shard's fsync and rename run on `disk` beside the next shard's writing, one at a time; all
+    are on disk when `finish` returns, so the source's marker still comes after its shards."""
+
+    def __init__(self, shards_dir: Path, source: str, per_shard: int, disk: ThreadPoolExecutor):
+        self.shards_dir, self.source, self.per_shard, self.disk = shards_dir, source, per_shard, disk
+        self.shards: list[dict] = []
+        self._open: tuple[AtomicFile, TarWriter] | None = None
+        self._committing: Future | None = None
+
+    def add(self, key: str, parts: dict[str, bytes]) -> None:
+        if self._open is None:
+            file = AtomicFile(self.shards_dir / f"{self.source}-{len(self.shards):05d}.tar", uncached=True)
+            self._open = file, TarWriter(file.file)
+        self._open[1].add(key, parts)
+        if self._open[1].samples == self.per_shard:
+            self._close()
+
+    def finish(self) -> list[dict]:
+        """The shards' names, sample counts, sizes and sha256, once all are on disk."""
+        if self._open is not None:
+            self._close()
+        if self._committing is not None:
+            self._committing.result()
+        return self.shards
+
+    def abort(self) -> None:
+        if self._open is not None:
+            self._open[0].abort()
+
+    def _close(self) -> None:
+        file, tar = self._open
+        self._open = None
+        tar.finish()
+        self.shards.append({"name": file.path.name, "samples": tar.samples, "bytes": tar.bytes,
+                            "sha256": tar.sha256})
+        if self._committing is not None:
+            self._committing.result()  # one shard on its way to disk while the next is written, not all of them
+        self._committing = self.disk.submit(file.commit)
