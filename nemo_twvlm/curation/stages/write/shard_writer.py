@@ -1,6 +1,9 @@
 """Write one source's kept samples as WebDataset shards (N per shard, temp + rename), put what
 dedup dropped in quarantine, and record the shards (size, sha256) and the source's totals.
 
+Both are streamed as the source's part tables are read back, one part at a time: a worker holds one
+part's images, not the source's (an img2dataset tar of 10,000 512 px pairs is ~0.7 GB of JPEG).
+
 Shards are named after their source, `<source>-<k>.tar`, so every source is written by exactly one
 task and a rerun rewrites the same bytes. A source whose marker matches the decisions is skipped.
 """
@@ -133,6 +136,9 @@ class ShardWriterStage(CurationStage[SourceDecision, SourceDecision]):
                         for name, values in _observations(row, meta).items():
                             observations[name].extend(values)
                 written = shards.finish()
+                if quarantine is not None:
+                    quarantine[1].finish()
+                    quarantine[0].commit()
             except BaseException:
                 shards.abort()
                 if quarantine is not None:
@@ -143,10 +149,7 @@ class ShardWriterStage(CurationStage[SourceDecision, SourceDecision]):
         for stale in Path(self.shards_dir).glob(f"{task.source}-*.tar"):
             if stale.name not in names:  # left by an earlier run that kept more of this source
                 stale.unlink()
-        if quarantine is not None:
-            quarantine[1].finish()
-            quarantine[0].commit()
-        elif quarantine_path.exists():
+        if quarantine is None and quarantine_path.exists():
             quarantine_path.unlink()
         return totals | {
             "source": task.source,
