@@ -33,11 +33,11 @@ from nemo_twvlm.curation.stages.dedup.banding import INDEX_ABOVE
 
 # --- Measured: every constant the plan uses, and where it came from -----------------------------------
 # Machine for all of them: the shared 2-core AMD EPYC box (BENCHMARKS.md "Machine"), one core per task.
-# Section 5 (scripts/bench_curation.py, commit 49c6a0f, Meta's tokenizer; the median of three runs on the
+# Section 5 (scripts/bench_curation.py, commit 6a87335, Meta's tokenizer; the median of three runs on the
 # idle box): ms of one core per pairs sample by input side, resize.max_side 672: the floor (tar read +
 # decode + pixel hash) and the whole pipeline (every stage).
-FLOOR_MS = {256: 1e3 / 2157, 512: 1e3 / 675, 1024: 1e3 / 166}
-PIPELINE_MS = {256: 1e3 / 1220, 512: 1e3 / 470, 1024: 1e3 / 106}
+FLOOR_MS = {256: 1e3 / 2401, 512: 1e3 / 730, 1024: 1e3 / 199}
+PIPELINE_MS = {256: 1e3 / 1426, 512: 1e3 / 539, 1024: 1e3 / 128}
 MEASURED_MAX_SIDE = 672
 # The captions those pairs had, whose cost PIPELINE_MS holds: three zh-TW lines (bench_curation.write_input).
 CAPTION_CHARS = 45.5
