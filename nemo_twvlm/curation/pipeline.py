@@ -248,6 +248,7 @@ def finalize(cfg: CurationConfig, sources: list[str]) -> dict:
             stale.unlink()
     atomic_write_json(layout.out / "manifest.json", {"shards": sorted(shards, key=lambda s: s["name"])})
     if shards:
+        _check_shard_sizes(layout.shards, shards)
         _prepare_energon(cfg, layout.shards)
     atomic_write_json(layout.out / "stats.json", stats)
     return stats
@@ -304,13 +305,27 @@ def _index_line(source: str, rejection: list, tar: str | None) -> bytes:
                         "member": f"{index:07d}"}, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+def _check_shard_sizes(folder: Path, shards: list[dict]) -> None:
+    """Every shard the writers recorded is on disk at its recorded size. They were written whole
+    (temp, fsync, rename), so this stands in for reading each one's headers before Energon does."""
+    for shard in shards:
+        path = folder / shard["name"]
+        size = path.stat().st_size if path.is_file() else None
+        if size != shard["bytes"]:
+            found = "is missing" if size is None else f"is {size} bytes"
+            raise RuntimeError(f"shard {path} {found}, but {shard['bytes']} bytes were written: it changed "
+                               "after its source was written; rerun into the same output_dir to rewrite it")
+
+
 def _prepare_energon(cfg: CurationConfig, shards: Path) -> None:
     from nemo_twvlm.data.energon_prep import prepare
 
     if cfg.kind == "pairs":
-        prepare(shards, sample_type="CaptioningSample", field_map={"image": cfg.resize.format, "caption": "txt"})
+        prepare(shards, sample_type="CaptioningSample", field_map={"image": cfg.resize.format, "caption": "txt"},
+                check_shards=False)
     elif cfg.kind == "conversations":
         prepare(shards, sample_type="ConversationSample", sample_type_module="nemo_twvlm.data.samples",
-                sample_loader_source=CONVERSATION_SAMPLE_LOADER)
+                sample_loader_source=CONVERSATION_SAMPLE_LOADER, check_shards=False)
     else:
-        prepare(shards, sample_type="InterleavedSample", sample_loader_source=INTERLEAVED_SAMPLE_LOADER)
+        prepare(shards, sample_type="InterleavedSample", sample_loader_source=INTERLEAVED_SAMPLE_LOADER,
+                check_shards=False)

@@ -20,7 +20,9 @@ What the numbers assume (say it before trusting them):
 - the sharded merge's cost is the captions benchmark's, where no value is dense; each dense value
   (a member of a large cluster of different near-duplicates) adds one index query to the merge
   (BENCHMARKS.md section 5, dense clusters);
-- dedup costs beyond the largest measured index (5*10^6) follow the last measured segment, never falling.
+- dedup costs beyond the largest measured index (5*10^6) follow the last measured segment, never falling;
+- finalize (Energon's index of every shard, then the stats) runs on the driver's node after everything
+  else, its header readers on that node's cores and its one index writer serial.
 """
 from __future__ import annotations
 
@@ -90,6 +92,18 @@ TASK_BYTES_PER_PIXEL = {256: 5.07, 512: 4.75, 1024: 4.77}
 # runs on this box (2026-12-08); charged to every node.
 RAY_NODE_BYTES = 820 * 2**20
 
+# Section 5c (scripts/bench_energon_index.py, 2026-12-08): finalize indexes the shards for Energon
+# (energon_prep.prepare, check_shards=False): worker processes, one per CPU of the node finalize runs on,
+# read every member's header and feed one SQLite index writer in the driver, so the wall is the larger of
+# the two. CPU ms, per sample + per tar member, fitted at 3 and 5 members a sample (the larger of two
+# runs' fits, the second: 0.0147 + 0.0249 and 0.0029 + 0.0021 in the first); index.sqlite's bytes
+# per sample (655,360 B for 2,489 pairs). FINALIZE_MS is the rest of finalize, in the driver: the part
+# and source markers read, the quarantine index and stats written (4,000 pairs, 256 px, two runs).
+ENERGON_WORKER_MS = (0.0135, 0.0256)
+ENERGON_WRITER_MS = (0.0028, 0.0022)
+ENERGON_INDEX_BYTES = 263
+FINALIZE_MS = 0.0015
+
 # Arithmetic, not measured: a tar member is a 512-byte header plus on average 256 bytes of padding,
 # three members per sample (image, text, json), ~300 bytes of caption and metadata.
 SHARD_OVERHEAD_BYTES = 3 * (512 + 256) + 300
@@ -115,6 +129,7 @@ class CurationPlan:
     shipped_px: int
     stages: tuple[StageCost, ...]
     shard_bytes: float
+    index_bytes: float  # Energon's index.sqlite beside the shards
     work_bytes: float
     pipeline_memory_per_node: float
     dedup_memory_per_node: float
@@ -160,6 +175,8 @@ def plan_curation(cfg: CurationConfig, *, samples: int, nodes: int, cores_per_no
         dedup, dedup_memory = _sharded_dedup(cfg, samples, nodes, cores_per_node)
     else:
         dedup, dedup_memory = _single_dedup(cfg, samples, cores_per_node)
+    members = images_per_sample + (2 if cfg.kind == "pairs" else 1)  # + txt and json, or the document's json
+    finalize = _finalize(samples, members, cores_per_node)
     image_bytes = _by_pixels(JPEG_Q90_BYTES, shipped) * images_per_sample
     # A part table holds an image only when it is not shipped as read from a tar (re-encoded, or downloaded).
     in_place = cfg.input.format in TAR_FORMATS and shipped == image_px
@@ -167,10 +184,21 @@ def plan_curation(cfg: CurationConfig, *, samples: int, nodes: int, cores_per_no
     task = cfg.input.batch_samples * images_per_sample * image_px ** 2 * _by_pixels(TASK_BYTES_PER_PIXEL, image_px)
     return CurationPlan(
         kind=cfg.kind, samples=samples, nodes=nodes, cores_per_node=cores_per_node, memory_per_node=memory_per_node,
-        image_px=image_px, text_chars=text_chars, shipped_px=shipped, stages=tuple(analyse + dedup),
+        image_px=image_px, text_chars=text_chars, shipped_px=shipped, stages=tuple(analyse + dedup + [finalize]),
         shard_bytes=samples * (image_bytes + SHARD_OVERHEAD_BYTES + extra_chars * TEXT_SHARD_BYTES_PER_CHAR),
-        work_bytes=work_bytes,
+        index_bytes=samples * ENERGON_INDEX_BYTES, work_bytes=work_bytes,
         pipeline_memory_per_node=_workers(cores_per_node, task) + RAY_NODE_BYTES, dedup_memory_per_node=dedup_memory)
+
+
+def _finalize(n: int, members: float, cores_per_node: int) -> StageCost:
+    """Energon's index of the shards on one node, then the stats: see ENERGON_WORKER_MS."""
+    worker_ms = ENERGON_WORKER_MS[0] + members * ENERGON_WORKER_MS[1]
+    writer_ms = ENERGON_WRITER_MS[0] + members * ENERGON_WRITER_MS[1]
+    cpu_s = n * (worker_ms + writer_ms + FINALIZE_MS) / 1e3
+    wall_s = n * (max(worker_ms / cores_per_node, writer_ms) + FINALIZE_MS) / 1e3
+    bound = "the index writer" if writer_ms > worker_ms / cores_per_node else f"{cores_per_node} header readers"
+    return StageCost("finalize: Energon index + stats (1 node)", cpu_s, wall_s,
+                     f"{members:g} tar members/sample; bound by {bound}")
 
 
 def _workers(processes: int, each: float) -> float:
@@ -289,7 +317,8 @@ def format_curation_plan(plan: CurationPlan) -> str:
         rows.append((s.name, f"{s.cpu_s / 3600:,.1f} core-h, wall {_duration(s.wall_s)}  ({s.note})"))
     rows += [
         ("total", f"{plan.cpu_s / 3600:,.1f} core-h; wall {_duration(plan.wall_s)} on {cluster} (ideal scaling)"),
-        ("disk", f"shards {_bytes(plan.shard_bytes)} + part tables {_bytes(plan.work_bytes)} (resumable state)"),
+        ("disk", f"shards {_bytes(plan.shard_bytes)} + Energon index {_bytes(plan.index_bytes)} + part tables "
+                 f"{_bytes(plan.work_bytes)} (resumable state)"),
         ("memory/node", f"peak {_bytes(plan.memory_per_node_peak)}: {plan.cores_per_node} workers and Ray "
                         f"{_bytes(plan.pipeline_memory_per_node)}, dedup {_bytes(plan.dedup_memory_per_node)}"),
     ]

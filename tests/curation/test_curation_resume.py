@@ -91,6 +91,25 @@ def test_crash_while_writing_shards_then_rerun(source, tmp_path):
     assert not list(out.rglob("*.tmp"))
 
 
+def test_a_shard_changed_after_its_source_was_written_is_named_then_rewritten(source, tmp_path):
+    """Finalize takes the writers' recorded sizes for reading every shard's headers again: a shard cut
+    short afterwards stops it naming the shard, and a rerun rewrites that source."""
+    from nemo_twvlm.curation.cli import compose_config
+    from nemo_twvlm.curation.pipeline import finalize, input_files
+
+    src, reference = source
+    out = tmp_path / "out"
+    curate(src, out, *OVERRIDES)
+    shard = out / "shards" / "002-00001.tar"
+    shard.write_bytes(shard.read_bytes()[:3000])
+    cfg = compose_config("pairs_zh_tw", [f"input_dir={src}", f"output_dir={out}", f"lang.model_path={LANGID_MODEL}",
+                                         f"tokens.tokenizer={REPO / 'data' / 'tokenizer'}", *OVERRIDES])
+    with pytest.raises(RuntimeError, match=f"shard {shard} is 3000 bytes, but [0-9]+ bytes were written.*rerun"):
+        finalize(cfg, sorted(input_files(cfg)))
+    curate(src, out, *OVERRIDES)
+    assert _outputs(out) == _outputs(reference)
+
+
 def test_rerun_of_finished_run_changes_nothing(source, tmp_path):
     src, reference = source
     out = tmp_path / "out"

@@ -54,6 +54,21 @@ def test_single_process_plan_by_hand(cfg):
     assert plan.pipeline_memory_per_node / 2**30 == pytest.approx(7.18, abs=0.01)
 
 
+def test_finalize_is_energons_index_on_one_node_by_hand(cfg):
+    """10^6 pairs (3 tar members each) on a node of 10 cores: header reading 0.0135 + 3 x 0.0256 ms a sample
+    spread over 10 processes is 0.0090 ms, under the one index writer's 0.0028 + 3 x 0.0022 = 0.0094 ms;
+    0.0015 ms of markers and stats after (BENCHMARKS.md 5c)."""
+    finalize = _stage(_plan(cfg), "finalize")
+    assert finalize.cpu_s == pytest.approx(1e6 * (0.0903 + 0.0094 + 0.0015) / 1e3)  # 101.2 core-s
+    assert finalize.wall_s == pytest.approx(1e6 * (0.0094 + 0.0015) / 1e3)          # 10.9 s
+    assert "bound by the index writer" in finalize.note
+    assert _plan(cfg).index_bytes == pytest.approx(1e6 * 263)
+    # On 2 cores the header readers bound it; a document of 3 images is 4 members (its json + 3 images).
+    assert _stage(_plan(cfg, cores_per_node=2), "finalize").wall_s == pytest.approx(1e6 * (0.0903 / 2 + 0.0015) / 1e3)
+    docs = _stage(_plan(compose_config("interleaved_zh_tw", [], check=False), images_per_sample=3.0), "finalize")
+    assert docs.cpu_s == pytest.approx(1e6 * (0.0135 + 4 * 0.0256 + 0.0028 + 4 * 0.0022 + 0.0015) / 1e3)
+
+
 def test_part_tables_hold_images_only_when_not_shipped_from_a_tar(cfg):
     resized = _plan(cfg, image_px=1024)  # shipped at 672 px: re-encoded, so the table holds it
     assert resized.work_bytes == pytest.approx(1e6 * (253 + 74_600))
@@ -124,7 +139,8 @@ def test_table_names_every_stage_and_the_verdict(cfg):
     text = format_curation_plan(_plan(cfg, memory_per_node=2**30))
     assert "1,000,000 pairs samples of 256 px images, shipped at 256 px" in text
     assert "1 node x 10 cores, 1.0 GiB per node" in text
-    assert "dedup: caption search (1 core)" in text and "shards 20.7 GiB" in text
+    assert "dedup: caption search (1 core)" in text and "shards 20.7 GiB + Energon index 250.8 MiB" in text
+    assert "finalize: Energon index + stats (1 node)" in text
     assert "DOES NOT FIT: raise dedup.shards or nodes" in text
 
 
