@@ -101,27 +101,37 @@ def kept_examples(out: Path, n: int, px: int, max_pixels: int) -> list[dict]:
 
 
 def rejected_examples(out: Path, n: int, px: int, max_pixels: int) -> list[dict]:
-    """Up to n rejected samples, taken round-robin over reasons so rare reasons show too."""
-    index = out / "quarantine" / "index.jsonl"
+    """Up to n rejected samples, taken round-robin over reasons so rare reasons show too. The index is
+    read a line at a time and each quarantine tar once, keeping only the chosen members: at 5*10^7
+    samples the index alone is gigabytes, and a source's dedup tar can hold thousands of images."""
     by_reason: dict[str, list[dict]] = {}
-    for line in index.read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line)
-        picks = by_reason.setdefault(entry["reason"], [])
-        if len(picks) < n:
-            picks.append(entry)
+    with open(out / "quarantine" / "index.jsonl", encoding="utf-8") as index:
+        for line in index:
+            entry = json.loads(line)
+            picks = by_reason.setdefault(entry["reason"], [])
+            if len(picks) < n:
+                picks.append(entry)
     chosen: list[dict] = []
     while len(chosen) < n and any(by_reason.values()):
         for reason in sorted(by_reason):
             if by_reason[reason] and len(chosen) < n:
                 chosen.append(by_reason[reason].pop(0))
-    groups: dict[str, dict[str, dict[str, bytes]]] = {}
+    wanted: dict[str, set[str]] = {}
+    for entry in chosen:
+        if entry["tar"]:
+            wanted.setdefault(entry["tar"], set()).add(entry["member"])
+    found: dict[tuple[str, str], dict[str, bytes]] = {}
+    for tar, members in wanted.items():
+        left = set(members)
+        for member, parts in iter_tar_groups(out / tar):
+            if member in left:
+                found[tar, member] = parts
+                left.discard(member)
+                if not left:
+                    break
     examples = []
     for entry in chosen:
-        parts: dict[str, bytes] = {}
-        if entry["tar"]:
-            if entry["tar"] not in groups:
-                groups[entry["tar"]] = dict(iter_tar_groups(out / entry["tar"]))
-            parts = groups[entry["tar"]].get(entry["member"], {})
+        parts = found.get((entry["tar"], entry["member"]), {}) if entry["tar"] else {}
         image = _image_part(parts)
         examples.append({"key": f"{entry['source']}/{entry['key']}", "text": _text_of(parts),
                          "img": _thumb(image, px, max_pixels) if image else None,

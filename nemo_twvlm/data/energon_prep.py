@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 from megatron.energon.epathlib import EPath
+from tqdm import tqdm
 from megatron.energon.flavors import BaseWebdatasetFactory
 from megatron.energon.flavors.webdataset.config import INFO_JSON_FILENAME, MAIN_FOLDER_NAME
 
@@ -76,6 +77,9 @@ def prepare(
         split_parts_ratio=list(zip(SPLIT_NAMES, split)),
         shuffle_seed=None,  # keep shard order so a split is reproducible and readable
         workers=min(workers or _available_cpus(), len(tars)),
+        # Energon advances this once per shard indexed; a bar only on a terminal (disable=None).
+        progress_fn=lambda steps, total: iter(tqdm(steps, total=total, desc="energon index", unit="shard",
+                                                   mininterval=2, disable=None)),
     )
     meta = root / MAIN_FOLDER_NAME
     definition: dict = {"sample_type": {"__module__": sample_type_module, "__class__": sample_type}}

@@ -64,3 +64,40 @@ def test_report_opens_in_headless_chromium(report, tmp_path):
     pixels = np.asarray(img).reshape(-1, 3)
     assert (pixels.min(axis=1) < 240).mean() > 0.05, "screenshot is (nearly) blank"
     assert len(np.unique(pixels[::7], axis=0)) > 200, "screenshot shows no images"
+
+
+def test_rejected_examples_stream_the_index_and_keep_only_the_chosen_members(tmp_path):
+    """60,000 index lines (~14 MB) and a 10 MB quarantine tar: the examples, round-robin over reasons, come
+    with their own member's text and image, in < 4 MiB of Python allocations."""
+    import json
+    import os
+    import tracemalloc
+
+    from nemo_twvlm.curation.report import rejected_examples
+    from nemo_twvlm.curation.storage import tar_bytes
+
+    image = encode(draw(np.random.default_rng(0), (40, 40)), "JPEG")
+    members = [(f"{i:07d}", {"jpg": image if i % 50 == 7 else os.urandom(50_000), "txt": f"第{i}張".encode(),
+                             "reason.json": b"{}"}) for i in range(200)]
+    (tmp_path / "quarantine" / "src").mkdir(parents=True)
+    (tmp_path / "quarantine" / "src" / "dedup.tar").write_bytes(tar_bytes(members))
+    reasons = ["exact_duplicate"] * 5 + ["near_duplicate_image"] * 2 + ["bad_aspect_ratio"]
+    with open(tmp_path / "quarantine" / "index.jsonl", "w", encoding="utf-8") as index:
+        for i in range(60_000):
+            reason = reasons[i % len(reasons)]
+            member = i % 200 if reason == "exact_duplicate" else 7 if reason == "near_duplicate_image" else None
+            index.write(json.dumps({"source": "src", "key": f"k{i}", "index": i, "stage": "dedup", "reason": reason,
+                                    "disposition": "dropped", "detail": "x" * 150,
+                                    "tar": None if member is None else "quarantine/src/dedup.tar",
+                                    "member": None if member is None else f"{member:07d}"}) + "\n")
+    tracemalloc.start()
+    try:
+        got = rejected_examples(tmp_path, 6, 32, 10**7)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, f"{peak / 2**20:.1f} MiB"
+    # Round-robin in reason order: bad_aspect_ratio (no tar), exact_duplicate, near_duplicate_image, ...
+    assert [e["key"] for e in got] == ["src/k7", "src/k0", "src/k5", "src/k15", "src/k1", "src/k6"]
+    assert [e["text"] for e in got] == ["", "第0張", "第7張", "", "第1張", "第7張"]
+    assert [e["img"] is not None for e in got] == [False, False, True, False, False, True]
