@@ -39,6 +39,7 @@ CHOICES = {
 RANGES = {
     "input.max_schema_mismatch": (0, 1),  # and > 0, checked with its own message
     "input.batch_samples": (1, None),
+    "input.rows_per_read": (1, None),
     "download.max_bytes": (1, None),
     "download.timeout_s": (0, None),
     "download.retries": (0, None),
@@ -77,6 +78,7 @@ class InputConfig:
     image_dir: Optional[str]       # llava_json / mmc4 / conversations: local image folder, relative to the input file
     max_schema_mismatch: float     # fail the run when this share of the input has the wrong layout
     batch_samples: int             # samples per task: bounds the decoded images held at once
+    rows_per_read: int             # Parquet rows per reader task (rounded up to whole parts)
 
 
 @dataclass

@@ -7,10 +7,24 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from nemo_twvlm.curation.sample import Rejection, Sample, SampleBatch
 from nemo_twvlm.curation.storage import read_json
+
+
+@dataclass(frozen=True)
+class RowRange:
+    """Rows [start, stop) of an input file of `total` rows, read as one task (a Parquet file too large to
+    hold whole: stages.io.list_inputs). `start` is a multiple of the part size, so a part is never split."""
+
+    start: int
+    stop: int
+    total: int
+
+    def parts(self, batch_samples: int) -> range:
+        return range(self.start // batch_samples, math.ceil(self.stop / batch_samples))
 
 
 def analysed_dir(work_dir: str | Path, source: str) -> Path:
@@ -58,25 +72,31 @@ def require_every_part(parts: list[tuple[str, int, int]], stage: str) -> None:
                                "the executor split the fan-in batch")
 
 
-def resumed_batches(work_dir: str | Path, source: str, dataset_name: str) -> list[SampleBatch] | None:
-    """Empty `resumed` batches when every part of `source` is done, so its input is not read again."""
+def resumed_batches(work_dir: str | Path, source: str, dataset_name: str, rows: RowRange | None = None,
+                    batch_samples: int = 1) -> list[SampleBatch] | None:
+    """Empty `resumed` batches when every part of `source` (or of its `rows`, in parts of `batch_samples`) is
+    done, so that input is not read again."""
     parts, num_parts = done_parts(work_dir, source)
-    if num_parts is None or parts != set(range(num_parts)):
+    if num_parts is None or (rows is not None and num_parts != max(1, math.ceil(rows.total / batch_samples))):
+        return None
+    wanted = range(num_parts) if rows is None else rows.parts(batch_samples)
+    if not parts.issuperset(wanted):
         return None
     return [SampleBatch(dataset_name=dataset_name, source=source, part=p, num_parts=num_parts, resumed=True)
-            for p in range(num_parts)]
+            for p in wanted]
 
 
-def split_parts(dataset_name: str, source: str, samples: list[Sample], rejected: list[Rejection],
-                batch_samples: int, work_dir: str | Path, stage: str) -> list[SampleBatch]:
-    """Cut a source's samples (indices 0..n-1) into parts; parts already done come back `resumed`."""
-    total = 1 + max([s.index for s in samples] + [r.index for r in rejected], default=-1)
+def split_parts(dataset_name: str, source: str, samples: list[Sample], rejected: list[Rejection], batch_samples: int,
+                work_dir: str | Path, stage: str, rows: RowRange | None = None) -> list[SampleBatch]:
+    """Cut a source's samples (indices 0..n-1, or those of `rows`) into parts; parts already done come back
+    `resumed`."""
+    total = rows.total if rows else 1 + max([s.index for s in samples] + [r.index for r in rejected], default=-1)
     num_parts = max(1, math.ceil(total / batch_samples))
     done, done_count = done_parts(work_dir, source)
     if done_count != num_parts:
         done = set()  # markers from a run that cut the source differently: redo every part
-    batches = [SampleBatch(dataset_name=dataset_name, source=source, part=p, num_parts=num_parts,
-                           resumed=p in done) for p in range(num_parts)]
+    batches = {p: SampleBatch(dataset_name=dataset_name, source=source, part=p, num_parts=num_parts,
+                              resumed=p in done) for p in (rows.parts(batch_samples) if rows else range(num_parts))}
     for sample in samples:
         batch = batches[sample.index // batch_samples]
         if not batch.resumed:
@@ -85,7 +105,7 @@ def split_parts(dataset_name: str, source: str, samples: list[Sample], rejected:
         batch = batches[rejection.index // batch_samples]
         if not batch.resumed:
             batch.rejected.append(rejection)
-    for batch in batches:
+    for batch in batches.values():
         reasons = Counter(r.reason for r in batch.rejected)
         batch.record(stage, len(batch.data) + len(batch.rejected), len(batch.data), reasons)
-    return batches
+    return list(batches.values())

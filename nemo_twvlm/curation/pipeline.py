@@ -104,7 +104,8 @@ def build_stages(cfg: CurationConfig) -> list[ProcessingStage]:
     in_dir, work = str(Path(cfg.input_dir).resolve()), str(layout.work)
     reader = READERS[cfg.input.format]
     stages: list[ProcessingStage] = [ListInputsStage(
-        file_paths=in_dir, files_per_partition=1, file_extensions=list(reader.extensions)),
+        file_paths=in_dir, files_per_partition=1, file_extensions=list(reader.extensions),
+        rows_per_read=cfg.input.rows_per_read, batch_samples=cfg.input.batch_samples),
         reader.build(cfg, in_dir, work)]
     if reader.fetches:
         stages.append(DownloadStage(cfg.download))

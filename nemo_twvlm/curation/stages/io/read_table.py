@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_twvlm.curation.config import InputConfig
-from nemo_twvlm.curation.parts import split_parts
+from nemo_twvlm.curation.parts import RowRange, split_parts
 from nemo_twvlm.curation.sample import NOT_AN_OBJECT, ImageItem, Reject, Rejection, Sample, SampleBatch
 from nemo_twvlm.curation.stages.io.reader import ReaderStage
 
@@ -27,16 +27,29 @@ class Rows:
     error: Reject | None = None
 
 
-def read_rows(path: str) -> Rows:
-    """Rows of a .parquet, .jsonl or .json (a list of objects) file; never raises for a bad file."""
+def parquet_rows(path: str) -> int | None:
+    """A Parquet file's row count from its footer, or None when it cannot be read (the reader reports why)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # noqa: BLE001 - pyarrow raises many types for a damaged file
+        return None
+
+
+def read_rows(path: str, rows: RowRange | None = None) -> Rows:
+    """Rows of a .parquet, .jsonl or .json (a list of objects) file, or only `rows` of a Parquet file
+    (read by the row groups that hold them); never raises for a bad file."""
     name = Path(path).name
     extension = Path(path).suffix.lower()  # as curation.inputs lists them: A.PARQUET is a parquet file
     try:
         if extension == ".parquet":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
+            table = pq.read_table(path) if rows is None else _parquet_range(pq.ParquetFile(path), rows)
             return Rows(table.to_pylist(), set(table.schema.names))
+        if rows is not None:
+            raise ValueError(f"rows {rows.start}-{rows.stop} of a {extension} file: only Parquet is read by ranges")
         if extension == ".json":
             rows = _json_list(Path(path).read_bytes().decode("utf-8"), name)
         else:
@@ -46,6 +59,20 @@ def read_rows(path: str) -> Rows:
         return Rows(error=Reject("unreadable_file", f"{name}: {type(e).__name__}: {e}"))
     rows.columns = {k for row in rows.rows if row for k in row}
     return rows
+
+
+def _parquet_range(parquet, rows: RowRange):
+    """Rows [start, stop) of a Parquet file, reading only the row groups they lie in."""
+    groups, first, offset = [], None, 0
+    for i in range(parquet.metadata.num_row_groups):
+        size = parquet.metadata.row_group(i).num_rows
+        if offset + size > rows.start and offset < rows.stop:
+            groups.append(i)
+            first = offset if first is None else first
+        offset += size
+    if not groups:
+        raise ValueError(f"rows {rows.start}-{rows.stop}: the file has {offset}")
+    return parquet.read_row_groups(groups).slice(rows.start - first, rows.stop - rows.start)
 
 
 def _jsonl_row(line: bytes) -> dict | None:
@@ -139,6 +166,10 @@ class TableReaderStage(ReaderStage):
     # The member name that keeps the row itself, for the quarantine.
     raw_name = "row.json"
 
+    @property
+    def batch_samples(self) -> int:
+        return self.input.batch_samples
+
     def required_columns(self) -> dict[str, str]:
         """Column -> where its name comes from, for the error when a file lacks it."""
         return {self.input.url_column: "input.url_column", self.input.caption_column: "input.caption_column"}
@@ -147,13 +178,13 @@ class TableReaderStage(ReaderStage):
         """The folder a row's relative image path is relative to."""
         return str(Path(path).parent)
 
-    def read(self, path: str, source: str, dataset_name: str) -> list[SampleBatch]:
-        table = read_rows(path)
+    def read(self, path: str, source: str, dataset_name: str, rows: RowRange | None = None) -> list[SampleBatch]:
+        table = read_rows(path, rows)
         missing = self._missing_columns(table, Path(path).name)
         samples: list[Sample] = []
         rejected: list[Rejection] = []
         base = self.base_dir(path)
-        for index, row in enumerate(table.rows):
+        for index, row in enumerate(table.rows, start=rows.start if rows else 0):
             key = row.get(self.input.key_column) if row else None
             key = f"{source}-{index:07d}" if key is None or key == "" else str(key)  # an id may be 0
             raw = self._raw(row)
@@ -164,10 +195,10 @@ class TableReaderStage(ReaderStage):
             except Reject as r:
                 rejected.append(Rejection(key, index, self.name, r.reason, r.detail, raw))
         if table.error:
-            index = len(table.rows)
+            index = len(table.rows) + (rows.start if rows else 0)
             rejected.append(Rejection(f"{source}@{index}", index, self.name, table.error.reason, table.error.detail))
         return split_parts(dataset_name, source, samples, rejected, self.input.batch_samples, self.work_dir,
-                           self.name)
+                           self.name, rows)
 
     def _missing_columns(self, table: Rows, name: str) -> Reject | None:
         """Every row of a file lacking a needed column is rejected under `missing_column`."""

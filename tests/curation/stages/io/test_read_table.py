@@ -1,7 +1,8 @@
 """LAION / DataComp parquet as published: the table reader with the column names in the config
 (conf/curation/pairs_laion.yaml), images fetched from a local HTTP server. A file without a needed
 column, or with a field of the wrong type, is counted and named; an input whose columns are not
-the configured ones fails the run, naming the expected and the found columns."""
+the configured ones fails the run, naming the expected and the found columns. A file of more rows
+than `input.rows_per_read` is read in ranges of whole parts, giving what reading it whole gives."""
 from __future__ import annotations
 
 import json
@@ -13,10 +14,13 @@ import pytest
 from curation_inputs import (
     assert_contract, curate, draw, encode, energon_samples, image_server, kept_meta, rejections, yaml_config, zh_caption,
 )
-from nemo_curator.tasks import FileGroupTask
+from nemo_curator.tasks import EmptyTask, FileGroupTask
 
+from nemo_twvlm.curation.parts import RowRange, part_marker
 from nemo_twvlm.curation.readers import SchemaMismatchError
-from nemo_twvlm.curation.stages.io.read_table import TableReaderStage
+from nemo_twvlm.curation.stages.io.list_inputs import ListInputsStage
+from nemo_twvlm.curation.stages.io.read_table import TableReaderStage, read_rows
+from nemo_twvlm.curation.stages.io.reader import ROWS
 
 N = 6
 # laion400m-meta's columns and types.
@@ -99,3 +103,65 @@ def test_datacomp_columns(tmp_path):
     (batch,) = reader.process(task)
     assert [(s.key, s.segments[0].ref, s.segments[1]) for s in batch.data] == \
         [(r["uid"], r["url"], r["text"]) for r in rows]
+
+
+def _parts(batches) -> list[tuple]:
+    return [(b.part, b.num_parts, b.resumed, [(s.key, s.index, s.segments) for s in b.data],
+             [(r.key, r.index, r.reason, r.detail) for r in b.rejected], b.stage_counts()) for b in batches]
+
+
+def test_a_large_parquet_file_is_read_in_ranges_of_whole_parts(tmp_path):
+    """1,000 rows in row groups of 128, some of them bad; ranges of 300 rows become 320 (5 parts of 64)."""
+    rows = _laion_rows("http://example.com", np.random.default_rng(3), 0, 1000)
+    for i in (5, 319, 320, 700):
+        rows[i]["URL"] = ""  # missing_image, counted in the part it falls in
+    rows[641]["TEXT"] = None
+    (tmp_path / "in").mkdir()
+    big, small = tmp_path / "in" / "big.parquet", tmp_path / "in" / "small.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=LAION), big, row_group_size=128)
+    pq.write_table(pa.Table.from_pylist(rows[:300], schema=LAION), small)
+    cfg = yaml_config("pairs_laion", input={"batch_samples": 64})
+    listing = ListInputsStage(file_paths=str(tmp_path / "in"), files_per_partition=1, file_extensions=[".parquet"],
+                              rows_per_read=300, batch_samples=64)
+    tasks = listing.process(EmptyTask(dataset_name="pairs", data=None))
+    ranges = [(t.data[0], t._metadata.get(ROWS)) for t in tasks]
+    assert ranges == [(str(big), RowRange(0, 320, 1000)), (str(big), RowRange(320, 640, 1000)),
+                      (str(big), RowRange(640, 960, 1000)), (str(big), RowRange(960, 1000, 1000)), (str(small), None)]
+    assert len(read_rows(str(big), RowRange(320, 640, 1000)).rows) == 320
+
+    reader = TableReaderStage(str(tmp_path / "in"), str(tmp_path / "work"), cfg.input)
+    whole = reader.read(str(big), "big", "pairs")
+    ranged = [batch for task in tasks[:4] for batch in reader.process(task)]
+    assert [b.part for b in ranged] == list(range(16)) and {b.num_parts for b in ranged} == {16}
+    assert _parts(ranged) == _parts(whole)
+    assert sum(len(b.rejected) for b in ranged) == 5
+
+    # A range whose parts an earlier run finished is not read again; the others are.
+    for part in range(5, 10):
+        marker = part_marker(tmp_path / "work", "big", part)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"num_parts": 16}))
+    assert [(b.part, b.resumed, len(b.data)) for b in reader.process(tasks[1])] == [(p, True, 0) for p in range(5, 10)]
+    assert [b.resumed for b in reader.process(tasks[0])] == [False] * 5
+
+
+def test_reading_by_ranges_gives_the_same_bytes(laion_dir, tmp_path, langid_model, monkeypatch):
+    """The whole pipeline, each file one task or in ranges of 2 rows (one part each)."""
+    import nemo_twvlm.curation.stages.io.read_table as read_table
+
+    reads = []
+    monkeypatch.setattr(read_table, "read_rows", lambda path, rows=None: reads.append(rows) or read_rows(path, rows))
+    args = ("download.allow_private_addresses=true", "input.batch_samples=2")
+    curate(laion_dir, tmp_path / "whole", *args, "input.rows_per_read=100", config="pairs_laion")
+    assert reads == [None] * 3
+    reads.clear()
+    curate(laion_dir, tmp_path / "ranged", *args, "input.rows_per_read=2", config="pairs_laion")
+    assert sorted(r.start if r else -1 for r in reads) == [-1, -1, 0, 2, 4]  # 6 rows in 3 ranges; 2 + 2 read whole
+
+    def outputs(out):
+        names = ["stats.json", "manifest.json", "quarantine/index.jsonl", *sorted(
+            str(p.relative_to(out)) for p in [*out.glob("shards/*.tar"), *out.glob("quarantine/*/*.tar")])]
+        return {name: (out / name).read_bytes() for name in names}
+
+    assert outputs(tmp_path / "ranged") == outputs(tmp_path / "whole")
+    assert json.loads((tmp_path / "ranged" / "stats.json").read_text())["kept"] == N
