@@ -22,8 +22,9 @@ from nemo_twvlm.curation.config import CurationConfig
 from nemo_twvlm.curation.parts import analysed_dir, final_marker
 from nemo_twvlm.curation.storage import atomic_write_json, read_json
 
-# Where the outputs go, which executor runs the stages and how the report looks decide nothing.
-_NOT_DECIDING = ("output_dir", "executor", "report")
+# Where the outputs go, which executor runs the stages, how the report looks and how many rows a reader
+# task takes (the parts are the same) decide nothing: sections, or single keys.
+_NOT_DECIDING = ("output_dir", "executor", "report", "input.rows_per_read")
 
 
 def fingerprint_path(work: Path) -> Path:
@@ -31,7 +32,8 @@ def fingerprint_path(work: Path) -> Path:
 
 
 def fingerprint(cfg: CurationConfig, sources: dict[str, Path]) -> dict:
-    config = {k: v for k, v in _flat(cfg.to_dict()).items() if k.split(".")[0] not in _NOT_DECIDING}
+    config = {k: v for k, v in _flat(cfg.to_dict()).items()
+              if k.split(".")[0] not in _NOT_DECIDING and k not in _NOT_DECIDING}
     files = {source: [path.stat().st_size, path.stat().st_mtime_ns] for source, path in sorted(sources.items())}
     return {"config": config, "sources": files}
 

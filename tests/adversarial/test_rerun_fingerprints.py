@@ -48,5 +48,6 @@ def test_unchanged_rerun_resumes_without_redoing(tmp_path, langid_model, log_war
     marker = next((tmp_path / "out" / "work" / "analysed").rglob("part-*.json"))
     written = marker.stat().st_mtime_ns
     curate(tmp_path / "in", tmp_path / "out", "executor.name=in_process")  # the executor decides nothing
+    curate(tmp_path / "in", tmp_path / "out", "input.rows_per_read=7")  # nor does a row reader's task size
     assert marker.stat().st_mtime_ns == written
     assert not [m for m in log_warnings if "redone" in m]
