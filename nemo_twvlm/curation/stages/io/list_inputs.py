@@ -24,8 +24,8 @@ from nemo_twvlm.curation.stages.io.reader import ROWS
 class ListInputsStage(FilePartitioningStage):
     """`file_paths` is input_dir; the partitioner proper gets the listed files."""
 
-    # Keyword-only: the partitioner's own fields have defaults. rows_per_read None: every file is one task.
-    rows_per_read: int | None = field(kw_only=True)
+    # Keyword-only: the partitioner's own fields before them have defaults.
+    rows_per_read: int = field(kw_only=True)
     batch_samples: int = field(kw_only=True)
 
     def process(self, task: EmptyTask) -> list[FileGroupTask]:
@@ -35,7 +35,7 @@ class ListInputsStage(FilePartitioningStage):
 
     def _ranges(self, task: FileGroupTask) -> list[FileGroupTask]:
         (path,) = task.data
-        total = parquet_rows(path) if self.rows_per_read and path.lower().endswith(".parquet") else None
+        total = parquet_rows(path) if path.lower().endswith(".parquet") else None
         if total is None or total <= self.rows_per_read:  # an unreadable footer: the reader says why
             return [task]
         step = math.ceil(self.rows_per_read / self.batch_samples) * self.batch_samples
