@@ -72,8 +72,8 @@ def require_every_part(parts: list[tuple[str, int, int]], stage: str) -> None:
                                "the executor split the fan-in batch")
 
 
-def resumed_batches(work_dir: str | Path, source: str, dataset_name: str, rows: RowRange | None = None,
-                    batch_samples: int = 1) -> list[SampleBatch] | None:
+def resumed_batches(work_dir: str | Path, source: str, dataset_name: str, rows: RowRange | None,
+                    batch_samples: int) -> list[SampleBatch] | None:
     """Empty `resumed` batches when every part of `source` (or of its `rows`, in parts of `batch_samples`) is
     done, so that input is not read again."""
     parts, num_parts = done_parts(work_dir, source)

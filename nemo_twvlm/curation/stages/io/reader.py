@@ -32,8 +32,9 @@ class ReaderStage(CurationStage[FileGroupTask, SampleBatch]):
         path = task.data[0]
         source = source_id(path, self.input_dir)
         rows = task._metadata.get(ROWS)
-        if rows is None:
-            return resumed_batches(self.work_dir, source, task.dataset_name) or \
-                self.read(path, source, task.dataset_name)
         resumed = resumed_batches(self.work_dir, source, task.dataset_name, rows, self.batch_samples)
-        return resumed or self.read(path, source, task.dataset_name, rows)
+        if resumed:
+            return resumed
+        if rows is None:  # a whole file: the only kind the tar readers take
+            return self.read(path, source, task.dataset_name)
+        return self.read(path, source, task.dataset_name, rows)
