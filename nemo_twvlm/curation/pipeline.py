@@ -52,7 +52,7 @@ from nemo_twvlm.curation.stages.models.image_embed import ImageEmbedStage
 from nemo_twvlm.curation.stages.models.nsfw import NsfwStage
 from nemo_twvlm.curation.stages.write.checkpoint import CheckpointStage
 from nemo_twvlm.curation.stages.write.resize import ResizeStage
-from nemo_twvlm.curation.stages.write.shard_writer import CONVERSATION_SAMPLE_LOADER, ShardWriterStage
+from nemo_twvlm.curation.stages.write.shard_writer import CONVERSATION_SAMPLE_LOADER, ShardWriterStage, changed_shard
 from nemo_twvlm.curation.storage import atomic_write_json, atomic_writer, read_json
 from nemo_twvlm.presets import get_preset
 
@@ -249,7 +249,11 @@ def finalize(cfg: CurationConfig, sources: list[str]) -> dict:
             stale.unlink()
     atomic_write_json(layout.out / "manifest.json", {"shards": sorted(shards, key=lambda s: s["name"])})
     if shards:
-        _check_shard_sizes(layout.shards, shards)
+        # Written whole (temp, fsync, rename) and sized by their writers: a stat each stands in for
+        # reading every shard's headers before Energon does (prepare's check_shards).
+        if changed := changed_shard(layout.shards, shards):
+            raise RuntimeError(f"{changed}: it changed after its source was written; rerun into the same "
+                               "output_dir to rewrite it")
         _prepare_energon(cfg, layout.shards)
     atomic_write_json(layout.out / "stats.json", stats)
     return stats
@@ -306,27 +310,15 @@ def _index_line(source: str, rejection: list, tar: str | None) -> bytes:
                         "member": f"{index:07d}"}, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _check_shard_sizes(folder: Path, shards: list[dict]) -> None:
-    """Every shard the writers recorded is on disk at its recorded size. They were written whole
-    (temp, fsync, rename), so this stands in for reading each one's headers before Energon does."""
-    for shard in shards:
-        path = folder / shard["name"]
-        size = path.stat().st_size if path.is_file() else None
-        if size != shard["bytes"]:
-            found = "is missing" if size is None else f"is {size} bytes"
-            raise RuntimeError(f"shard {path} {found}, but {shard['bytes']} bytes were written: it changed "
-                               "after its source was written; rerun into the same output_dir to rewrite it")
-
-
 def _prepare_energon(cfg: CurationConfig, shards: Path) -> None:
     from nemo_twvlm.data.energon_prep import prepare
 
     if cfg.kind == "pairs":
-        prepare(shards, sample_type="CaptioningSample", field_map={"image": cfg.resize.format, "caption": "txt"},
-                check_shards=False)
+        sample = {"sample_type": "CaptioningSample", "field_map": {"image": cfg.resize.format, "caption": "txt"}}
     elif cfg.kind == "conversations":
-        prepare(shards, sample_type="ConversationSample", sample_type_module="nemo_twvlm.data.samples",
-                sample_loader_source=CONVERSATION_SAMPLE_LOADER, check_shards=False)
+        sample = {"sample_type": "ConversationSample", "sample_type_module": "nemo_twvlm.data.samples",
+                  "sample_loader_source": CONVERSATION_SAMPLE_LOADER}
     else:
-        prepare(shards, sample_type="InterleavedSample", sample_loader_source=INTERLEAVED_SAMPLE_LOADER,
-                check_shards=False)
+        sample = {"sample_type": "InterleavedSample", "sample_loader_source": INTERLEAVED_SAMPLE_LOADER}
+    prepare(shards, check_shards=False, **sample)  # the shards' sizes were checked against their writers'
+

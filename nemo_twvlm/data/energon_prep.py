@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 from megatron.energon.epathlib import EPath
-from tqdm import tqdm
 from megatron.energon.flavors import BaseWebdatasetFactory
 from megatron.energon.flavors.webdataset.config import INFO_JSON_FILENAME, MAIN_FOLDER_NAME
+from tqdm import tqdm
 
 SPLIT_NAMES = ("train", "val", "test")
 

@@ -87,10 +87,7 @@ class ShardWriterStage(CurationStage[SourceDecision, SourceDecision]):
         digest = self._digest(task)
         if marker.exists():
             done = read_json(marker)
-            shards_dir = Path(self.shards_dir)
-            if done["digest"] == digest and all((shards_dir / s["name"]).is_file()
-                                                and (shards_dir / s["name"]).stat().st_size == s["bytes"]
-                                                for s in done["shards"]):
+            if done["digest"] == digest and not changed_shard(Path(self.shards_dir), done["shards"]):
                 return task
         atomic_write_json(marker, self._write(task) | {"digest": digest})
         return task
@@ -160,6 +157,18 @@ class ShardWriterStage(CurationStage[SourceDecision, SourceDecision]):
             "histograms": {name: histogram(values, HISTOGRAMS[name]) for name, values in observations.items()},
             "shards": written,
         }
+
+
+def changed_shard(shards_dir: Path, shards: list[dict]) -> str | None:
+    """How the first of these recorded shards that is not on disk at its recorded size differs, or None
+    when all are as written."""
+    for shard in shards:
+        path = shards_dir / shard["name"]
+        size = path.stat().st_size if path.is_file() else None
+        if size != shard["bytes"]:
+            found = "is missing" if size is None else f"is {size} bytes"
+            return f"shard {path} {found}, but {shard['bytes']} bytes were written"
+    return None
 
 
 class _ShardStream:
