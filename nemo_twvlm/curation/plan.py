@@ -35,11 +35,11 @@ from nemo_twvlm.curation.stages.dedup.banding import INDEX_ABOVE
 
 # --- Measured: every constant the plan uses, and where it came from -----------------------------------
 # Machine for all of them: the shared 2-core AMD EPYC box (BENCHMARKS.md "Machine"), one core per task.
-# Section 5 (scripts/bench_curation.py, commit 6a87335, Meta's tokenizer; the median of three runs on the
+# Section 5 (scripts/bench_curation.py, XXH3 pixel hashes, Meta's tokenizer; the median of three runs on the
 # idle box): ms of one core per pairs sample by input side, resize.max_side 672: the floor (tar read +
 # decode + pixel hash) and the whole pipeline (every stage).
-FLOOR_MS = {256: 1e3 / 2401, 512: 1e3 / 730, 1024: 1e3 / 199}
-PIPELINE_MS = {256: 1e3 / 1426, 512: 1e3 / 539, 1024: 1e3 / 128}
+FLOOR_MS = {256: 1e3 / 3034, 512: 1e3 / 1026, 1024: 1e3 / 274}
+PIPELINE_MS = {256: 1e3 / 1608, 512: 1e3 / 678, 1024: 1e3 / 131}
 MEASURED_MAX_SIDE = 672
 # The captions those pairs had, whose cost PIPELINE_MS holds: three zh-TW lines (bench_curation.write_input).
 CAPTION_CHARS = 45.5

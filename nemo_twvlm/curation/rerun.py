@@ -2,8 +2,9 @@
 output_dir reuses only the parts of unchanged input files under an unchanged config.
 
 OUT/work/fingerprint.json records the config (every key that decides what is kept and how it is
-written) and each input file's size and modification time. Before a run:
-- a changed config redoes everything: work/, quarantine/ and shards/ are removed, as if OUT were new;
+written), how the dedup signatures are computed (hashing.SIGNATURES) and each input file's size and
+modification time. Before a run:
+- a changed config or signature redoes everything: work/, quarantine/ and shards/ are removed, as if OUT were new;
 - a changed, new or removed input file redoes that file: its parts, its shard marker and its
   quarantine tars are removed (dedup sees every part anyway, so other files' decisions follow);
 - otherwise the run resumes (a killed run leaves complete parts behind: nemo_twvlm.curation.parts).
@@ -19,6 +20,7 @@ from pathlib import Path
 from loguru import logger
 
 from nemo_twvlm.curation.config import CurationConfig
+from nemo_twvlm.curation.hashing import SIGNATURES
 from nemo_twvlm.curation.parts import analysed_dir, final_marker
 from nemo_twvlm.curation.storage import atomic_write_json, read_json
 
@@ -34,6 +36,7 @@ def fingerprint_path(work: Path) -> Path:
 def fingerprint(cfg: CurationConfig, sources: dict[str, Path]) -> dict:
     config = {k: v for k, v in _flat(cfg.to_dict()).items()
               if k.split(".")[0] not in _NOT_DECIDING and k not in _NOT_DECIDING}
+    config.update(_flat(SIGNATURES, "signatures."))  # parts signed another way never compare with these
     files = {source: [path.stat().st_size, path.stat().st_mtime_ns] for source, path in sorted(sources.items())}
     return {"config": config, "sources": files}
 

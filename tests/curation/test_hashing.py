@@ -15,6 +15,7 @@ from nemo_twvlm.curation.hashing import (
     HammingLSH,
     MinHashIndex,
     TextMinHasher,
+    content_key,
     phash,
     phash_thumbnail,
     phashes,
@@ -41,6 +42,21 @@ def test_pixel_hash_is_exact():
     same = Image.open(io.BytesIO(encode(img, "PNG", compress_level=9))).convert("RGB")
     assert pixel_hash(img) == pixel_hash(same)
     assert pixel_hash(img) != pixel_hash(_jpeg_roundtrip(img, 64, 95))
+    one_pixel = img.copy()
+    one_pixel.putpixel((3, 5), tuple((v + 1) % 256 for v in img.getpixel((3, 5))))
+    assert pixel_hash(img) != pixel_hash(one_pixel)
+    # The same bytes as another shape or mode are another picture.
+    width, height = img.size
+    assert pixel_hash(img) != pixel_hash(Image.frombytes("RGB", (width * 2, height // 2), img.tobytes()))
+    assert pixel_hash(img.convert("L")) != pixel_hash(Image.frombytes("P", img.size, img.convert("L").tobytes()))
+    assert len(pixel_hash(img)) == 32 and int(pixel_hash(img), 16) >= 0  # 128 bits, hex
+
+
+def test_content_key_needs_every_part_equal():
+    assert content_key(["a", "b"], "貓") == content_key(["a", "b"], "貓")
+    # Another caption, one image fewer, the images in another order: each is another sample.
+    assert len({content_key(["a", "b"], "貓"), content_key(["b", "a"], "貓"), content_key(["a", "b"], "狗"),
+                content_key(["a"], "貓"), content_key([], "貓")}) == 5
 
 
 def test_banded_lsh_recall_is_exact():

@@ -28,10 +28,10 @@ def _stage(plan, name):
 def test_single_process_plan_by_hand(cfg):
     cfg.dedup.caption_jaccard = None
     plan = _plan(cfg)
-    # 10^6 samples at 256 px: the floor 2401 samples/s, the pipeline 1426/s per core (BENCHMARKS.md 5).
-    assert _stage(plan, "read").cpu_s == pytest.approx(1e6 / 2401)          # 416.5 core-s
-    assert _stage(plan, "read").wall_s == pytest.approx(1e6 / 2401 / 10)
-    assert _stage(plan, "filters").cpu_s == pytest.approx(1e6 / 1426 - 1e6 / 2401)  # 284.8 core-s
+    # 10^6 samples at 256 px: the floor 3034 samples/s, the pipeline 1608/s per core (BENCHMARKS.md 5).
+    assert _stage(plan, "read").cpu_s == pytest.approx(1e6 / 3034)          # 329.6 core-s
+    assert _stage(plan, "read").wall_s == pytest.approx(1e6 / 3034 / 10)
+    assert _stage(plan, "filters").cpu_s == pytest.approx(1e6 / 1608 - 1e6 / 3034)  # 292.3 core-s
     # 227 us per decision at 10^6 codes; its probes over the node's 10 threads, 8% of it serial.
     image = _stage(plan, "dedup: image")
     assert image.cpu_s == pytest.approx(227)
@@ -79,9 +79,9 @@ def test_part_tables_hold_images_only_when_not_shipped_from_a_tar(cfg):
 
 def test_image_side_is_linear_in_pixels_between_measured_sides(cfg):
     plan = _plan(cfg, image_px=384)  # 384^2 is 5/12 of the way from 256^2 to 512^2
-    per_ms = 1e3 / 2401 + 5 / 12 * (1e3 / 730 - 1e3 / 2401)
+    per_ms = 1e3 / 3034 + 5 / 12 * (1e3 / 1026 - 1e3 / 3034)
     assert _stage(plan, "read").cpu_s == pytest.approx(1e6 * per_ms / 1e3)
-    assert per_ms == pytest.approx(0.81373, rel=1e-4)
+    assert per_ms == pytest.approx(0.59837, rel=1e-4)
     assert _plan(cfg, image_px=1024).shipped_px == 672  # resize.max_side
 
 

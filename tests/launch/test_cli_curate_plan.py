@@ -20,7 +20,7 @@ def test_prints_the_plan_table(here, capsys):
     out = capsys.readouterr().out
     assert "1,000,000 pairs samples of 256 px images" in out
     assert "2 nodes x 8 cores, 64.0 GiB per node" in out
-    assert re.search(r"read \+ decode \+ pixel hash +0\.1 core-h", out)  # 10^6 / 2401 s
+    assert re.search(r"read \+ decode \+ pixel hash +0\.1 core-h", out)  # 10^6 / 3034 s
     assert re.search(r"finalize: Energon index \+ stats \(1 node\) +0\.0 core-h", out)  # 101 core-s
     assert "fits" in out
 

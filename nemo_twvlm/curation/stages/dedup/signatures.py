@@ -10,12 +10,11 @@ A conversation is compared by its images and its first user turn: the question a
 (the answers of two copies drift apart in translation and rewriting)."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from PIL import Image
 
-from nemo_twvlm.curation.hashing import TextMinHasher, phash_thumbnail, phashes, pixel_hash
+from nemo_twvlm.curation.hashing import TextMinHasher, content_key, phash_thumbnail, phashes, pixel_hash
 from nemo_twvlm.curation.sample import Sample, SampleBatch
 from nemo_twvlm.curation.stages.base import CurationStage, LoadOnFirstUse
 from nemo_twvlm.curation.zh import dedup_normalise, shingles
@@ -48,8 +47,7 @@ class SignatureStage(LoadOnFirstUse, CurationStage[SampleBatch, SampleBatch]):
                 item.meta["sha"] = pixel_hash(item.pil)
             text = dedup_normalise(_dedup_text(sample))
             # A pair is a duplicate only if both its image and its caption are; a document, if all of it is.
-            key = "\x1f".join([item.meta["sha"] for item in images] + [text])
-            sample.meta["content_sha"] = hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
+            sample.meta["content_sha"] = content_key([item.meta["sha"] for item in images], text)
             sample.meta["phash"] = sample.meta["minhash"] = None
             if len(images) == 1:
                 thumbnails.append((sample, phash_thumbnail(images[0].pil)))
