@@ -78,7 +78,7 @@ class InputConfig:
     image_dir: Optional[str]       # llava_json / mmc4 / conversations: local image folder, relative to the input file
     max_schema_mismatch: float     # fail the run when this share of the input has the wrong layout
     batch_samples: int             # samples per task: bounds the decoded images held at once
-    rows_per_read: int             # Parquet rows per reader task (rounded up to whole parts)
+    rows_per_read: int             # Parquet/JSON/JSONL rows per reader task (rounded up to whole parts)
 
 
 @dataclass

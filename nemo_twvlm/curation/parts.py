@@ -16,12 +16,18 @@ from nemo_twvlm.curation.storage import read_json
 
 @dataclass(frozen=True)
 class RowRange:
-    """Rows [start, stop) of an input file of `total` rows, read as one task (a Parquet file too large to
-    hold whole: stages.io.list_inputs). `start` is a multiple of the part size, so a part is never split."""
+    """Rows [start, stop) of an input file of `total` rows, read as one task (a file too large to hold
+    whole: stages.io.list_inputs). `start` is a multiple of the part size, so a part is never split.
+    A JSON or JSONL file's range also holds the byte offset of row `start` and the keys of the whole
+    file's rows (what a missing column is judged by). `stamp` is the file's (size, mtime_ns) when it was
+    listed: the reader refuses a file changed since."""
 
     start: int
     stop: int
     total: int
+    offset: int | None = None
+    columns: tuple[str, ...] | None = None
+    stamp: tuple[int, int] | None = None
 
     def parts(self, batch_samples: int) -> range:
         return range(self.start // batch_samples, math.ceil(self.stop / batch_samples))

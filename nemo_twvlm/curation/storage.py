@@ -26,7 +26,7 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -279,17 +279,24 @@ def _read_deferred(tar: tarfile.TarFile, parts: dict[str, bytes | None], spans: 
             for ext, data in parts.items()}
 
 
-def read_input_spans(file: dict, spans: Iterable[tuple[int, int]], reader: str) -> list[bytes]:
-    """The bytes at each (offset, size) of input file `file` (path, size, mtime_ns as it was when read),
-    which must be unchanged since: `reader` names what refers to them, for the error otherwise."""
+def open_unchanged(file: dict, reader: str) -> BinaryIO:
+    """Input file `file` (path, size, mtime_ns as it was when first read) opened for reading, if it is
+    unchanged since: `reader` names what refers to its bytes, for the error otherwise."""
     try:
         f = open(file["path"], "rb")
     except FileNotFoundError:
         raise _input_changed(file, reader, "is gone") from None
-    with f:
-        stat = os.fstat(f.fileno())
-        if (stat.st_size, stat.st_mtime_ns) != (file["size"], file["mtime_ns"]):
-            raise _input_changed(file, reader, f"is now {stat.st_size} bytes, mtime_ns {stat.st_mtime_ns}")
+    stat = os.fstat(f.fileno())
+    if (stat.st_size, stat.st_mtime_ns) != (file["size"], file["mtime_ns"]):
+        f.close()
+        raise _input_changed(file, reader, f"is now {stat.st_size} bytes, mtime_ns {stat.st_mtime_ns}")
+    return f
+
+
+def read_input_spans(file: dict, spans: Iterable[tuple[int, int]], reader: str) -> list[bytes]:
+    """The bytes at each (offset, size) of input file `file` (path, size, mtime_ns as it was when read),
+    which must be unchanged since: `reader` names what refers to them, for the error otherwise."""
+    with open_unchanged(file, reader) as f:
         out = []
         for offset, size in spans:
             out.append(os.pread(f.fileno(), size, offset))

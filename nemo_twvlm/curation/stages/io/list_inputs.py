@@ -2,21 +2,20 @@
 exactly the ones the summary counts and whose shards the stale-shard cleanup keeps. (Curator's own
 directory listing differs: it also reads `a.TAR` files that a case-sensitive count would leave out.)
 
-A Parquet file of more than `rows_per_read` rows becomes one task per range of its rows, in whole parts
-of `batch_samples`: a LAION metadata file holds ~18M rows, ~1.8 KB each once read into samples, more than
-one worker can hold. The ranges' parts are the parts the whole file would have had, so the output is
-the same either way."""
+A Parquet, JSON-list or JSONL file of more than `rows_per_read` rows becomes one task per range of its
+rows, in whole parts of `batch_samples` (read_table.row_ranges): a LAION metadata file holds ~18M rows,
+~1.8 KB each once read into samples, and llava_v1_5_mix665k.json 665k conversations in ~1 GB of text,
+more than one worker should hold. The ranges' parts are the parts the whole file would have had, so
+the output is the same either way."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 from nemo_curator.stages.file_partitioning import FilePartitioningStage
 from nemo_curator.tasks import EmptyTask, FileGroupTask
 
 from nemo_twvlm.curation.inputs import list_inputs
-from nemo_twvlm.curation.parts import RowRange
-from nemo_twvlm.curation.stages.io.read_table import parquet_rows
+from nemo_twvlm.curation.stages.io.read_table import row_ranges
 from nemo_twvlm.curation.stages.io.reader import ROWS
 
 
@@ -35,10 +34,12 @@ class ListInputsStage(FilePartitioningStage):
 
     def _ranges(self, task: FileGroupTask) -> list[FileGroupTask]:
         (path,) = task.data
-        total = parquet_rows(path) if path.lower().endswith(".parquet") else None
-        if total is None or total <= self.rows_per_read:  # an unreadable footer: the reader says why
+        ranges = row_ranges(path, self.rows_per_read, self.batch_samples) if _is_rows(path) else None
+        if ranges is None:
             return [task]
-        step = math.ceil(self.rows_per_read / self.batch_samples) * self.batch_samples
         return [FileGroupTask(dataset_name=task.dataset_name, data=[path], reader_config={},
-                              _metadata={**task._metadata, ROWS: RowRange(start, min(start + step, total), total)})
-                for start in range(0, total, step)]
+                              _metadata={**task._metadata, ROWS: rows}) for rows in ranges]
+
+
+def _is_rows(path: str) -> bool:
+    return path.lower().endswith((".parquet", ".json", ".jsonl"))

@@ -4,17 +4,23 @@ subclasses: only what a row holds differs."""
 from __future__ import annotations
 
 import json
-import re
+import math
+import os
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from nemo_twvlm.curation.config import InputConfig
 from nemo_twvlm.curation.parts import RowRange, split_parts
 from nemo_twvlm.curation.sample import NOT_AN_OBJECT, ImageItem, Reject, Rejection, Sample, SampleBatch
+from nemo_twvlm.curation.stages.io.json_rows import JsonList, jsonl_rows, row_starts
 from nemo_twvlm.curation.stages.io.reader import ReaderStage
+from nemo_twvlm.curation.storage import open_unchanged
 
-_SPACE = re.compile(r"\s*")
+_SCAN_BAR_BYTES = 64 << 20  # JSON files from this size show the listing's scan
 
 
 @dataclass
@@ -27,7 +33,37 @@ class Rows:
     error: Reject | None = None
 
 
-def parquet_rows(path: str) -> int | None:
+def row_ranges(path: str, rows_per_read: int, batch_samples: int) -> list[RowRange] | None:
+    """The ranges of a Parquet, JSON-list or JSONL file of more than `rows_per_read` rows, each a whole
+    number of parts of `batch_samples` rows; None for a smaller file, or one whose rows cannot be
+    counted (its reader says why). A Parquet file's rows are counted from its footer; a JSON file is
+    scanned once for the byte offsets where ranges start (with a progress bar for a large one)."""
+    step = math.ceil(rows_per_read / batch_samples) * batch_samples
+    extension = Path(path).suffix.lower()
+    stat = os.stat(path)
+    stamp = (stat.st_size, stat.st_mtime_ns)
+    if extension == ".parquet":
+        total = _parquet_rows(path)
+        if total is None or total <= rows_per_read:
+            return None
+        return [RowRange(start, min(start + step, total), total, stamp=stamp) for start in range(0, total, step)]
+    if stat.st_size < 2 * rows_per_read:  # a row and its separator take 2 bytes at least
+        return None
+    try:
+        with open(path, "rb") as f, tqdm(total=stat.st_size, unit="B", unit_scale=True, leave=False,
+                                         desc=f"row offsets of {Path(path).name}",
+                                         disable=stat.st_size < _SCAN_BAR_BYTES) as bar:
+            starts = row_starts(f, step, jsonl=extension != ".json", progress=bar.update)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if starts.total <= rows_per_read:
+        return None
+    stops = [*(i * step for i in range(1, len(starts.offsets))), starts.total]
+    return [RowRange(i * step, stop, starts.total, offset, starts.columns, stamp)
+            for i, (offset, stop) in enumerate(zip(starts.offsets, stops))]
+
+
+def _parquet_rows(path: str) -> int | None:
     """A Parquet file's row count from its footer, or None when it cannot be read (the reader reports why)."""
     import pyarrow.parquet as pq
 
@@ -38,27 +74,32 @@ def parquet_rows(path: str) -> int | None:
 
 
 def read_rows(path: str, rows: RowRange | None = None) -> Rows:
-    """Rows of a .parquet, .jsonl or .json (a list of objects) file, or only `rows` of a Parquet file
-    (read by the row groups that hold them); never raises for a bad file."""
+    """Rows of a .parquet, .jsonl or .json (a list of objects) file, or only `rows` of it (a Parquet
+    file read by the row groups that hold them, a JSON file from the range's byte offset); never
+    raises for a bad file. A range of a file changed since it was listed raises RuntimeError."""
     name = Path(path).name
     extension = Path(path).suffix.lower()  # as curation.inputs lists them: A.PARQUET is a parquet file
+    if rows is not None and rows.stamp is not None:
+        stamp = {"path": path, "size": rows.stamp[0], "mtime_ns": rows.stamp[1]}
+        open_unchanged(stamp, f"rows {rows.start}-{rows.stop} of {name}").close()
     try:
         if extension == ".parquet":
             import pyarrow.parquet as pq
 
             table = pq.read_table(path) if rows is None else _parquet_range(pq.ParquetFile(path), rows)
             return Rows(table.to_pylist(), set(table.schema.names))
-        if rows is not None:
-            raise ValueError(f"rows {rows.start}-{rows.stop} of a {extension} file: only Parquet is read by ranges")
-        if extension == ".json":
-            rows = _json_list(Path(path).read_bytes().decode("utf-8"), name)
-        else:
-            with open(path, "rb") as f:
-                rows = Rows([_jsonl_row(line) for line in f if line.strip()])
+        # A whole file is read from its start to its end, as its last range is.
+        offset, first, wanted = (0, 0, None) if rows is None else (rows.offset, rows.start, _rows_wanted(rows))
+        with open(path, "rb") as f:
+            if extension == ".json":
+                found = _json_list(f, name, offset, first, wanted)
+            else:
+                found = Rows([_jsonl_row(line) for _, line in islice(jsonl_rows(f, offset), wanted)])
     except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a damaged file
         return Rows(error=Reject("unreadable_file", f"{name}: {type(e).__name__}: {e}"))
-    rows.columns = {k for row in rows.rows if row for k in row}
-    return rows
+    found.columns = set(rows.columns) if rows and rows.columns is not None else \
+        {k for row in found.rows if row for k in row}
+    return found
 
 
 def _parquet_range(parquet, rows: RowRange):
@@ -75,48 +116,29 @@ def _parquet_range(parquet, rows: RowRange):
     return parquet.read_row_groups(groups).slice(rows.start - first, rows.stop - rows.start)
 
 
+def _rows_wanted(rows: RowRange) -> int | None:
+    """How many rows to read from the range's offset: the last range (or a whole file) reads on to the
+    end, where a JSON list may break off."""
+    return None if rows.stop == rows.total else rows.stop - rows.start
+
+
+def _json_list(f, name: str, offset: int, first: int, wanted: int | None) -> Rows:
+    """`wanted` entries (None: all) of a JSON list of objects from entry `first` at byte `offset` (None
+    for one that is not an object). One cut off or malformed part-way keeps the entries before the
+    break and reports it as `truncated_json`."""
+    entries = JsonList(f, offset, first)
+    found = Rows([row if isinstance(row, dict) else None for row in islice(entries, wanted)])
+    if entries.broken:
+        found.error = Reject("truncated_json", f"{name}: {entries.broken}")
+    return found
+
+
 def _jsonl_row(line: bytes) -> dict | None:
     try:
         row = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
     return row if isinstance(row, dict) else None
-
-
-def _json_list(text: str, name: str) -> Rows:
-    """A JSON list of objects. One cut off (or malformed part-way) keeps the entries before the
-    break and reports it as `truncated_json`: like a cut tar, what follows cannot be known."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return _salvage_json_list(text, name)
-    if not isinstance(data, list):
-        raise ValueError(f"the top level is a JSON {type(data).__name__}, expected a list of samples")
-    return Rows([row if isinstance(row, dict) else None for row in data])
-
-
-def _salvage_json_list(text: str, name: str) -> Rows:
-    decoder = json.JSONDecoder()
-    pos = _SPACE.match(text).end()
-    if not text.startswith("[", pos):
-        raise ValueError("not a JSON list (it does not start with '[')")
-    rows: list[dict | None] = []
-    pos += 1
-    while True:
-        pos = _SPACE.match(text, pos).end()
-        try:
-            row, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            return Rows(rows, error=Reject("truncated_json", f"{name}: the JSON list breaks off at character "
-                                                             f"{e.pos} (line {e.lineno}) after {len(rows)} complete "
-                                                             f"entries: {e.msg}"))
-        rows.append(row if isinstance(row, dict) else None)
-        pos = _SPACE.match(text, pos).end()
-        if text.startswith(",", pos):
-            pos += 1
-        else:  # "]" and then something that made the whole parse fail, or another break
-            return Rows(rows, error=Reject("truncated_json", f"{name}: the JSON list is malformed at character "
-                                                             f"{pos} after {len(rows)} complete entries"))
 
 
 def get_field(row: dict, column: str, types: type | tuple[type, ...], missing: str) -> Any:

@@ -149,3 +149,40 @@ def test_rerun_redoes_only_the_lost_part(run, tmp_path):
     curate(src, out, "input.batch_samples=4", config="pairs_llava_pretrain")
     assert _outputs(out) == reference
     assert {p: p.stat().st_mtime_ns for p in kept_parts} == kept_parts and (part / "part-00002.json").is_file()
+
+
+def test_reading_by_ranges_gives_the_same_bytes(run, tmp_path, monkeypatch):
+    """Both lists in ranges of one entry (read from their byte offsets), or each whole: the cut-off list's
+    break falls in its last range, after the entry before it."""
+    import nemo_twvlm.curation.stages.io.read_table as read_table
+
+    *_, src = run
+    reads = []
+    monkeypatch.setattr(read_table, "read_rows", lambda path, rows=None: reads.append(rows) or read_rows(path, rows))
+    curate(src, tmp_path / "whole", "input.batch_samples=1", config="pairs_llava_pretrain")
+    assert reads == [None, None]
+    reads.clear()
+    curate(src, tmp_path / "ranged", "input.batch_samples=1", "input.rows_per_read=1", config="pairs_llava_pretrain")
+    assert sorted((r.start, r.stop, r.total) for r in reads) == sorted([(0, 1, 3), (1, 3, 3)] +
+                                                                       [(i, i + 1, 13) for i in range(13)])
+    assert _outputs(tmp_path / "ranged") == _outputs(tmp_path / "whole")
+    assert "after 2 complete entries" in json.dumps(rejections(tmp_path / "ranged"), ensure_ascii=False)
+
+
+def test_a_list_changed_after_it_was_listed_is_named(run, tmp_path):
+    """A range is a byte offset into the file as listed: read from a changed file it would be other rows."""
+    *_, src = run
+    data = (src / "blip_laion_cc_sbu_558k.json").read_bytes()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "list.json").write_bytes(data)
+    (rows,) = [r for r in read_table_ranges(tmp_path / "in" / "list.json", 7) if r.start == 7]
+    assert read_rows(str(tmp_path / "in" / "list.json"), rows).rows == json.loads(data)[7:12] + [None]
+    (tmp_path / "in" / "list.json").write_bytes(data.replace(b'"id": "', b'"id":"'))
+    with pytest.raises(RuntimeError, match=r"input file .*list.json changed during the run.*rows 7-13 of list.json"):
+        read_rows(str(tmp_path / "in" / "list.json"), rows)
+
+
+def read_table_ranges(path, rows_per_read: int):
+    from nemo_twvlm.curation.stages.io.read_table import row_ranges
+
+    return row_ranges(str(path), rows_per_read, 1)

@@ -125,8 +125,9 @@ def test_a_large_parquet_file_is_read_in_ranges_of_whole_parts(tmp_path):
                               rows_per_read=300, batch_samples=64)
     tasks = listing.process(EmptyTask(dataset_name="pairs", data=None))
     ranges = [(t.data[0], t._metadata.get(ROWS)) for t in tasks]
-    assert ranges == [(str(big), RowRange(0, 320, 1000)), (str(big), RowRange(320, 640, 1000)),
-                      (str(big), RowRange(640, 960, 1000)), (str(big), RowRange(960, 1000, 1000)), (str(small), None)]
+    stamp = (big.stat().st_size, big.stat().st_mtime_ns)  # the reader refuses the file once it changed
+    assert ranges == [(str(big), RowRange(start, min(start + 320, 1000), 1000, stamp=stamp))
+                      for start in (0, 320, 640, 960)] + [(str(small), None)]
     assert len(read_rows(str(big), RowRange(320, 640, 1000)).rows) == 320
 
     reader = TableReaderStage(str(tmp_path / "in"), str(tmp_path / "work"), cfg.input)
@@ -165,3 +166,39 @@ def test_reading_by_ranges_gives_the_same_bytes(laion_dir, tmp_path, langid_mode
 
     assert outputs(tmp_path / "ranged") == outputs(tmp_path / "whole")
     assert json.loads((tmp_path / "ranged" / "stats.json").read_text())["kept"] == N
+
+
+@pytest.mark.parametrize("extension", [".json", ".jsonl"])
+def test_a_large_json_file_is_read_in_ranges_holding_one_range(tmp_path, extension):
+    """6,000 LLaVA-sized rows in ranges of 1,000: the ranges' rows are the whole file's, and reading one
+    range of the six allocates under a quarter of what reading the file whole does."""
+    import tracemalloc
+
+    from nemo_twvlm.curation.stages.io.read_table import row_ranges
+
+    rng = np.random.default_rng(4)
+    rows = [{"id": f"{i:09d}", "image": f"{i // 1000:05d}/{i:09d}.jpg",
+             "conversations": [{"from": "human", "value": "<image>\n" + zh_caption(rng) * 6},
+                               {"from": "gpt", "value": zh_caption(rng) * 12}]} for i in range(6000)]
+    rows[2500] = ["not an object"]
+    path = tmp_path / f"mix{extension}"
+    if extension == ".json":
+        path.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+    else:
+        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n", encoding="utf-8")
+    ranges = row_ranges(str(path), 1000, 64)  # ranges of 1,024 rows
+    assert [(r.start, r.stop, r.total) for r in ranges] == [(s, min(s + 1024, 6000), 6000)
+                                                            for s in range(0, 6000, 1024)]
+    assert {r.columns for r in ranges} == {("conversations", "id", "image")}
+    whole = read_rows(str(path))
+    expected = [None if i == 2500 else row for i, row in enumerate(rows)]
+    assert whole.rows == expected and whole.error is None
+    assert [row for r in ranges for row in read_rows(str(path), r).rows] == expected
+
+    peaks = []
+    for rows in (None, ranges[3]):
+        tracemalloc.start()
+        read_rows(str(path), rows)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < peaks[0] / 4, peaks
