@@ -32,11 +32,14 @@ class JsonList:
     def __init__(self, f: IO[bytes], offset: int = 0, entry: int = 0):
         self._f, self._decode = f, codecs.getincrementaldecoder("utf-8")().decode
         self._text, self._eof = "", False
-        self._mark = (0, offset)  # a (character, byte) position pair in _text, so offsets cost one encoding
         self._entry, self._at_start = entry, offset == 0
+        f.seek(offset)
+        if self._at_start and f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+            offset = len(codecs.BOM_UTF8)  # a byte-order mark (Windows tools write one) is not text
+        f.seek(offset)
+        self._mark = (0, offset)  # a (character, byte) position pair in _text, so offsets cost one encoding
         self.position: int = offset
         self.broken: str | None = None
-        f.seek(offset)
 
     def __iter__(self) -> Iterator[Any]:
         decoder, pos = json.JSONDecoder(), 0
@@ -128,11 +131,13 @@ class JsonList:
 
 
 def jsonl_rows(f: IO[bytes], offset: int = 0) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, line) of every line of a JSONL file that is not blank, from `offset`."""
+    """(byte offset, line) of every line of a JSONL file that is not blank, from `offset`; a byte-order
+    mark before the first line is not part of it."""
     f.seek(offset)
     for line in f:
-        if line.strip():
-            yield offset, line
+        text = line[len(codecs.BOM_UTF8):] if offset == 0 and line.startswith(codecs.BOM_UTF8) else line
+        if text.strip():
+            yield offset, text
         offset += len(line)
 
 

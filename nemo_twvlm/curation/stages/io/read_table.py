@@ -54,7 +54,7 @@ def row_ranges(path: str, rows_per_read: int, batch_samples: int) -> list[RowRan
                                          desc=f"row offsets of {Path(path).name}",
                                          disable=stat.st_size < _SCAN_BAR_BYTES) as bar:
             starts = row_starts(f, step, jsonl=extension != ".json", progress=bar.update)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, OSError):  # not a list, undecodable (UnicodeDecodeError is a ValueError), unreadable
         return None
     if starts.total <= rows_per_read:
         return None

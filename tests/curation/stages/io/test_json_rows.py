@@ -103,3 +103,13 @@ def test_jsonl_rows_skip_blank_lines_and_keep_bad_ones():
     assert list(jsonl_rows(io.BytesIO(data), 14)) == rows[1:]
     starts = row_starts(io.BytesIO(data), 2, jsonl=True)
     assert (starts.total, starts.offsets, starts.columns) == (4, [0, 23], ("a", "b"))
+
+
+def test_a_byte_order_mark_is_not_text():
+    bom = "\ufeff".encode()
+    entries = JsonList(io.BytesIO(bom + b'[{"a": 1}, 2, {"b": 3}'))
+    assert list(entries) == [{"a": 1}, 2, {"b": 3}]
+    assert "breaks off at byte 25 after 3 complete entries" in entries.broken  # bytes of the file, BOM included
+    starts = row_starts(io.BytesIO(bom + b'[{"a": 1}, 2]'), 1, jsonl=False)
+    assert starts.offsets == [4, 14] and starts.columns == ("a",)
+    assert [line for _, line in jsonl_rows(io.BytesIO(bom + b'{"a": 1}\n{"b": 2}\n'))] == [b'{"a": 1}\n', b'{"b": 2}\n']
