@@ -13,8 +13,9 @@ What the numbers assume (say it before trusting them):
   character measured on zh-TW documents of up to 8,000 characters (linear, and taken as linear beyond;
   an upper bound for a conversation, whose MinHash reads only its first user turn);
 - every sample is assumed kept (upper bound for disk and the dedup indexes);
-- memory per node counts a worker process per core, each with its own imports and one task's images
-  (BENCHMARKS.md 5c, peak RSS of an in-process worker), Ray's own processes, and a process per dedup
+- memory per node counts a worker process per core, each with its own imports and one task (the larger of
+  a part's images and a row reader's range of rows; BENCHMARKS.md 5c, peak RSS of an in-process worker,
+  and scripts/bench_reader_memory.py), Ray's own processes, and a process per dedup
   task; a node's processes share the mapped libraries, counted once. Under Xenna (the cluster
   executor, in streaming and batch mode) and Ray Data the analysing worker measured at or below that figure;
 - the sharded merge's cost is the captions benchmark's, where no value is dense; each dense value
@@ -87,6 +88,13 @@ WORKER_FILE_BACKED_BYTES = 318 * 2**20
 # Per input pixel of a task's samples: the decode (Pillow holds RGB as 4 bytes a pixel), the encoded
 # image, the pHash's reduced copy and, at 1024 px, the resize to 672.
 TASK_BYTES_PER_PIXEL = {256: 5.07, 512: 4.75, 1024: 4.77}
+# scripts/bench_reader_memory.py (2026-12-08, 4,000 rows in each format's published layout, zh-TW text
+# at 46 and 2,000 characters): a reader task's peak bytes a row, fixed + per character of text (the
+# text as a str, and the row's JSON kept for the quarantine). A row reader holds `input.rows_per_read`
+# of them (rounded up to whole parts); tar readers hold one part. Conversations are LLaVA JSON rows:
+# a Parquet row that embeds its images holds their bytes besides.
+READER_ROW_BYTES = {"table": (1728, 5.0), "llava_json": (2234, 5.0), "conversations": (3081, 5.0),
+                    "obelics": (2851, 5.88), "mmc4": (3956, 5.0), "jsonl_docs": (3130, 5.0)}
 # Ray's own processes on the head node beside the workers (busy or idle) and the driver (raylet, GCS,
 # dashboard, agents, Ray Data's stats and autoscaling actors), the most of their summed PSS in Ray Data
 # runs on this box (2026-12-08); charged to every node.
@@ -133,6 +141,8 @@ class CurationPlan:
     work_bytes: float
     pipeline_memory_per_node: float
     dedup_memory_per_node: float
+    image_task_bytes: float   # one worker's part of decoded images
+    reader_task_bytes: float  # one row reader's range of rows (0 for tar inputs)
 
     @property
     def cpu_s(self) -> float:
@@ -181,13 +191,25 @@ def plan_curation(cfg: CurationConfig, *, samples: int, nodes: int, cores_per_no
     # A part table holds an image only when it is not shipped as read from a tar (re-encoded, or downloaded).
     in_place = cfg.input.format in TAR_FORMATS and shipped == image_px
     work_bytes = samples * (PART_ROW_BYTES + (0 if in_place else image_bytes) + extra_chars * TEXT_WORK_BYTES_PER_CHAR)
-    task = cfg.input.batch_samples * images_per_sample * image_px ** 2 * _by_pixels(TASK_BYTES_PER_PIXEL, image_px)
+    images = cfg.input.batch_samples * images_per_sample * image_px ** 2 * _by_pixels(TASK_BYTES_PER_PIXEL, image_px)
+    reader = _reader_task_bytes(cfg, text_chars)
     return CurationPlan(
         kind=cfg.kind, samples=samples, nodes=nodes, cores_per_node=cores_per_node, memory_per_node=memory_per_node,
         image_px=image_px, text_chars=text_chars, shipped_px=shipped, stages=tuple(analyse + dedup + [finalize]),
         shard_bytes=samples * (image_bytes + SHARD_OVERHEAD_BYTES + extra_chars * TEXT_SHARD_BYTES_PER_CHAR),
         index_bytes=samples * ENERGON_INDEX_BYTES, work_bytes=work_bytes,
-        pipeline_memory_per_node=_workers(cores_per_node, task) + RAY_NODE_BYTES, dedup_memory_per_node=dedup_memory)
+        # A worker holds one task at a time: a part's decoded images, or a reader's range of rows.
+        pipeline_memory_per_node=_workers(cores_per_node, max(images, reader)) + RAY_NODE_BYTES,
+        dedup_memory_per_node=dedup_memory, image_task_bytes=images, reader_task_bytes=reader)
+
+
+def _reader_task_bytes(cfg: CurationConfig, text_chars: float) -> float:
+    """What one row reader task holds (READER_ROW_BYTES); 0 for the tar formats, which read a part at a time."""
+    if cfg.input.format not in READER_ROW_BYTES:
+        return 0.0
+    fixed, per_char = READER_ROW_BYTES[cfg.input.format]
+    rows = math.ceil(cfg.input.rows_per_read / cfg.input.batch_samples) * cfg.input.batch_samples
+    return rows * (fixed + per_char * text_chars)
 
 
 def _finalize(n: int, members: float, cores_per_node: int) -> StageCost:
@@ -321,6 +343,8 @@ def format_curation_plan(plan: CurationPlan) -> str:
                  f"{_bytes(plan.work_bytes)} (resumable state)"),
         ("memory/node", f"peak {_bytes(plan.memory_per_node_peak)}: {plan.cores_per_node} workers and Ray "
                         f"{_bytes(plan.pipeline_memory_per_node)}, dedup {_bytes(plan.dedup_memory_per_node)}"),
+        ("worker task", f"{_bytes(plan.image_task_bytes)} of decoded images a part" + (
+            f", {_bytes(plan.reader_task_bytes)} of rows a reader task" if plan.reader_task_bytes else "")),
     ]
     if plan.memory_per_node:
         fits = plan.memory_per_node_peak <= 0.9 * plan.memory_per_node

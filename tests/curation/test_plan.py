@@ -54,6 +54,27 @@ def test_single_process_plan_by_hand(cfg):
     assert plan.pipeline_memory_per_node / 2**30 == pytest.approx(7.18, abs=0.01)
 
 
+def test_a_row_reader_task_is_charged_when_it_outweighs_a_part_of_images(cfg):
+    """LAION parquet: 100,000 rows a task, in whole parts of 256: 100,096 rows of 1,728 B + 5 B per caption
+    character (45.5) is 186.7 MiB, over a part's 256 decoded 256 px images (81.1 MiB)."""
+    laion = compose_config("pairs_laion", [], check=False)
+    plan = _plan(laion)
+    assert plan.reader_task_bytes == pytest.approx(100_096 * (1728 + 5.0 * 45.5))
+    assert plan.image_task_bytes == pytest.approx(256 * 256 * 256 * 5.07)
+    tar = _plan(cfg)
+    assert tar.reader_task_bytes == 0 and tar.image_task_bytes == plan.image_task_bytes
+    extra = 10 * (plan.reader_task_bytes - plan.image_task_bytes)  # each of the 10 workers
+    assert plan.pipeline_memory_per_node - tar.pipeline_memory_per_node == pytest.approx(extra)
+    assert "186.7 MiB of rows a reader task" in format_curation_plan(plan)
+    # At 1024 px a part's images outweigh the rows again, and the charge is theirs.
+    big = _plan(laion, image_px=1024)
+    assert big.image_task_bytes > big.reader_task_bytes
+    assert big.pipeline_memory_per_node == pytest.approx(_plan(cfg, image_px=1024).pipeline_memory_per_node)
+    # A document's row grows with its text: OBELICS at 3,000 characters, 10,048 rows (157 parts of 64) a task.
+    docs = _plan(compose_config("interleaved_obelics", [], check=False), images_per_sample=3.0, text_chars=3000)
+    assert docs.reader_task_bytes == pytest.approx(10_048 * (2851 + 5.88 * 3000))
+
+
 def test_finalize_is_energons_index_on_one_node_by_hand(cfg):
     """10^6 pairs (3 tar members each) on a node of 10 cores: header reading 0.0135 + 3 x 0.0256 ms a sample
     spread over 10 processes is 0.0090 ms, under the one index writer's 0.0028 + 3 x 0.0022 = 0.0094 ms;
