@@ -56,11 +56,12 @@ class JsonList:
             try:
                 value, end = decoder.raw_decode(self._text, pos)
             except json.JSONDecodeError as e:
+                into_entry = e.pos - pos
                 pos = self._trim(pos)
                 if self._read(len(self._text) - pos):  # the entry goes on in the next block
                     continue
-                self.broken = (f"the JSON list breaks off at byte {self._byte(e.pos)} after {self._entry} complete "
-                               f"entries: {e.msg}")
+                self.broken = (f"the JSON list breaks off at byte {self._byte(pos + into_entry)} after {self._entry} "
+                               f"complete entries: {e.msg}")
                 return
             if _NUMBER_GOES_ON.match(self._text, end).end() == len(self._text) and self._read(_BLOCK):
                 continue  # a number whose digits reach the end of the text may go on in the next block

@@ -113,3 +113,18 @@ def test_a_byte_order_mark_is_not_text():
     starts = row_starts(io.BytesIO(bom + b'[{"a": 1}, 2]'), 1, jsonl=False)
     assert starts.offsets == [4, 14] and starts.columns == ("a",)
     assert [line for _, line in jsonl_rows(io.BytesIO(bom + b'{"a": 1}\n{"b": 2}\n'))] == [b'{"a": 1}\n', b'{"b": 2}\n']
+
+
+@pytest.mark.parametrize("block", [5, 6, 7, 8, 9, 13])
+def test_a_list_cut_anywhere_names_the_byte_json_loads_does(monkeypatch, block):
+    """Every cut of a list with numbers, strings of Han characters and nesting, read in blocks of a few
+    bytes: the break is named at the byte json.loads points at, whatever the buffer had dropped by then."""
+    monkeypatch.setattr(json_rows, "_BLOCK", block)
+    text = json.dumps([{"id": i, "v": "夜市" * (i % 3), "n": [i * 1.5, None]} for i in range(6)] + [123, "燈"],
+                      ensure_ascii=False, indent=(block % 2) or None)
+    for cut in range(1, len(text) - 1):
+        with pytest.raises(json.JSONDecodeError) as error:
+            json.loads(text[:cut])
+        entries = JsonList(_file(text[:cut]))
+        list(entries)
+        assert f"at byte {len(text[:error.value.pos].encode())} after" in entries.broken, (cut, entries.broken)
