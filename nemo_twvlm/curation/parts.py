@@ -33,6 +33,11 @@ class RowRange:
         return range(self.start // batch_samples, math.ceil(self.stop / batch_samples))
 
 
+def rows_per_range(rows_per_read: int, batch_samples: int) -> int:
+    """The rows of a full RowRange: `input.rows_per_read` rounded up to whole parts."""
+    return math.ceil(rows_per_read / batch_samples) * batch_samples
+
+
 def analysed_dir(work_dir: str | Path, source: str) -> Path:
     return Path(work_dir) / "analysed" / source
 

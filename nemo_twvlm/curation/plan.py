@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from nemo_twvlm.curation.config import TAR_FORMATS, CurationConfig
 from nemo_twvlm.curation.hashing import PHASH_BITS, lsh_bands
+from nemo_twvlm.curation.parts import rows_per_range
 from nemo_twvlm.curation.stages.dedup.banding import INDEX_ABOVE
 
 # --- Measured: every constant the plan uses, and where it came from -----------------------------------
@@ -208,8 +209,7 @@ def _reader_task_bytes(cfg: CurationConfig, text_chars: float) -> float:
     if cfg.input.format not in READER_ROW_BYTES:
         return 0.0
     fixed, per_char = READER_ROW_BYTES[cfg.input.format]
-    rows = math.ceil(cfg.input.rows_per_read / cfg.input.batch_samples) * cfg.input.batch_samples
-    return rows * (fixed + per_char * text_chars)
+    return rows_per_range(cfg.input.rows_per_read, cfg.input.batch_samples) * (fixed + per_char * text_chars)
 
 
 def _finalize(n: int, members: float, cores_per_node: int) -> StageCost:

@@ -4,7 +4,6 @@ subclasses: only what a row holds differs."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from itertools import islice
@@ -14,7 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from nemo_twvlm.curation.config import InputConfig
-from nemo_twvlm.curation.parts import RowRange, split_parts
+from nemo_twvlm.curation.parts import RowRange, rows_per_range, split_parts
 from nemo_twvlm.curation.sample import NOT_AN_OBJECT, ImageItem, Reject, Rejection, Sample, SampleBatch
 from nemo_twvlm.curation.stages.io.json_rows import JsonList, jsonl_rows, row_starts
 from nemo_twvlm.curation.stages.io.reader import ReaderStage
@@ -38,7 +37,7 @@ def row_ranges(path: str, rows_per_read: int, batch_samples: int) -> list[RowRan
     number of parts of `batch_samples` rows; None for a smaller file, or one whose rows cannot be
     counted (its reader says why). A Parquet file's rows are counted from its footer; a JSON file is
     scanned once for the byte offsets where ranges start (with a progress bar for a large one)."""
-    step = math.ceil(rows_per_read / batch_samples) * batch_samples
+    step = rows_per_range(rows_per_read, batch_samples)
     extension = Path(path).suffix.lower()
     stat = os.stat(path)
     stamp = (stat.st_size, stat.st_mtime_ns)
