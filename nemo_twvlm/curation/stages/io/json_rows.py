@@ -142,6 +142,15 @@ def jsonl_rows(f: IO[bytes], offset: int = 0) -> Iterator[tuple[int, bytes]]:
         offset += len(line)
 
 
+def jsonl_row(line: bytes) -> dict | None:
+    """A JSONL line's object, or None for a line that is not one (a counted `bad_row`, not an error)."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
 @dataclass(frozen=True)
 class RowStarts:
     """A JSON-list or JSONL file's row count, the byte offset of rows 0, every, 2 * every, ..., and the
@@ -160,30 +169,18 @@ def row_starts(f: IO[bytes], every: int, jsonl: bool, progress=None) -> RowStart
     offsets: list[int] = []
     columns: set[str] = set()
     total, done = 0, 0
-    if jsonl:
-        for offset, line in jsonl_rows(f):
-            if total % every == 0:
-                offsets.append(offset)
-            total += 1
-            try:
-                row = json.loads(line)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                row = None
-            if isinstance(row, dict):
-                columns.update(row)
-            if progress and offset - done > _BLOCK:
-                progress(offset - done)
-                done = offset
-    else:
-        entries = JsonList(f)
-        for row in entries:
-            if total % every == 0:
-                offsets.append(entries.position)
-            if isinstance(row, dict):
-                columns.update(row)
-            total += 1
-            if progress and entries.position - done > _BLOCK:
-                progress(entries.position - done)
-                done = entries.position
-        total += 1 if entries.broken else 0  # in the last range, whose reader finds the break again
+    entries = None if jsonl else JsonList(f)
+    rows = (((offset, jsonl_row(line)) for offset, line in jsonl_rows(f)) if entries is None
+            else ((entries.position, row) for row in entries))
+    for offset, row in rows:
+        if total % every == 0:
+            offsets.append(offset)
+        total += 1
+        if isinstance(row, dict):
+            columns.update(row)
+        if progress and offset - done > _BLOCK:
+            progress(offset - done)
+            done = offset
+    if entries is not None and entries.broken:
+        total += 1  # in the last range, whose reader finds the break again
     return RowStarts(total, offsets, tuple(sorted(columns)))

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from nemo_twvlm.curation.config import InputConfig
 from nemo_twvlm.curation.parts import RowRange, rows_per_range, split_parts
 from nemo_twvlm.curation.sample import NOT_AN_OBJECT, ImageItem, Reject, Rejection, Sample, SampleBatch
-from nemo_twvlm.curation.stages.io.json_rows import JsonList, jsonl_rows, row_starts
+from nemo_twvlm.curation.stages.io.json_rows import JsonList, jsonl_row, jsonl_rows, row_starts
 from nemo_twvlm.curation.stages.io.reader import ReaderStage
 from nemo_twvlm.curation.storage import open_unchanged
 
@@ -93,7 +93,7 @@ def read_rows(path: str, rows: RowRange | None = None) -> Rows:
             if extension == ".json":
                 found = _json_list(f, name, offset, first, wanted)
             else:
-                found = Rows([_jsonl_row(line) for _, line in islice(jsonl_rows(f, offset), wanted)])
+                found = Rows([jsonl_row(line) for _, line in islice(jsonl_rows(f, offset), wanted)])
     except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a damaged file
         return Rows(error=Reject("unreadable_file", f"{name}: {type(e).__name__}: {e}"))
     found.columns = set(rows.columns) if rows and rows.columns is not None else \
@@ -130,14 +130,6 @@ def _json_list(f, name: str, offset: int, first: int, wanted: int | None) -> Row
     if entries.broken:
         found.error = Reject("truncated_json", f"{name}: {entries.broken}")
     return found
-
-
-def _jsonl_row(line: bytes) -> dict | None:
-    try:
-        row = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return row if isinstance(row, dict) else None
 
 
 def get_field(row: dict, column: str, types: type | tuple[type, ...], missing: str) -> Any:
