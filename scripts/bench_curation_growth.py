@@ -6,8 +6,8 @@ faster than n.
 
     .venv/bin/python scripts/bench_curation_growth.py [--pairs 10000 30000 100000] [--size 256]
 
-Input: bench_curation's photos and captions (as its write_input makes them), in tars of 1,000, written once for the largest
-size by two processes; each size reads the first n of them.
+Input: bench_curation's photos and captions (as its write_input makes them), in tars of 1,000,
+written once for the largest size by two processes; each size reads the first n of them.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(one_size(*map(Path, args.one))))
         return
-    if any(n % PER_TAR for n in args.pairs):
+    if any(n < PER_TAR or n % PER_TAR for n in args.pairs):
         raise SystemExit(f"--pairs: multiples of {PER_TAR}, the pairs a tar holds")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -68,6 +68,9 @@ def main() -> None:
     parser.add_argument("--rows-per-read", type=int, default=2000,
                         help="rows a range holds (conversations_zh_tw.yaml's input.rows_per_read)")
     args = parser.parse_args()
+    if not args.rows > args.rows_per_read >= 1:
+        raise SystemExit(f"--rows {args.rows} / --rows-per-read {args.rows_per_read}: the file must hold more "
+                         "rows than a range, and a range at least one")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "llava_mix.json"
         write_list(path, args.rows)

@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--chars", type=int, nargs=2, default=[46, 2000], help="two text lengths, for the fit")
     args = parser.parse_args()
     low, high = args.chars
+    if args.rows < 1 or low == high or min(low, high) < 0:
+        raise SystemExit(f"--rows {args.rows} must be >= 1 and --chars {low} {high} two different lengths >= 0")
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(1, max_tasks_per_child=1) as fresh:
         for fmt in FORMATS:
             # A fresh process each: Arrow's pool reports only its lifetime peak.
